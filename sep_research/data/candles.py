@@ -1,0 +1,388 @@
+"""The one candle frame type used everywhere, its validation and its provenance.
+
+A *candle frame* is a :class:`pandas.DataFrame` with
+
+- index ``time``: a tz-aware UTC :class:`~pandas.DatetimeIndex` of candle **start** times,
+  strictly increasing;
+- mid prices ``open, high, low, close`` (float64), always present;
+- where known, ``bid_open .. bid_close`` and ``ask_open .. ask_close`` (float64);
+- ``volume`` (int64, tick volume) and ``complete`` (bool);
+- ``frame.attrs["provenance"]``: a :class:`Provenance` as a plain ``dict``
+  (plain so that pandas can copy it).
+
+Every loader ends with :func:`validate`, so a frame that exists has passed it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+MID = ("open", "high", "low", "close")
+BID = ("bid_open", "bid_high", "bid_low", "bid_close")
+ASK = ("ask_open", "ask_high", "ask_low", "ask_close")
+COLUMN_ORDER = (*MID, *BID, *ASK, "volume", "complete")
+
+#: OANDA granularities and their nominal length in seconds (D/W/M are nominal).
+GRANULARITY_SECONDS: dict[str, int] = {
+    "S5": 5, "S10": 10, "S15": 15, "S30": 30,
+    "M1": 60, "M2": 120, "M4": 240, "M5": 300, "M10": 600, "M15": 900, "M30": 1800,
+    "H1": 3600, "H2": 7200, "H3": 10800, "H4": 14400, "H6": 21600, "H8": 28800,
+    "H12": 43200, "D": 86400, "W": 604800, "M": 2592000,
+}
+
+SOURCE_KINDS = ("oanda:practice", "oanda:live", "file:", "package:", "synthetic", "emulator:")
+
+
+class CandleError(ValueError):
+    """A candle frame or file is invalid; the message names the file or argument."""
+
+
+class SyntheticDataError(CandleError):
+    """Synthetic data was handed to a research entry point that did not ask for it."""
+
+
+def check_granularity(granularity: str) -> str:
+    if granularity not in GRANULARITY_SECONDS:
+        known = ", ".join(GRANULARITY_SECONDS)
+        raise CandleError(f"unknown granularity {granularity!r} (known: {known})")
+    return granularity
+
+
+def check_instrument(instrument: str) -> str:
+    """OANDA instrument names: two currency (or asset) codes joined by '_', e.g. EUR_USD."""
+    parts = instrument.split("_") if isinstance(instrument, str) else []
+    if len(parts) != 2 or not all(p.isalnum() and p.isupper() and 2 <= len(p) <= 6 for p in parts):
+        raise CandleError(
+            f"unknown instrument {instrument!r}: expected OANDA form such as 'EUR_USD'"
+        )
+    return instrument
+
+
+def pip_size(instrument: str) -> float:
+    """Pip size: 0.01 for JPY-quoted pairs, else 0.0001 (OANDA pipLocation -2 / -4)."""
+    return 0.01 if instrument.endswith("_JPY") else 0.0001
+
+
+def price_components(frame: pd.DataFrame) -> str:
+    """'M', 'MB', 'MA' or 'MBA' according to the columns present."""
+    comp = "M"
+    if all(c in frame.columns for c in BID):
+        comp += "B"
+    if all(c in frame.columns for c in ASK):
+        comp += "A"
+    return comp
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def isoformat(ts: Any) -> str:
+    return pd.Timestamp(ts).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a candle frame came from. Stored with every frame and every cached file."""
+
+    source: str  # oanda:practice | oanda:live | file:NAME | package:NAME==VERSION | synthetic
+    instrument: str
+    granularity: str
+    price: str  # M, MB, MA or MBA
+    start: str  # first candle start, ISO UTC
+    end: str  # last candle start, ISO UTC
+    rows: int
+    sha256: str  # content hash, see content_sha256()
+    obtained_at: str  # ISO UTC time the data was obtained
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_synthetic(self) -> bool:
+        return self.source == "synthetic"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Provenance":
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = names - set(data) - {"note", "extra"}
+        if missing:
+            raise CandleError(f"provenance is missing fields: {sorted(missing)}")
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _check_source(source: str) -> str:
+    if source in ("oanda:practice", "oanda:live", "synthetic"):
+        return source
+    for prefix in ("file:", "package:", "emulator:"):
+        if source.startswith(prefix) and len(source) > len(prefix):
+            return source
+    raise CandleError(
+        f"unknown provenance source {source!r}: expected oanda:practice, oanda:live, "
+        "file:NAME, package:NAME==VERSION or synthetic"
+    )
+
+
+def content_sha256(frame: pd.DataFrame) -> str:
+    """A hash of the candle content (times and every price, volume, complete column).
+
+    Independent of how the frame is stored: two frames with the same candles hash the same.
+    """
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(frame.index.asi8, dtype="<i8").tobytes())
+    for col in COLUMN_ORDER:
+        if col not in frame.columns:
+            continue
+        h.update(col.encode())
+        values = frame[col].to_numpy()
+        if col == "complete":
+            values = values.astype("u1")
+        elif col == "volume":
+            values = values.astype("<i8")
+        else:
+            values = values.astype("<f8")
+        h.update(np.ascontiguousarray(values).tobytes())
+    return h.hexdigest()
+
+
+def make_provenance(
+    frame: pd.DataFrame,
+    *,
+    source: str,
+    instrument: str,
+    granularity: str,
+    obtained_at: datetime | str | None = None,
+    note: str = "",
+    extra: dict[str, Any] | None = None,
+) -> Provenance:
+    if obtained_at is None:
+        obtained_at = utc_now()
+    if isinstance(obtained_at, datetime):
+        obtained_at = isoformat(obtained_at)
+    return Provenance(
+        source=_check_source(source),
+        instrument=instrument,
+        granularity=granularity,
+        price=price_components(frame),
+        start=isoformat(frame.index[0]) if len(frame) else "",
+        end=isoformat(frame.index[-1]) if len(frame) else "",
+        rows=int(len(frame)),
+        sha256=content_sha256(frame),
+        obtained_at=obtained_at,
+        note=note,
+        extra=dict(extra or {}),
+    )
+
+
+def get_provenance(frame: pd.DataFrame) -> Provenance:
+    data = frame.attrs.get("provenance")
+    if data is None:
+        raise CandleError("candle frame has no provenance (frame.attrs['provenance'])")
+    return data if isinstance(data, Provenance) else Provenance.from_dict(data)
+
+
+def attach_provenance(frame: pd.DataFrame, prov: Provenance) -> pd.DataFrame:
+    frame.attrs["provenance"] = prov.to_dict()
+    return frame
+
+
+def require_authentic(frame: pd.DataFrame, *, allow_synthetic: bool = False, what: str = "") -> None:
+    """Research entry points call this: synthetic data only when explicitly allowed."""
+    prov = get_provenance(frame)
+    if prov.is_synthetic and not allow_synthetic:
+        raise SyntheticDataError(
+            f"{what or 'this research entry point'} refuses synthetic data "
+            "(research runs on authentic market data; pass allow_synthetic=True to override, "
+            "e.g. in unit tests and benchmarks)"
+        )
+
+
+def normalise(frame: pd.DataFrame, *, name: str = "frame") -> pd.DataFrame:
+    """Bring a frame built from parsed input to the canonical dtypes and column order.
+
+    Does not sort or deduplicate: :func:`validate` rejects unsorted or duplicate times, since
+    silently reordering input would hide a broken file.
+    """
+    missing = [c for c in MID if c not in frame.columns]
+    if missing:
+        raise CandleError(f"{name}: missing price columns {missing}")
+    out = pd.DataFrame(index=frame.index)
+    for col in (*MID, *BID, *ASK):
+        if col in frame.columns:
+            try:
+                out[col] = pd.to_numeric(frame[col], errors="raise").astype("float64")
+            except (TypeError, ValueError) as exc:
+                raise CandleError(f"{name}: column {col!r} is not numeric ({exc})") from None
+    if "volume" in frame.columns:
+        vol = pd.to_numeric(frame["volume"], errors="coerce")
+        if vol.isna().any():
+            raise CandleError(f"{name}: column 'volume' has missing or non-numeric values")
+        out["volume"] = vol.astype("int64")
+    else:
+        out["volume"] = np.zeros(len(frame), dtype="int64")
+    if "complete" in frame.columns:
+        out["complete"] = frame["complete"].astype(bool)
+    else:
+        out["complete"] = np.ones(len(frame), dtype=bool)
+    idx = out.index
+    if not isinstance(idx, pd.DatetimeIndex):
+        raise CandleError(f"{name}: index must be a DatetimeIndex of candle start times")
+    if idx.tz is None:
+        raise CandleError(f"{name}: times must be timezone-aware UTC (naive times are bugs)")
+    out.index = idx.tz_convert("UTC").rename("time")
+    out.attrs = dict(frame.attrs)
+    return out
+
+
+def _first_bad(mask: np.ndarray, index: pd.DatetimeIndex) -> str:
+    pos = int(np.flatnonzero(mask)[0])
+    return f"{int(mask.sum())} candle(s), first at {isoformat(index[pos])} (row {pos})"
+
+
+def validate(
+    frame: pd.DataFrame,
+    granularity: str,
+    *,
+    name: str = "frame",
+    check_grid: bool = True,
+) -> pd.DataFrame:
+    """Check a candle frame; raise :class:`CandleError` naming ``name`` and the first bad candle.
+
+    Checks: canonical columns, UTC index, strictly increasing (monotonic, unique) times, no NaN
+    prices, ``low <= open, close <= high`` for each price component, ``bid <= ask``, a known
+    granularity, and (``check_grid``) times on the granularity's grid.
+    """
+    check_granularity(granularity)
+    idx = frame.index
+    if not isinstance(idx, pd.DatetimeIndex) or idx.tz is None:
+        raise CandleError(f"{name}: index must be a tz-aware UTC DatetimeIndex")
+    if str(idx.tz) != "UTC":
+        raise CandleError(f"{name}: index must be in UTC, got {idx.tz}")
+    for col in MID:
+        if col not in frame.columns:
+            raise CandleError(f"{name}: missing column {col!r}")
+    if len(frame) == 0:
+        return frame
+    if idx.has_duplicates:
+        dup = idx.duplicated(keep="first")
+        raise CandleError(f"{name}: duplicate candle times: {_first_bad(dup, idx)}")
+    if not idx.is_monotonic_increasing:
+        d = np.diff(idx.asi8) < 0
+        raise CandleError(f"{name}: candle times are not sorted: {_first_bad(np.r_[False, d], idx)}")
+    for cols in (MID, BID, ASK):
+        present = [c for c in cols if c in frame.columns]
+        if not present:
+            continue
+        if len(present) != 4:
+            raise CandleError(f"{name}: incomplete price columns {present}: need all of {list(cols)}")
+        o, h, lo, c = (frame[col].to_numpy(dtype="float64") for col in cols)
+        nan = np.isnan(o) | np.isnan(h) | np.isnan(lo) | np.isnan(c)
+        if nan.any():
+            raise CandleError(f"{name}: NaN prices in {list(cols)}: {_first_bad(nan, idx)}")
+        bad = (lo > o) | (lo > c) | (o > h) | (c > h) | (lo > h)
+        if bad.any():
+            raise CandleError(
+                f"{name}: prices violate low <= open, close <= high in {list(cols)}: "
+                f"{_first_bad(bad, idx)}"
+            )
+        if (lo <= 0).any():
+            raise CandleError(f"{name}: non-positive prices in {list(cols)}: {_first_bad(lo <= 0, idx)}")
+    if all(c in frame.columns for c in (*BID, *ASK)):
+        for b, a in zip(BID, ASK):
+            crossed = frame[b].to_numpy() > frame[a].to_numpy()
+            if crossed.any():
+                raise CandleError(f"{name}: bid above ask ({b} > {a}): {_first_bad(crossed, idx)}")
+    if "volume" in frame.columns and (frame["volume"].to_numpy() < 0).any():
+        raise CandleError(f"{name}: negative volume: {_first_bad(frame['volume'].to_numpy() < 0, idx)}")
+    if check_grid:
+        _check_grid(idx, granularity, name)
+    return frame
+
+
+def _check_grid(idx: pd.DatetimeIndex, granularity: str, name: str) -> None:
+    ns = idx.asi8
+    if granularity in ("D", "W", "M"):
+        # Daily/weekly/monthly candles start at 17:00 New York: 21:00Z or 22:00Z. We require
+        # whole hours, which every alignment OANDA offers satisfies.
+        off = ns % (3600 * 10**9) != 0
+    elif granularity.startswith("H"):
+        # Hourly candles align to whole hours; H2..H12 align within the trading day, which in
+        # UTC shifts with New York's daylight saving, so only the hour boundary is checked.
+        off = ns % (3600 * 10**9) != 0
+    else:
+        step = GRANULARITY_SECONDS[granularity] * 10**9
+        off = ns % step != 0
+    if off.any():
+        raise CandleError(
+            f"{name}: candle times are off the {granularity} grid: {_first_bad(off, idx)}"
+        )
+
+
+def finish_frame(
+    frame: pd.DataFrame,
+    *,
+    source: str,
+    instrument: str,
+    granularity: str,
+    name: str,
+    check_grid: bool = True,
+    obtained_at: datetime | str | None = None,
+    note: str = "",
+    extra: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Normalise, validate and attach provenance: the last step of every loader."""
+    check_instrument(instrument)
+    check_granularity(granularity)
+    out = normalise(frame, name=name)
+    validate(out, granularity, name=name, check_grid=check_grid)
+    prov = make_provenance(
+        out, source=source, instrument=instrument, granularity=granularity,
+        obtained_at=obtained_at, note=note, extra=extra,
+    )
+    return attach_provenance(out, prov)
+
+
+def synthetic_candles(
+    n: int,
+    *,
+    instrument: str = "EUR_USD",
+    granularity: str = "M1",
+    start: str = "2024-01-01T00:00:00Z",
+    seed: int = 0,
+    spread_pips: float = 0.8,
+    price: float = 1.10,
+) -> pd.DataFrame:
+    """A random-walk candle frame labelled ``synthetic``: for unit tests and benchmarks only."""
+    rng = np.random.default_rng(seed)
+    step = GRANULARITY_SECONDS[check_granularity(granularity)]
+    idx = pd.date_range(pd.Timestamp(start), periods=n, freq=pd.Timedelta(seconds=step), name="time")
+    pip = pip_size(instrument)
+    rets = rng.normal(0.0, 2.0 * pip, size=n)
+    close = price + np.cumsum(rets)
+    open_ = np.r_[price, close[:-1]]
+    wick = np.abs(rng.normal(0.0, 1.5 * pip, size=(2, n)))
+    high = np.maximum(open_, close) + wick[0]
+    low = np.minimum(open_, close) - wick[1]
+    half = spread_pips * pip / 2
+    frame = pd.DataFrame(
+        {"open": open_, "high": high, "low": low, "close": close}, index=idx
+    )
+    for side, sign in (("bid", -1.0), ("ask", 1.0)):
+        for col in MID:
+            frame[f"{side}_{col}"] = frame[col] + sign * half
+    frame["volume"] = rng.integers(1, 300, size=n)
+    frame["complete"] = True
+    return finish_frame(
+        frame, source="synthetic", instrument=instrument, granularity=granularity,
+        name="synthetic", note="random walk for tests and benchmarks; not market data",
+        obtained_at="1970-01-01T00:00:00Z",
+    )
