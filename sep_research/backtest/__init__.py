@@ -1,0 +1,29 @@
+"""Backtest: fills at bid/ask, stops, equity and costs.
+
+``from sep_research.backtest import run_backtest`` (lazy: importing this package or
+:mod:`sep_research.backtest.fills` loads neither numba nor pandas, so the live runner's paper
+broker can reuse the fill rules).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_LAZY = {
+    "run_backtest": "sep_research.backtest.engine",
+    "BacktestResult": "sep_research.backtest.engine",
+    "positions_from_actions": "sep_research.backtest.engine",
+    "quote_arrays": "sep_research.backtest.engine",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sep_research.backtest' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = ["BacktestResult", "positions_from_actions", "quote_arrays", "run_backtest"]

@@ -1,0 +1,244 @@
+"""Backtest of target positions on a candle frame: fills at bid/ask, equity, costs.
+
+Use :func:`run_backtest` on a candle frame (see :mod:`sep_research.data.candles`) and a target
+direction per candle (+1 long, -1 short, 0 flat) decided at that candle's **close**. The fill
+rules are in :mod:`sep_research.backtest.fills`; in short: orders execute at the next candle's
+open, buys at the ask and sells at the bid; stops and take-profits are checked on each candle's
+bid/ask range with a conservative rule (stop first when both are inside one candle). After a
+stop or take-profit exit the backtest stays flat until the target direction changes (no
+re-entry on the same, still-standing signal). A position still open at the last candle is closed
+at that candle's close (bid for a long, ask for a short).
+
+Equity is marked at each candle's close at the price the position would be closed at (bid for a
+long, ask for a short), so the spread of an open position is already counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sep_research.backtest.fills import EXIT_REASONS
+
+_ASK = ("ask_open", "ask_high", "ask_low", "ask_close")
+_BID = ("bid_open", "bid_high", "bid_low", "bid_close")
+_MID = ("open", "high", "low", "close")
+
+
+@dataclass
+class BacktestResult:
+    """What :func:`run_backtest` returns.
+
+    ``trades``: one row per closed trade with columns ``entry_time, exit_time, entry_index,
+    exit_index, direction, units, entry_price, exit_price, pips, pnl, cost_pips, cost_pnl,
+    exit_reason``. ``pips`` are per trade (not scaled by units) and already net of the spread
+    (the fills are at bid/ask); ``pnl`` is in account currency (units * price move *
+    ``quote_to_account``). ``equity_pips``/``equity_ccy``: cumulative P&L marked at each close
+    (starting from 0; add ``initial_balance`` for the account balance). ``position``: signed
+    units held at each close. ``costs_pips``/``costs_ccy``: the spread paid (half the spread per
+    fill), already inside the net figures.
+    """
+
+    trades: pd.DataFrame
+    equity_pips: pd.Series
+    equity_ccy: pd.Series
+    position: pd.Series
+    costs_pips: float
+    costs_ccy: float
+    initial_balance: float
+    price_source: str  # "bid/ask" or "mid+/-half_spread"
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_trades(self) -> int:
+        return len(self.trades)
+
+    @property
+    def net_pips(self) -> float:
+        return float(self.equity_pips.iloc[-1]) if len(self.equity_pips) else 0.0
+
+    @property
+    def net_pnl(self) -> float:
+        return float(self.equity_ccy.iloc[-1]) if len(self.equity_ccy) else 0.0
+
+
+def quote_arrays(
+    frame: pd.DataFrame, *, half_spread_pips: float | None = None, pip: float
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """(bid, ask, source): float64 (n, 4) arrays of open, high, low, close.
+
+    Uses the frame's bid/ask columns when it has them and ``half_spread_pips`` is None;
+    otherwise mid +/- ``half_spread_pips * pip``. A frame without bid/ask and no half-spread is
+    an error (a backtest without costs would flatter the strategy).
+    """
+    has_ba = all(c in frame.columns for c in (*_BID, *_ASK))
+    if has_ba and half_spread_pips is None:
+        bid = np.ascontiguousarray(frame[list(_BID)].to_numpy(dtype=np.float64))
+        ask = np.ascontiguousarray(frame[list(_ASK)].to_numpy(dtype=np.float64))
+        return bid, ask, "bid/ask"
+    if half_spread_pips is None:
+        raise ValueError(
+            "the candles have no bid/ask columns: pass half_spread_pips (e.g. 0.5 for a "
+            "1-pip spread) so that the spread is paid"
+        )
+    if not (np.isfinite(half_spread_pips) and half_spread_pips >= 0):
+        raise ValueError(f"half_spread_pips must be a finite number >= 0, got {half_spread_pips!r}")
+    mid = frame[list(_MID)].to_numpy(dtype=np.float64)
+    hs = half_spread_pips * pip
+    return (np.ascontiguousarray(mid - hs), np.ascontiguousarray(mid + hs),
+            f"mid+/-{half_spread_pips:g}pip")
+
+
+def _pip_for(frame: pd.DataFrame, instrument: str | None, pip: float | None) -> float:
+    if pip is not None:
+        if not pip > 0:
+            raise ValueError(f"pip must be > 0, got {pip!r}")
+        return float(pip)
+    if instrument is None:
+        prov = frame.attrs.get("provenance") or {}
+        instrument = prov.get("instrument") if isinstance(prov, dict) else None
+    if instrument is None:
+        raise ValueError("pass instrument= or pip= (the frame has no provenance naming one)")
+    from sep_research.data.candles import pip_size
+
+    return pip_size(instrument)
+
+
+def check_target(target: Any, n: int) -> np.ndarray:
+    arr = np.asarray(target)
+    if arr.shape != (n,):
+        raise ValueError(f"target must have one value per candle ({n}), got shape {arr.shape}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError("target has NaN or infinite values")
+    if not np.isin(arr, (-1, 0, 1)).all():
+        raise ValueError("target must hold only -1 (short), 0 (flat) and +1 (long)")
+    return np.ascontiguousarray(arr.astype(np.int8))
+
+
+def run_backtest(
+    frame: pd.DataFrame,
+    target: Any,
+    *,
+    instrument: str | None = None,
+    pip: float | None = None,
+    units: float | Any = 1.0,
+    sizing: str = "fixed",
+    risk_fraction: float = 0.01,
+    initial_balance: float = 10_000.0,
+    quote_to_account: float = 1.0,
+    half_spread_pips: float | None = None,
+    stop_loss_pips: float | None = None,
+    take_profit_pips: float | None = None,
+) -> BacktestResult:
+    """Backtest target directions on candles; see the module docstring for the rules.
+
+    Parameters
+    ----------
+    frame: candle frame (mid prices, and bid/ask where the data has them).
+    target: one of -1/0/+1 per candle, decided at that candle's close.
+    instrument, pip: the pip size comes from ``pip``, else from the instrument (0.01 for JPY
+        pairs, else 0.0001), else from the frame's provenance.
+    units: fixed units per position, a scalar or one value per candle (the units of an entry
+        decided at that close). Used when ``sizing="fixed"``.
+    sizing: ``"fixed"`` or ``"fixed_fractional"`` (units = floor(balance * risk_fraction /
+        (stop_loss_pips * pip * quote_to_account)); needs ``stop_loss_pips``).
+    quote_to_account: account-currency value of one unit of the quote currency (1 for a USD
+        account trading EUR_USD). Assumed constant.
+    half_spread_pips: use mid +/- this half-spread instead of the frame's bid/ask; required when
+        the frame has no bid/ask.
+    stop_loss_pips, take_profit_pips: distances from the entry fill; None disables.
+    """
+    from sep_research.backtest.nb import SIZING_FIXED, SIZING_FIXED_FRACTIONAL, backtest_nb
+
+    n = len(frame)
+    if n < 2:
+        raise ValueError(f"a backtest needs at least 2 candles, got {n}")
+    tgt = check_target(target, n)
+    pip_value = _pip_for(frame, instrument, pip)
+    bid, ask, source = quote_arrays(frame, half_spread_pips=half_spread_pips, pip=pip_value)
+    if sizing == "fixed":
+        mode = SIZING_FIXED
+        u = np.broadcast_to(np.asarray(units, dtype=np.float64), (n,)).copy()
+        if not np.isfinite(u).all() or (u < 0).any():
+            raise ValueError("units must be finite and >= 0")
+    elif sizing == "fixed_fractional":
+        mode = SIZING_FIXED_FRACTIONAL
+        if stop_loss_pips is None or not stop_loss_pips > 0:
+            raise ValueError("sizing='fixed_fractional' needs stop_loss_pips > 0")
+        if not 0 < risk_fraction <= 1:
+            raise ValueError(f"risk_fraction must be in (0, 1], got {risk_fraction!r}")
+        u = np.zeros(n, dtype=np.float64)
+    else:
+        raise ValueError(f"sizing must be 'fixed' or 'fixed_fractional', got {sizing!r}")
+    for name, val in (("stop_loss_pips", stop_loss_pips), ("take_profit_pips", take_profit_pips)):
+        if val is not None and not (np.isfinite(val) and val > 0):
+            raise ValueError(f"{name} must be a positive number or None, got {val!r}")
+    if not quote_to_account > 0:
+        raise ValueError(f"quote_to_account must be > 0, got {quote_to_account!r}")
+    sl = float(stop_loss_pips) if stop_loss_pips is not None else 0.0
+    tp = float(take_profit_pips) if take_profit_pips is not None else 0.0
+    ti, tf, nt, position, eq_pips, eq_ccy, costs = backtest_nb(
+        tgt, u, bid, ask, pip_value, sl, tp, mode, float(risk_fraction),
+        float(initial_balance), float(quote_to_account),
+    )
+    idx = frame.index
+    ti = ti[:nt]
+    tf = tf[:nt]
+    trades = pd.DataFrame(
+        {
+            "entry_time": idx[ti[:, 0]] if nt else pd.DatetimeIndex([], tz="UTC"),
+            "exit_time": idx[ti[:, 1]] if nt else pd.DatetimeIndex([], tz="UTC"),
+            "entry_index": ti[:, 0],
+            "exit_index": ti[:, 1],
+            "direction": ti[:, 2].astype(np.int8),
+            "units": tf[:, 0],
+            "entry_price": tf[:, 1],
+            "exit_price": tf[:, 2],
+            "pips": tf[:, 3],
+            "pnl": tf[:, 4],
+            "cost_pips": tf[:, 5],
+            "cost_pnl": tf[:, 6],
+            "exit_reason": [EXIT_REASONS[int(r)] for r in ti[:, 3]],
+        }
+    )
+    return BacktestResult(
+        trades=trades,
+        equity_pips=pd.Series(eq_pips, index=idx, name="equity_pips"),
+        equity_ccy=pd.Series(eq_ccy, index=idx, name="equity_ccy"),
+        position=pd.Series(position, index=idx, name="position"),
+        costs_pips=float(costs[0]),
+        costs_ccy=float(costs[1]),
+        initial_balance=float(initial_balance),
+        price_source=source,
+        settings={
+            "pip": pip_value, "sizing": sizing, "units": None if sizing != "fixed" else (
+                float(u[0]) if np.all(u == u[0]) else "per-candle"),
+            "risk_fraction": risk_fraction if sizing == "fixed_fractional" else None,
+            "quote_to_account": quote_to_account, "half_spread_pips": half_spread_pips,
+            "stop_loss_pips": stop_loss_pips, "take_profit_pips": take_profit_pips,
+        },
+    )
+
+
+def positions_from_actions(actions: Any, *, hold: str = "flat") -> np.ndarray:
+    """Target directions from per-candle actions (+1 BUY, -1 SELL, 0 HOLD).
+
+    ``hold="flat"``: HOLD means no position (each signal is a one-candle trade, matching the
+    one-candle scoring horizon). ``hold="keep"``: HOLD keeps the previous target.
+    """
+    a = np.asarray(actions)
+    if not np.isin(a, (-1, 0, 1)).all():
+        raise ValueError("actions must hold only -1 (SELL), 0 (HOLD), +1 (BUY)")
+    a = a.astype(np.int8)
+    if hold == "flat":
+        return a.copy()
+    if hold == "keep":
+        out = a.copy()
+        for i in range(1, len(out)):
+            if out[i] == 0:
+                out[i] = out[i - 1]
+        return out
+    raise ValueError(f"hold must be 'flat' or 'keep', got {hold!r}")
