@@ -132,25 +132,39 @@ def _check_source(source: str) -> str:
     )
 
 
+def _column_bytes(frame: pd.DataFrame, col: str) -> bytes:
+    values = frame[col].to_numpy()
+    if col == "complete":
+        values = values.astype("u1")
+    elif col == "volume":
+        values = values.astype("<i8")
+    else:
+        values = values.astype("<f8", copy=False)
+    return np.ascontiguousarray(values).data  # type: ignore[return-value]
+
+
 def content_sha256(frame: pd.DataFrame) -> str:
     """A hash of the candle content (times and every price, volume, complete column).
 
     Independent of how the frame is stored: two frames with the same candles hash the same.
+    It is the sha256 of the concatenated sha256 digests of the times and of each column (in
+    the canonical column order, each digest preceded by the column's name), so that the
+    columns can be hashed in parallel threads (hashlib releases the GIL on large buffers).
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    cols = [c for c in COLUMN_ORDER if c in frame.columns]
+    buffers = [np.ascontiguousarray(frame.index.as_unit("ns").asi8, dtype="<i8").data]
+    buffers += [_column_bytes(frame, c) for c in cols]
+    if len(frame) > 100_000:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            digests = list(pool.map(lambda b: hashlib.sha256(b).digest(), buffers))
+    else:
+        digests = [hashlib.sha256(b).digest() for b in buffers]
     h = hashlib.sha256()
-    h.update(np.ascontiguousarray(frame.index.asi8, dtype="<i8").tobytes())
-    for col in COLUMN_ORDER:
-        if col not in frame.columns:
-            continue
-        h.update(col.encode())
-        values = frame[col].to_numpy()
-        if col == "complete":
-            values = values.astype("u1")
-        elif col == "volume":
-            values = values.astype("<i8")
-        else:
-            values = values.astype("<f8")
-        h.update(np.ascontiguousarray(values).tobytes())
+    for name, digest in zip(["time", *cols], digests):
+        h.update(name.encode())
+        h.update(digest)
     return h.hexdigest()
 
 
@@ -238,7 +252,7 @@ def normalise(frame: pd.DataFrame, *, name: str = "frame") -> pd.DataFrame:
         raise CandleError(f"{name}: index must be a DatetimeIndex of candle start times")
     if idx.tz is None:
         raise CandleError(f"{name}: times must be timezone-aware UTC (naive times are bugs)")
-    out.index = idx.tz_convert("UTC").rename("time")
+    out.index = idx.tz_convert("UTC").as_unit("ns").rename("time")
     out.attrs = dict(frame.attrs)
     return out
 
@@ -276,7 +290,7 @@ def validate(
         dup = idx.duplicated(keep="first")
         raise CandleError(f"{name}: duplicate candle times: {_first_bad(dup, idx)}")
     if not idx.is_monotonic_increasing:
-        d = np.diff(idx.asi8) < 0
+        d = np.diff(idx.as_unit("ns").asi8) < 0
         raise CandleError(f"{name}: candle times are not sorted: {_first_bad(np.r_[False, d], idx)}")
     for cols in (MID, BID, ASK):
         present = [c for c in cols if c in frame.columns]
@@ -309,7 +323,7 @@ def validate(
 
 
 def _check_grid(idx: pd.DatetimeIndex, granularity: str, name: str) -> None:
-    ns = idx.asi8
+    ns = idx.as_unit("ns").asi8
     if granularity in ("D", "W", "M"):
         # Daily/weekly/monthly candles start at 17:00 New York: 21:00Z or 22:00Z. We require
         # whole hours, which every alignment OANDA offers satisfies.

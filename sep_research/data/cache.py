@@ -1,0 +1,458 @@
+"""The Parquet candle cache, with provenance beside every file.
+
+Layout under the cache root (``$SEP_CACHE_DIR``, else ``./data/cache``)::
+
+    ROOT/<source-slug>/<INSTRUMENT>/<GRANULARITY>/<PERIOD>.parquet   candles of one period
+    ROOT/<source-slug>/<INSTRUMENT>/<GRANULARITY>/meta.json          dataset metadata
+
+A *dataset* is one (source, instrument, granularity). Periods are months for granularities up
+to M30, years for H1..H12, and one file (``all``) for D, W and M. Each Parquet file carries its
+own provenance (source, instrument, granularity, price components, range, rows, sha256 of the
+content, obtained time) in its schema metadata under ``sep.provenance``; ``meta.json`` holds the
+dataset's provenance, the per-file hashes and the ranges a downloader has covered (so that a
+resumed download does not ask again for a range that held no candles, such as a weekend).
+
+Writes go to a temporary file in the same folder and are renamed into place, under a lock file,
+so a crash never leaves a half-written file, and a bad frame never touches what is stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sep_research.data.candles import (
+    GRANULARITY_SECONDS,
+    CandleError,
+    Provenance,
+    attach_provenance,
+    check_granularity,
+    check_instrument,
+    content_sha256,
+    get_provenance,
+    isoformat,
+    make_provenance,
+    utc_now,
+    validate,
+)
+
+META_KEY = b"sep.provenance"
+#: When a dataset exists under several sources, load() picks the first in this order.
+SOURCE_PREFERENCE = ("oanda:live", "oanda:practice", "emulator:", "file:", "package:", "synthetic")
+
+
+class CacheError(CandleError):
+    """A cache file is missing, corrupt or inconsistent with its metadata."""
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("SEP_CACHE_DIR")
+    return Path(env) if env else Path.cwd() / "data" / "cache"
+
+
+def source_slug(source: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", source.replace("==", "-")).strip("-")
+    return slug or "unknown"
+
+
+def _period_of(granularity: str) -> str:
+    secs = GRANULARITY_SECONDS[granularity]
+    if secs <= 1800:
+        return "month"
+    if granularity.startswith("H"):
+        return "year"
+    return "all"
+
+
+def _period_keys(index: pd.DatetimeIndex, period: str) -> np.ndarray:
+    if period == "month":
+        return np.asarray(index.strftime("%Y-%m"))
+    if period == "year":
+        return np.asarray(index.strftime("%Y"))
+    return np.full(len(index), "all", dtype=object)
+
+
+@dataclass
+class DatasetInfo:
+    """What ``sep data list`` shows for one cached dataset."""
+
+    path: Path
+    provenance: Provenance
+    files: dict[str, str]  # period file name -> content sha256
+    covered: list[list[str]] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        p = self.provenance
+        return (p.source, p.instrument, p.granularity)
+
+
+@dataclass
+class VerifyReport:
+    dataset: DatasetInfo
+    problems: list[str]
+    gaps: list[tuple[str, str, int]]  # (after candle, next candle, missing candle count)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _atomic_write_table(path: Path, table: pa.Table) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="snappy")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class CandleCache:
+    """Parquet candle cache. ``CandleCache()`` uses :func:`default_cache_dir`."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_dir()
+
+    # -- paths and locking -------------------------------------------------------------
+    def dataset_dir(self, source: str, instrument: str, granularity: str) -> Path:
+        return self.root / source_slug(source) / instrument / granularity
+
+    @contextlib.contextmanager
+    def _lock(self, directory: Path) -> Iterator[None]:
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / ".lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    # -- metadata ------------------------------------------------------------------------
+    def _read_meta(self, directory: Path) -> dict[str, Any] | None:
+        path = directory / "meta.json"
+        if not path.exists():
+            return None
+        try:
+            meta = json.loads(path.read_text())
+            Provenance.from_dict(meta["provenance"])
+            if not isinstance(meta.get("files"), dict):
+                raise KeyError("files")
+            return meta
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise CacheError(f"{path}: corrupt cache metadata ({exc})") from None
+
+    def datasets(self) -> list[DatasetInfo]:
+        out = []
+        if not self.root.exists():
+            return out
+        for meta_path in sorted(self.root.glob("*/*/*/meta.json")):
+            meta = self._read_meta(meta_path.parent)
+            assert meta is not None
+            out.append(
+                DatasetInfo(
+                    path=meta_path.parent,
+                    provenance=Provenance.from_dict(meta["provenance"]),
+                    files=dict(meta["files"]),
+                    covered=list(meta.get("covered", [])),
+                )
+            )
+        return out
+
+    def list(self) -> list[DatasetInfo]:
+        return self.datasets()
+
+    def find(
+        self, instrument: str, granularity: str, source: str | None = None,
+        *, allow_synthetic: bool = False,
+    ) -> DatasetInfo:
+        check_instrument(instrument)
+        check_granularity(granularity)
+        found = [
+            d for d in self.datasets()
+            if d.provenance.instrument == instrument and d.provenance.granularity == granularity
+        ]
+        if source is not None:
+            found = [d for d in found if d.provenance.source == source]
+        if not allow_synthetic:
+            found = [d for d in found if not d.provenance.is_synthetic]
+        if not found:
+            what = f"{instrument} {granularity}" + (f" from {source}" if source else "")
+            raise CacheError(
+                f"no cached candles for {what} in {self.root} "
+                "(try 'sep data sample', 'sep data fetch' or 'sep data import')"
+            )
+
+        def rank(d: DatasetInfo) -> int:
+            for i, prefix in enumerate(SOURCE_PREFERENCE):
+                if d.provenance.source.startswith(prefix):
+                    return i
+            return len(SOURCE_PREFERENCE)
+
+        return sorted(found, key=rank)[0]
+
+    # -- write ---------------------------------------------------------------------------
+    def write(self, frame: pd.DataFrame, *, covered: tuple[Any, Any] | None = None) -> Provenance:
+        """Merge ``frame`` into its dataset; returns the dataset's new provenance.
+
+        The frame must be a validated candle frame with provenance. Incomplete candles are never
+        stored. Where stored and new candles share a time, the new one wins. ``covered`` is an
+        optional ``(start, end)`` range the caller has fetched completely (for resumption).
+        Nothing stored changes unless the merged result validates.
+        """
+        prov = get_provenance(frame)
+        check_instrument(prov.instrument)
+        check_granularity(prov.granularity)
+        validate(frame, prov.granularity, name=f"frame for {prov.instrument} {prov.granularity}")
+        if "complete" in frame.columns:
+            frame = frame[frame["complete"].to_numpy(dtype=bool)]
+        directory = self.dataset_dir(prov.source, prov.instrument, prov.granularity)
+        period = _period_of(prov.granularity)
+        with self._lock(directory):
+            meta = self._read_meta(directory) or {"files": {}, "covered": []}
+            new_tables: dict[str, pd.DataFrame] = {}
+            keys = _period_keys(frame.index, period)
+            for key in sorted(set(keys.tolist())):
+                part = frame[keys == key]
+                fname = f"{key}.parquet"
+                path = directory / fname
+                if path.exists():
+                    old = self._read_file(path, prov.granularity)
+                    if list(old.columns) != list(part.columns):
+                        raise CacheError(
+                            f"{path}: stored price columns {list(old.columns)} differ from the "
+                            f"new candles' {list(part.columns)}; nothing was changed"
+                        )
+                    part = pd.concat([old[~old.index.isin(part.index)], part]).sort_index()
+                validate(part, prov.granularity, name=f"merged {path}")
+                new_tables[fname] = part
+            # Everything validated: now write, file by file, each atomically.
+            for fname, part in new_tables.items():
+                part_prov = make_provenance(
+                    part, source=prov.source, instrument=prov.instrument,
+                    granularity=prov.granularity, obtained_at=prov.obtained_at,
+                    note=prov.note, extra=prov.extra,
+                )
+                table = pa.Table.from_pandas(part, preserve_index=True)
+                md = dict(table.schema.metadata or {})
+                md[META_KEY] = json.dumps(part_prov.to_dict()).encode()
+                _atomic_write_table(directory / fname, table.replace_schema_metadata(md))
+                meta["files"][fname] = part_prov.sha256
+            if covered is not None:
+                meta["covered"] = _merge_ranges(
+                    meta.get("covered", []) + [[isoformat(covered[0]), isoformat(covered[1])]]
+                )
+            full = self._load_dir(directory, prov.granularity, sorted(meta["files"]))
+            dataset_prov = make_provenance(
+                full, source=prov.source, instrument=prov.instrument,
+                granularity=prov.granularity, obtained_at=prov.obtained_at, note=prov.note,
+                extra=prov.extra,
+            )
+            meta["provenance"] = dataset_prov.to_dict()
+            meta["updated_at"] = isoformat(utc_now())
+            _atomic_write_bytes(directory / "meta.json", json.dumps(meta, indent=2).encode())
+        return dataset_prov
+
+    # -- read ----------------------------------------------------------------------------
+    def _read_file(self, path: Path, granularity: str) -> pd.DataFrame:
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise CacheError(f"{path}: corrupt cache file ({exc})") from None
+        frame = table.to_pandas()
+        frame.attrs = {}
+        return frame
+
+    def _load_dir(
+        self, directory: Path, granularity: str, files: list[str],
+        start: pd.Timestamp | None = None, end: pd.Timestamp | None = None,
+    ) -> pd.DataFrame:
+        tables = []
+        for fname in files:
+            path = directory / fname
+            if not path.exists():
+                raise CacheError(f"{path}: listed in meta.json but missing")
+            try:
+                tables.append(pq.read_table(path))
+            except (OSError, pa.ArrowInvalid) as exc:
+                raise CacheError(f"{path}: corrupt cache file ({exc})") from None
+        if not tables:
+            raise CacheError(f"{directory}: no candle files")
+        try:
+            table = pa.concat_tables(tables)
+        except pa.ArrowInvalid as exc:
+            raise CacheError(f"{directory}: cache files disagree in their columns ({exc})") from None
+        frame = table.to_pandas()
+        frame.attrs = {}
+        if start is not None or end is not None:
+            lo = frame.index.searchsorted(start) if start is not None else 0
+            hi = frame.index.searchsorted(end, side="left") if end is not None else len(frame)
+            frame = frame.iloc[lo:hi]
+        return frame
+
+    def load(
+        self,
+        instrument: str,
+        granularity: str,
+        start: Any = None,
+        end: Any = None,
+        *,
+        source: str | None = None,
+        allow_synthetic: bool = False,
+    ) -> pd.DataFrame:
+        """Load cached candles ``start <= time < end`` as a validated frame with provenance."""
+        info = self.find(instrument, granularity, source, allow_synthetic=allow_synthetic)
+        t0 = _to_utc(start, "start")
+        t1 = _to_utc(end, "end")
+        if t0 is not None and t1 is not None and t1 <= t0:
+            raise CandleError(f"end {isoformat(t1)} is not after start {isoformat(t0)}")
+        files = sorted(info.files)
+        period = _period_of(granularity)
+        if t0 is not None or t1 is not None:
+            files = [f for f in files if _file_overlaps(f, period, t0, t1)]
+        if not files:
+            raise CacheError(f"no cached {instrument} {granularity} candles in the range asked")
+        frame = self._load_dir(info.path, granularity, files, t0, t1)
+        validate(frame, granularity, name=str(info.path))
+        p = info.provenance
+        prov = make_provenance(
+            frame, source=p.source, instrument=instrument, granularity=granularity,
+            obtained_at=p.obtained_at, note=p.note, extra=p.extra,
+        )
+        return attach_provenance(frame, prov)
+
+    def covered(self, instrument: str, granularity: str, source: str) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+        """Ranges recorded as fully fetched, plus the span of the stored candles."""
+        directory = self.dataset_dir(source, instrument, granularity)
+        meta = self._read_meta(directory)
+        if meta is None:
+            return []
+        ranges = [list(r) for r in meta.get("covered", [])]
+        prov = Provenance.from_dict(meta["provenance"])
+        if prov.rows:
+            ranges.append([prov.start, prov.end])
+        return [(pd.Timestamp(a), pd.Timestamp(b)) for a, b in _merge_ranges(ranges)]
+
+    # -- verify --------------------------------------------------------------------------
+    def verify(self) -> list[VerifyReport]:
+        """Recompute every file's hash against the metadata, and find gaps (weekends excepted)."""
+        reports = []
+        for info in self.datasets():
+            problems: list[str] = []
+            frames = []
+            for fname, sha in sorted(info.files.items()):
+                path = info.path / fname
+                try:
+                    part = self._read_file(path, info.provenance.granularity)
+                    validate(part, info.provenance.granularity, name=str(path))
+                except CandleError as exc:
+                    problems.append(str(exc))
+                    continue
+                got = content_sha256(part)
+                if got != sha:
+                    problems.append(f"{path}: content hash {got[:12]}… differs from {sha[:12]}…")
+                frames.append(part)
+            gaps: list[tuple[str, str, int]] = []
+            if frames and not problems:
+                full = pd.concat(frames).sort_index()
+                if content_sha256(full) != info.provenance.sha256:
+                    problems.append(f"{info.path}: dataset hash differs from meta.json")
+                gaps = find_gaps(full.index, info.provenance.granularity)
+            reports.append(VerifyReport(dataset=info, problems=problems, gaps=gaps))
+        return reports
+
+
+def _to_utc(value: Any, name: str) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise CandleError(f"bad {name} date {value!r} ({exc})") from None
+    if ts is pd.NaT:
+        raise CandleError(f"bad {name} date {value!r}")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _file_overlaps(fname: str, period: str, t0: pd.Timestamp | None, t1: pd.Timestamp | None) -> bool:
+    key = fname.removesuffix(".parquet")
+    if period == "all":
+        return True
+    if period == "month":
+        lo = pd.Timestamp(f"{key}-01", tz="UTC")
+        hi = lo + pd.offsets.MonthBegin(1)
+    else:
+        lo = pd.Timestamp(f"{key}-01-01", tz="UTC")
+        hi = lo + pd.offsets.YearBegin(1)
+    return (t0 is None or hi > t0) and (t1 is None or lo < t1)
+
+
+def _merge_ranges(ranges: list[list[str]]) -> list[list[str]]:
+    parsed = sorted((pd.Timestamp(a), pd.Timestamp(b)) for a, b in ranges)
+    out: list[list[pd.Timestamp]] = []
+    for a, b in parsed:
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [[isoformat(a), isoformat(b)] for a, b in out]
+
+
+def is_weekend_closure(t: pd.Timestamp) -> bool:
+    """True inside the FX weekend: Friday 20:00 UTC to Sunday 23:00 UTC (either DST side)."""
+    dow, hour = t.day_of_week, t.hour
+    return (dow == 4 and hour >= 20) or dow == 5 or (dow == 6 and hour < 23)
+
+
+def _weekend_mask(index: pd.DatetimeIndex) -> np.ndarray:
+    dow = np.asarray(index.day_of_week)
+    hour = np.asarray(index.hour)
+    return ((dow == 4) & (hour >= 20)) | (dow == 5) | ((dow == 6) & (hour < 23))
+
+
+def find_gaps(index: pd.DatetimeIndex, granularity: str) -> list[tuple[str, str, int]]:
+    """Runs of missing candles that are not (wholly) inside a weekend closure."""
+    if len(index) < 2 or granularity in ("W", "M"):
+        return []
+    step = pd.Timedelta(seconds=GRANULARITY_SECONDS[granularity])
+    ns = index.as_unit("ns").asi8
+    diffs = np.diff(ns)
+    out = []
+    for pos in np.flatnonzero(diffs > step.value):
+        a, b = index[pos], index[pos + 1]
+        missing = pd.date_range(a + step, b - step, freq=step)
+        if granularity == "D":
+            missing = missing[missing.day_of_week < 5]
+        else:
+            missing = missing[~_weekend_mask(missing)]
+        if len(missing):
+            out.append((isoformat(a), isoformat(b), int(len(missing))))
+    return out
