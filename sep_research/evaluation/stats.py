@@ -1,0 +1,259 @@
+"""Statistics for honest evaluation: intervals, Sharpe, drawdown and overfitting tests.
+
+References (the tests check each formula against these):
+
+* Wilson score interval: E. B. Wilson (1927); worked values in R. G. Newcombe, "Two-sided
+  confidence intervals for the single proportion", Statistics in Medicine 17 (1998), table II.
+* Probabilistic and Deflated Sharpe Ratio: D. H. Bailey and M. López de Prado, "The Deflated
+  Sharpe Ratio: Correcting for Selection Bias, Backtest Overfitting and Non-Normality",
+  Journal of Portfolio Management 40(5), 2014 (its numerical example is a test here).
+* Probability of Backtest Overfitting by combinatorially symmetric cross-validation (CSCV):
+  D. H. Bailey, J. M. Borwein, M. López de Prado and Q. J. Zhu, "The Probability of Backtest
+  Overfitting", Journal of Computational Finance 20(4), 2017.
+* Hansen's Superior Predictive Ability test: P. R. Hansen, "A Test for Superior Predictive
+  Ability", JBES 23(4), 2005, computed by :class:`arch.bootstrap.SPA`.
+
+Sharpe ratios here are **per period** unless the name says annualised; annualise with
+:func:`periods_per_year`: 252 trading days a year, times the number of candles of the
+granularity in 24 hours for intraday granularities (H1: 252 * 24 = 6048, M1: 252 * 1440,
+D: 252, W: 52, M: 12).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import numpy as np
+from scipy import stats as _st
+
+EULER_GAMMA = 0.5772156649015329
+
+
+def periods_per_year(granularity: str) -> float:
+    """Candles per year under the convention stated in the module docstring."""
+    from sep_research.data.candles import GRANULARITY_SECONDS, check_granularity
+
+    check_granularity(granularity)
+    if granularity == "W":
+        return 52.0
+    if granularity == "M":
+        return 12.0
+    return 252.0 * 86400.0 / GRANULARITY_SECONDS[granularity]
+
+
+def wilson_interval(successes: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion.
+
+    Raises ``ValueError`` for ``n == 0`` (there is no proportion to bound).
+    """
+    if n <= 0:
+        raise ValueError("wilson_interval: no trials (n == 0), the proportion is undefined")
+    if not 0 <= successes <= n:
+        raise ValueError(f"wilson_interval: successes must be in [0, n], got {successes} of {n}")
+    z = float(_st.norm.ppf(0.5 + confidence / 2.0))
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2.0 * n)) / denom
+    half = z * math.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def sharpe_ratio(returns: Any, *, periods: float = 1.0) -> float | None:
+    """Mean over standard deviation (ddof 1) of per-period returns, times ``sqrt(periods)``.
+
+    Returns None (not NaN) when it is undefined: fewer than 2 returns or zero variance.
+    """
+    r = np.asarray(returns, dtype=np.float64)
+    if r.size < 2:
+        return None
+    sd = float(np.std(r, ddof=1))
+    if not sd > 0:
+        return None
+    return float(np.mean(r)) / sd * math.sqrt(periods)
+
+
+def sharpe_interval(
+    returns: Any, *, periods: float = 1.0, confidence: float = 0.95
+) -> tuple[float, float] | None:
+    """Asymptotic interval of the Sharpe ratio allowing for skew and kurtosis (Mertens 2002,
+    as used by Bailey & López de Prado): ``se = sqrt((1 - g3 SR + (g4 - 1)/4 SR^2) / (T - 1))``
+    on the per-period SR, then scaled by ``sqrt(periods)``. None where SR is undefined."""
+    r = np.asarray(returns, dtype=np.float64)
+    sr = sharpe_ratio(r)
+    if sr is None or r.size < 3:
+        return None
+    g3 = float(_st.skew(r))
+    g4 = float(_st.kurtosis(r, fisher=False))
+    var = (1.0 - g3 * sr + (g4 - 1.0) / 4.0 * sr * sr) / (r.size - 1)
+    se = math.sqrt(max(var, 0.0))
+    z = float(_st.norm.ppf(0.5 + confidence / 2.0))
+    k = math.sqrt(periods)
+    return (sr - z * se) * k, (sr + z * se) * k
+
+
+def max_drawdown(equity: Any) -> float:
+    """Largest fall of an equity curve from its running peak (the start counts as 0)."""
+    e = np.asarray(equity, dtype=np.float64)
+    if e.size == 0:
+        return 0.0
+    peak = np.maximum.accumulate(np.r_[0.0, e])
+    return float(np.max(peak - np.r_[0.0, e]))
+
+
+def permutation_pvalue(observed: float, null: Any, *, alternative: str = "greater") -> float:
+    """``(1 + #{null >= observed}) / (1 + B)`` (or ``<=`` for ``alternative="less"``)."""
+    x = np.asarray(null, dtype=np.float64)
+    if x.size == 0:
+        raise ValueError("permutation_pvalue: no null samples")
+    if alternative == "greater":
+        count = int(np.sum(x >= observed))
+    elif alternative == "less":
+        count = int(np.sum(x <= observed))
+    else:
+        raise ValueError(f"alternative must be 'greater' or 'less', got {alternative!r}")
+    return (1.0 + count) / (1.0 + x.size)
+
+
+def expected_max_sharpe(n_trials: int, sr_variance: float) -> float:
+    """Expected maximum of ``n_trials`` Sharpe ratios with true value 0 and variance
+    ``sr_variance`` (Bailey & López de Prado 2014, eq. for SR_0)."""
+    if n_trials < 1:
+        raise ValueError("n_trials must be >= 1")
+    if sr_variance < 0:
+        raise ValueError("sr_variance must be >= 0")
+    if n_trials == 1:
+        return 0.0
+    g = EULER_GAMMA
+    q1 = _st.norm.ppf(1.0 - 1.0 / n_trials)
+    q2 = _st.norm.ppf(1.0 - 1.0 / (n_trials * math.e))
+    return math.sqrt(sr_variance) * ((1.0 - g) * q1 + g * q2)
+
+
+def probabilistic_sharpe_ratio(
+    sr: float, sr_benchmark: float, n_obs: int, *, skew: float = 0.0, kurtosis: float = 3.0
+) -> float:
+    """PSR: probability that the true per-period SR exceeds ``sr_benchmark``.
+
+    ``kurtosis`` is the plain (not excess) kurtosis, 3 for a normal distribution.
+    """
+    if n_obs < 2:
+        raise ValueError("n_obs must be >= 2")
+    denom = 1.0 - skew * sr + (kurtosis - 1.0) / 4.0 * sr * sr
+    if not denom > 0:
+        raise ValueError("PSR undefined: non-positive variance term (check skew/kurtosis)")
+    z = (sr - sr_benchmark) * math.sqrt(n_obs - 1.0) / math.sqrt(denom)
+    return float(_st.norm.cdf(z))
+
+
+def deflated_sharpe_ratio(
+    sr: float,
+    n_obs: int,
+    n_trials: int,
+    sr_variance: float,
+    *,
+    skew: float = 0.0,
+    kurtosis: float = 3.0,
+) -> dict[str, float]:
+    """Deflated Sharpe Ratio of a strategy selected as the best of ``n_trials``.
+
+    ``sr`` is the selected strategy's per-period SR over ``n_obs`` returns, ``sr_variance`` the
+    variance of the per-period SRs across the trials. Returns ``{"dsr", "sr0", "sr", ...}``:
+    ``dsr`` = PSR of ``sr`` against ``sr0`` = :func:`expected_max_sharpe`.
+    """
+    sr0 = expected_max_sharpe(n_trials, sr_variance)
+    dsr = probabilistic_sharpe_ratio(sr, sr0, n_obs, skew=skew, kurtosis=kurtosis)
+    return {"dsr": dsr, "sr0": sr0, "sr": float(sr), "n_obs": int(n_obs),
+            "n_trials": int(n_trials), "sr_variance": float(sr_variance),
+            "skew": float(skew), "kurtosis": float(kurtosis)}
+
+
+def pbo_cscv(
+    performance: Any, *, n_splits: int = 16, metric: str = "mean"
+) -> dict[str, Any]:
+    """Probability of Backtest Overfitting by CSCV (Bailey, Borwein, López de Prado, Zhu).
+
+    ``performance`` is a (T, N) matrix: T periods (rows, in time order) by N configurations.
+    Rows are cut into ``n_splits`` (even) contiguous blocks of equal size (the first
+    ``T mod n_splits`` rows are dropped). For each of the C(S, S/2) ways to pick half the blocks
+    as "in sample", the configuration best in sample by ``metric`` ("mean" or "sharpe") is
+    ranked out of sample among all N: ``w = rank / (N + 1)`` (rank 1 = worst, average rank on
+    ties), ``logit = ln(w / (1 - w))``. PBO is the share of splits with ``logit <= 0``, that is
+    where the in-sample best is at or below the out-of-sample median.
+    """
+    m = np.asarray(performance, dtype=np.float64)
+    if m.ndim != 2:
+        raise ValueError("performance must be a 2-D (periods x configurations) matrix")
+    t, n = m.shape
+    if n < 2:
+        raise ValueError("PBO needs at least 2 configurations")
+    if n_splits < 2 or n_splits % 2:
+        raise ValueError(f"n_splits must be an even number >= 2, got {n_splits}")
+    if t < n_splits:
+        raise ValueError(f"PBO needs at least n_splits={n_splits} periods, got {t}")
+    if not np.isfinite(m).all():
+        raise ValueError("performance matrix has NaN or infinite values")
+    size = t // n_splits
+    m = m[t - size * n_splits:]
+    blocks = m.reshape(n_splits, size, n)
+
+    def score(rows: np.ndarray) -> np.ndarray:
+        if metric == "mean":
+            return rows.mean(axis=0)
+        if metric == "sharpe":
+            sd = rows.std(axis=0, ddof=1)
+            mu = rows.mean(axis=0)
+            return np.where(sd > 0, mu / np.where(sd > 0, sd, 1.0), 0.0)
+        raise ValueError(f"metric must be 'mean' or 'sharpe', got {metric!r}")
+
+    logits = []
+    for train in itertools.combinations(range(n_splits), n_splits // 2):
+        test = [b for b in range(n_splits) if b not in train]
+        is_perf = score(blocks[list(train)].reshape(-1, n))
+        oos_perf = score(blocks[test].reshape(-1, n))
+        best = int(np.argmax(is_perf))
+        rank = float(_st.rankdata(oos_perf, method="average")[best])
+        w = rank / (n + 1.0)
+        logits.append(math.log(w / (1.0 - w)))
+    lg = np.asarray(logits)
+    return {"pbo": float(np.mean(lg <= 0.0)), "n_splits": n_splits,
+            "n_combinations": int(lg.size), "n_configurations": n, "metric": metric,
+            "logit_median": float(np.median(lg))}
+
+
+def spa_test(
+    benchmark_losses: Any,
+    model_losses: Any,
+    *,
+    block_size: int | None = None,
+    reps: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Hansen's SPA test through :class:`arch.bootstrap.SPA` (stationary bootstrap).
+
+    H0: no model has a lower expected loss than the benchmark. Losses are "lower is better"
+    (pass minus the P&L). Returns the lower, consistent and upper p-values; Hansen recommends
+    the consistent one.
+    """
+    from arch.bootstrap import SPA
+
+    b = np.asarray(benchmark_losses, dtype=np.float64)
+    mdl = np.asarray(model_losses, dtype=np.float64)
+    if mdl.ndim == 1:
+        mdl = mdl[:, None]
+    if b.ndim != 1 or mdl.shape[0] != b.shape[0]:
+        raise ValueError("benchmark_losses must be (T,) and model_losses (T, K) with the same T")
+    if b.shape[0] < 10:
+        raise ValueError(f"SPA needs at least 10 periods, got {b.shape[0]}")
+    if not (np.isfinite(b).all() and np.isfinite(mdl).all()):
+        raise ValueError("SPA losses have NaN or infinite values")
+    if block_size is None:
+        block_size = max(1, int(round(b.shape[0] ** (1.0 / 3.0))))
+    spa = SPA(b, mdl, block_size=block_size, reps=reps, bootstrap="stationary",
+              seed=np.random.default_rng(seed))
+    spa.compute()
+    pv = spa.pvalues
+    return {"pvalue_consistent": float(pv["consistent"]), "pvalue_lower": float(pv["lower"]),
+            "pvalue_upper": float(pv["upper"]), "n_models": int(mdl.shape[1]),
+            "n_periods": int(b.shape[0]), "block_size": int(block_size), "reps": int(reps)}
