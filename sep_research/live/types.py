@@ -1,0 +1,178 @@
+"""Small value types of the live runner: candles, quotes, instrument facts, wire helpers.
+
+Standard library only. Times are tz-aware UTC :class:`datetime` objects.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+#: OANDA granularities and their length in seconds (the runner trades S5 ... D).
+GRANULARITY_SECONDS: dict[str, int] = {
+    "S5": 5, "S10": 10, "S15": 15, "S30": 30,
+    "M1": 60, "M2": 120, "M4": 240, "M5": 300, "M10": 600, "M15": 900, "M30": 1800,
+    "H1": 3600, "H2": 7200, "H3": 10800, "H4": 14400, "H6": 21600, "H8": 28800,
+    "H12": 43200, "D": 86400,
+}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_time(value: str | float) -> datetime:
+    """RFC3339 (up to 9 fractional digits, ``Z``) or UNIX ``"seconds.nanos"`` -> UTC datetime."""
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(float(value), UTC)
+    s = str(value).strip()
+    if s and s[0].isdigit() and "-" not in s:
+        return datetime.fromtimestamp(float(s), UTC)
+    if s.endswith("Z"):
+        s = s[:-1] + "+00:00"
+    if "." in s:
+        head, _, rest = s.partition(".")
+        digits = ""
+        i = 0
+        while i < len(rest) and rest[i].isdigit():
+            digits += rest[i]
+            i += 1
+        s = f"{head}.{digits[:6].ljust(6, '0')}{rest[i:]}"
+    dt = datetime.fromisoformat(s)
+    if dt.tzinfo is None:
+        raise ValueError(f"time {value!r} has no timezone")
+    return dt.astimezone(UTC)
+
+
+def fmt_time(dt: datetime) -> str:
+    """RFC3339 with 9 fractional digits, as OANDA writes it."""
+    if dt.tzinfo is None:
+        raise ValueError("naive datetime: times must be tz-aware UTC")
+    dt = dt.astimezone(UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond:06d}000Z"
+
+
+def pip_size(instrument: str) -> float:
+    return 0.01 if instrument.endswith("_JPY") else 0.0001
+
+
+@dataclass(frozen=True)
+class InstrumentInfo:
+    """What the broker boundary needs to know about an instrument."""
+
+    name: str
+    display_precision: int = 5
+    pip_location: int = -4
+    minimum_trade_size: float = 1.0
+    maximum_order_units: float = 100_000_000.0
+
+    @property
+    def pip(self) -> float:
+        return 10.0 ** self.pip_location
+
+    @property
+    def base(self) -> str:
+        return self.name.split("_")[0]
+
+    @property
+    def quote(self) -> str:
+        return self.name.split("_")[1]
+
+    def price(self, value: float) -> str:
+        """A price as OANDA's decimal string at the display precision."""
+        if not math.isfinite(value):
+            raise ValueError(f"{self.name}: price {value!r} is not finite")
+        return f"{value:.{self.display_precision}f}"
+
+    @classmethod
+    def default(cls, name: str) -> InstrumentInfo:
+        jpy = name.endswith("_JPY")
+        return cls(name, 3 if jpy else 5, -2 if jpy else -4)
+
+    @classmethod
+    def from_oanda(cls, d: dict[str, Any]) -> InstrumentInfo:
+        return cls(
+            name=d["name"],
+            display_precision=int(d.get("displayPrecision", 5)),
+            pip_location=int(d.get("pipLocation", -4)),
+            minimum_trade_size=float(d.get("minimumTradeSize", 1)),
+            maximum_order_units=float(d.get("maximumOrderUnits", 1e8)),
+        )
+
+
+@dataclass(frozen=True)
+class Candle:
+    """One candle: ``time`` is its start (UTC); mid OHLC always, bid/ask OHLC where known."""
+
+    instrument: str
+    time: datetime
+    o: float
+    h: float
+    l: float
+    c: float
+    volume: int = 0
+    complete: bool = True
+    bid: tuple[float, float, float, float] | None = None
+    ask: tuple[float, float, float, float] | None = None
+
+    def quotes(self, half_spread: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(bid, ask) OHLC: the candle's own, else mid -/+ ``half_spread``."""
+        if self.bid is not None and self.ask is not None:
+            return self.bid, self.ask
+        mid = (self.o, self.h, self.l, self.c)
+        return tuple(x - half_spread for x in mid), tuple(x + half_spread for x in mid)
+
+    @classmethod
+    def from_oanda(cls, instrument: str, d: dict[str, Any]) -> Candle:
+        """From one element of the candles endpoint's ``candles`` list."""
+
+        def ohlc(part: dict[str, str] | None) -> tuple[float, float, float, float] | None:
+            if not part:
+                return None
+            return (float(part["o"]), float(part["h"]), float(part["l"]), float(part["c"]))
+
+        bid = ohlc(d.get("bid"))
+        ask = ohlc(d.get("ask"))
+        mid = ohlc(d.get("mid"))
+        if mid is None:
+            if bid is None or ask is None:
+                raise ValueError(f"{instrument} candle {d.get('time')} has no mid or bid/ask")
+            mid = tuple((b + a) / 2.0 for b, a in zip(bid, ask))  # type: ignore[assignment]
+        return cls(
+            instrument=instrument,
+            time=parse_time(d["time"]),
+            o=mid[0], h=mid[1], l=mid[2], c=mid[3],
+            volume=int(d.get("volume", 0)),
+            complete=bool(d.get("complete", True)),
+            bid=bid,
+            ask=ask,
+        )
+
+
+@dataclass(frozen=True)
+class Quote:
+    """The latest price of an instrument."""
+
+    instrument: str
+    time: datetime
+    bid: float
+    ask: float
+    tradeable: bool = True
+
+    @property
+    def spread(self) -> float:
+        return self.ask - self.bid
+
+
+@dataclass
+class Decision:
+    """What the signal path said at a candle's close: the target direction and why."""
+
+    instrument: str
+    candle_time: datetime
+    action: str  # "BUY", "SELL", "HOLD" or "NONE" (no features yet)
+    target: int  # +1 long, -1 short, 0 flat
+    confidence: float = math.nan
+    extra: dict[str, Any] = field(default_factory=dict)
