@@ -203,33 +203,3 @@ def backtest_nb(
             equity_pips[t] = realized_pips
             equity_ccy[t] = realized_ccy
     return trades_i, trades_f, nt, position, equity_pips, equity_ccy, costs
-
-
-@njit(cache=True)
-def trade_pips_many_nb(targets, bid, ask, pip):  # pragma: no cover - compiled
-    """Net pips (after spread) of many target columns, no stops, one unit: for baselines.
-
-    ``targets`` int8 (n, k), one column per strategy. Same fill rule as :func:`backtest_nb`
-    without stop/take (a position changes only at the next open). Returns float64 (k,).
-    """
-    n, k = targets.shape
-    out = np.zeros(k, dtype=np.float64)
-    for j in range(k):
-        pos = 0
-        entry = 0.0
-        total = 0.0
-        for t in range(1, n):
-            desired = int(targets[t - 1, j])
-            if desired != pos:
-                if pos != 0:
-                    px = bid[t, 0] if pos > 0 else ask[t, 0]
-                    total += (px - entry) * pos / pip
-                    pos = 0
-                if desired != 0:
-                    pos = desired
-                    entry = ask[t, 0] if desired > 0 else bid[t, 0]
-        if pos != 0:
-            px = bid[n - 1, 3] if pos > 0 else ask[n - 1, 3]
-            total += (px - entry) * pos / pip
-        out[j] = total
-    return out

@@ -249,7 +249,7 @@ def spa_test(
     if not (np.isfinite(b).all() and np.isfinite(mdl).all()):
         raise ValueError("SPA losses have NaN or infinite values")
     if block_size is None:
-        block_size = max(1, int(round(b.shape[0] ** (1.0 / 3.0))))
+        block_size = max(1, round(b.shape[0] ** (1.0 / 3.0)))
     spa = SPA(b, mdl, block_size=block_size, reps=reps, bootstrap="stationary",
               seed=np.random.default_rng(seed))
     spa.compute()
