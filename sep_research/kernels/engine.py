@@ -1,0 +1,204 @@
+"""The engine switch and the array-level entry points of the kernels.
+
+``engine`` is one of:
+
+- ``"auto"``: ``"cuda"`` when a real CUDA GPU is usable, else ``"cpu"`` when numba is
+  installed, else ``"python"``;
+- ``"cpu"``: numba on the CPU (:mod:`sep_research.kernels.nb`);
+- ``"cuda"``: numba-cuda (:mod:`sep_research.kernels.cu`); raises :class:`EngineError` when
+  no GPU is usable (under ``NUMBA_ENABLE_CUDASIM=1`` the simulator counts as one, for tests);
+- ``"python"``: the uncompiled scalar bodies (slow; what the live runner can use).
+
+Entry points (arrays in, arrays out; no pandas):
+
+- :func:`compute_features` -> float64 ``(N_FEATURES, n, n_series * n_windows)``
+- :func:`compute_signals` -> ``(action int8, confidence float64, hc bool)`` of one config
+- :func:`run_sweep` -> ``(counts int64 (7, K), sums float64 (4, K))``
+
+Nothing here imports numba at module import time.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from sep_research.kernels import qfh
+
+ENGINES = ("auto", "cpu", "cuda", "python")
+
+#: candles per chunk of the sweep's deterministic partial sums (same on CPU and GPU)
+SWEEP_CHUNK = 8192
+
+
+class EngineError(ValueError):
+    """The requested engine cannot run here (e.g. ``cuda`` without a GPU)."""
+
+
+def numba_available() -> bool:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def cuda_simulated() -> bool:
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+
+
+def cuda_available() -> bool:
+    """True when numba-cuda can run kernels here (a real GPU, or the simulator)."""
+    if not numba_available():
+        return False
+    try:
+        from numba import cuda
+
+        return bool(cuda.is_available())
+    except Exception:  # noqa: BLE001 - any driver problem means "not available"
+        return False
+
+
+def resolve_engine(engine: str = "auto") -> str:
+    """Map ``auto|cpu|cuda|python`` to the engine that will run, or raise EngineError."""
+    if engine not in ENGINES:
+        raise EngineError(f"engine={engine!r} is unknown: expected one of {', '.join(ENGINES)}")
+    if engine == "auto":
+        if cuda_available() and not cuda_simulated():
+            return "cuda"
+        return "cpu" if numba_available() else "python"
+    if engine == "cpu" and not numba_available():
+        raise EngineError("engine='cpu' needs numba, which is not installed (pip install numba)")
+    if engine == "cuda" and not cuda_available():
+        raise EngineError(
+            "engine='cuda' was requested but no CUDA GPU is usable here "
+            "(numba.cuda.is_available() is False); use engine='cpu' or 'auto'"
+        )
+    return engine
+
+
+def _as_2d(x, name: str, dtype) -> np.ndarray:
+    a = np.asarray(x, dtype=dtype)
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 1-D (one series) or 2-D (series, time), got {a.ndim}-D")
+    return np.ascontiguousarray(a)
+
+
+def prepare_inputs(close, high, low, volume) -> dict:
+    """Validated 2-D (series, time) inputs and the bits, as the drivers take them."""
+    c = _as_2d(close, "close", np.float64)
+    h = _as_2d(high, "high", np.float64)
+    lo = _as_2d(low, "low", np.float64)
+    v = _as_2d(volume, "volume", np.float64)
+    for name, a in (("high", h), ("low", lo), ("volume", v)):
+        if a.shape != c.shape:
+            raise ValueError(f"{name} has shape {a.shape}, close has {c.shape}")
+    for name, a in (("close", c), ("high", h), ("low", lo), ("volume", v)):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name} holds NaN or infinite values")
+    bits = (c[:, 1:] > c[:, :-1]).astype(np.int8)
+    return {"close": c, "high": h, "low": lo, "volume": v, "bits": np.ascontiguousarray(bits)}
+
+
+def legacy_ranges(high: np.ndarray, low: np.ndarray, prm: np.ndarray) -> np.ndarray:
+    """Per series: the legacy alignment's mean range (pips) of the last vm-window candles."""
+    n = high.shape[1]
+    lo = max(0, n - int(prm[qfh.P_VM_WINDOW]))
+    return np.array([qfh.range_mean(high[s], low[s], lo, n, prm[qfh.P_PIP])
+                     for s in range(high.shape[0])], dtype=np.float64)
+
+
+def _check_alignment(alignment: str) -> bool:
+    if alignment not in ("causal", "legacy"):
+        raise ValueError(f"alignment={alignment!r}: expected 'causal' or 'legacy'")
+    return alignment == "legacy"
+
+
+def compute_features(close, high, low, volume, windows, prm, *, alignment: str = "causal",
+                     engine: str = "auto") -> np.ndarray:
+    """Per-candle features for many series and window lengths in one call.
+
+    ``close, high, low, volume``: 1-D (one series) or 2-D ``(n_series, n)`` arrays.
+    ``windows``: window lengths in bits (each >= 2). ``prm``: the parameter vector
+    (``SeedParams.to_vector()``). Returns ``out[F_*, i, s * n_windows + w]`` (float64),
+    rows are time; candles without features hold ``F_HAS = 0`` and NaN elsewhere.
+    """
+    legacy = _check_alignment(alignment)
+    eng = resolve_engine(engine)
+    x = prepare_inputs(close, high, low, volume)
+    win = np.atleast_1d(np.asarray(windows, dtype=np.int64))
+    if win.ndim != 1 or win.size == 0 or np.any(win < 2):
+        raise ValueError(f"windows must be a non-empty list of lengths >= 2, got {windows!r}")
+    prm = np.ascontiguousarray(prm, dtype=np.float64)
+    if prm.shape != (qfh.N_PARAMS,):
+        raise ValueError(f"prm must have shape ({qfh.N_PARAMS},), got {prm.shape}")
+    ns, n = x["high"].shape
+    lr = legacy_ranges(x["high"], x["low"], prm)
+    args = (x["bits"], x["high"], x["low"], x["volume"], win, legacy, lr, prm)
+    if eng == "cuda":
+        from sep_research.kernels import cu
+
+        return cu.features_cu(*args)
+    out = np.empty((qfh.N_FEATURES, n, ns * win.size), dtype=np.float64)
+    if eng == "cpu":
+        from sep_research.kernels import nb
+
+        nb.features_into_nb(out, *args)
+    else:
+        from sep_research.kernels import loops
+
+        loops.features_into(out, *args)
+    return out
+
+
+def compute_signals(feat: np.ndarray, col: int, ws: float, wc: float, we: float, bt: float,
+                    st: float, ct: float, cht: float, *, engine: str = "auto"):
+    """(action int8, confidence float64, hc bool) per candle of one configuration."""
+    eng = resolve_engine(engine)
+    n = feat.shape[1]
+    action = np.zeros(n, dtype=np.int8)
+    conf = np.empty(n, dtype=np.float64)
+    hc = np.zeros(n, dtype=np.bool_)
+    args = (action, conf, hc, feat, int(col), float(ws), float(wc), float(we), float(bt),
+            float(st), float(ct), float(cht))
+    if eng in ("cpu", "cuda"):  # one configuration: the CPU is the right tool
+        from sep_research.kernels import nb
+
+        nb.signals_into_nb(*args)
+    else:
+        from sep_research.kernels import loops
+
+        loops.signals_into(*args)
+    return action, conf, hc
+
+
+def run_sweep(g: np.ndarray, fw: np.ndarray, cv: np.ndarray, score_start: int, score_end: int,
+              *, engine: str = "auto", chunk: int = SWEEP_CHUNK, block: int = 128):
+    """The fused sweep on prepared arrays (see :func:`qfh.sweep_partial` for the layouts).
+
+    Returns ``(counts int64 (7, K), sums float64 (4, K))`` in the order of
+    ``qfh.SWEEP_COUNTS`` and ``qfh.SWEEP_SUMS``. ``block`` is the CUDA block size.
+    """
+    eng = resolve_engine(engine)
+    g = np.ascontiguousarray(g, dtype=np.float64)
+    fw = np.ascontiguousarray(fw, dtype=np.float64)
+    cv = np.ascontiguousarray(cv, dtype=np.float64)
+    if eng == "cuda":
+        from sep_research.kernels import cu
+
+        return cu.sweep_cu(g, fw, cv, int(score_start), int(score_end), int(chunk), int(block))
+    k = g.shape[0]
+    counts = np.zeros((len(qfh.SWEEP_COUNTS), k), dtype=np.int64)
+    sums = np.zeros((len(qfh.SWEEP_SUMS), k), dtype=np.float64)
+    if eng == "cpu":
+        from sep_research.kernels import nb
+
+        nb.sweep_into_nb(counts, sums, g, fw, cv, int(score_start), int(score_end), int(chunk))
+    else:
+        from sep_research.kernels import loops
+
+        loops.sweep_into(counts, sums, g, fw, cv, int(score_start), int(score_end), int(chunk))
+    return counts, sums

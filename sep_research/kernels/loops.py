@@ -1,0 +1,114 @@
+"""Loop drivers over the scalar bodies of :mod:`sep_research.kernels.qfh` (CPU paths).
+
+Plain Python with ``prange = range``; :mod:`sep_research.kernels.nb` re-binds ``prange`` to
+``numba.prange`` and compiles these with ``parallel=True``. The CUDA twins live in
+:mod:`sep_research.kernels.cu` (one thread per element instead of a loop).
+
+Array layouts (all C-contiguous):
+
+- ``bits`` (n_series, n-1) int8; ``high``, ``low``, ``volume`` (n_series, n) float64;
+- ``windows`` (n_windows,) int64; ``legacy_range`` (n_series,) float64; ``prm`` (N_PARAMS,);
+- ``out`` (N_FEATURES, n, n_series * n_windows) float64, column = series * n_windows + window.
+"""
+
+from __future__ import annotations
+
+from sep_research.kernels.qfh import (
+    F_TF,
+    candle_features,
+    first_feature_candle,
+    signal_at,
+    sweep_partial,
+    temporal_factor_at,
+)
+
+prange = range
+
+
+def features_into(out, bits, high, low, volume, windows, legacy, legacy_range, prm):
+    """Fill out[F_*, i, col] for every candle, series and window length."""
+    ns = high.shape[0]
+    n = high.shape[1]
+    nw = windows.shape[0]
+    total = ns * nw * n
+    for idx in prange(total):
+        col = idx // n
+        i = idx - col * n
+        s = col // nw
+        w = col - s * nw
+        candle_features(out, col, i, bits[s], high[s], low[s], volume[s], n, windows[w],
+                        legacy, legacy_range[s], prm)
+    first = first_feature_candle(legacy)
+    for idx in prange(total):
+        col = idx // n
+        i = idx - col * n
+        out[F_TF, i, col] = temporal_factor_at(out, col, i, first, prm)
+
+
+def signals_into(action, confidence, hc, feat, col, ws, wc, we, bt, st, ct, cht):
+    """Per-candle action (int8), confidence and hc flag of one configuration."""
+    n = action.shape[0]
+    for i in prange(n):
+        a, c, h = signal_at(i, col, feat, ws, wc, we, bt, st, ct, cht)
+        action[i] = a
+        confidence[i] = c
+        hc[i] = h
+
+
+def sweep_into(counts, sums, g, fw, cv, score_start, score_end, chunk):
+    """Fused sweep: counts[7, K] and sums[4, K] (zeroed by the caller) for every grid row.
+
+    The scored range is cut into chunks of ``chunk`` candles from ``score_start``; each
+    chunk's partial sums are added to the total in chunk order, exactly as the CUDA
+    version reduces them, so both give the same floating-point result.
+    """
+    nk = g.shape[0]
+    for k in prange(nk):
+        lo = score_start
+        while lo < score_end:
+            hi = min(lo + chunk, score_end)
+            r = sweep_partial(g, k, lo, hi, fw, cv)
+            counts[0, k] += r[0]
+            counts[1, k] += r[1]
+            counts[2, k] += r[2]
+            counts[3, k] += r[3]
+            counts[4, k] += r[4]
+            counts[5, k] += r[5]
+            counts[6, k] += r[6]
+            sums[0, k] = sums[0, k] + r[7]
+            sums[1, k] = sums[1, k] + r[8]
+            sums[2, k] = sums[2, k] + r[9]
+            sums[3, k] = sums[3, k] + r[10]
+            lo = hi
+
+
+DRIVERS = ("features_into", "signals_into", "sweep_into")
+
+
+def rebind(decorate, prange_impl=range, drivers: bool = True) -> dict:
+    """Copies of the scalar bodies (and drivers) whose globals point at decorated twins.
+
+    ``decorate(name, func)`` returns the compiled function (``numba.njit(func)``,
+    ``cuda.jit(device=True)(func)``, ...). Returns the shared namespace: name -> compiled.
+    """
+    import types
+
+    from sep_research.kernels import qfh
+
+    ns: dict = dict(vars(qfh))
+    ns["prange"] = prange_impl
+    names = list(qfh.SCALAR_FUNCTIONS)
+    sources = {name: getattr(qfh, name) for name in names}
+    if drivers:
+        this = globals()
+        for name in DRIVERS:
+            names.append(name)
+            sources[name] = this[name]
+    for name in names:
+        f = sources[name]
+        g = types.FunctionType(f.__code__, ns, f.__name__, f.__defaults__, f.__closure__)
+        g.__qualname__ = f.__qualname__
+        g.__module__ = f.__module__
+        g.__doc__ = f.__doc__
+        ns[name] = decorate(name, g)
+    return ns

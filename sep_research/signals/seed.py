@@ -1,0 +1,327 @@
+"""The seed preset of the QFH signal rule (spec sections 3-5), vectorised over candles.
+
+Public API (arrays or any mapping/frame with ``open high low close volume`` columns; no
+pandas needed):
+
+- :class:`SeedParams`: every constant of the rule (weights, thresholds, HC filter, volume
+  and temporal factors, volatility multiplier), with the seed's values as defaults.
+- :func:`seed_features(data, params=SEED, *, alignment="causal", engine="auto")` -> dict of
+  per-candle arrays (``has``, ``coherence``, ``stability``, ``phase``, ``rupture``, ...).
+- :func:`qfh_features_batch(close, high, low, volume, windows, params=SEED, *,
+  alignment="causal", engine="auto")` -> dict name -> 2-D array ``(n, n_series*n_windows)``.
+- :func:`seed_signals(data, params=SEED, *, alignment="causal", engine="auto")` ->
+  :class:`SeedSignals` (action int8 +1/-1/0, confidence, hc, and the features).
+- :func:`label_moves(close, *, alignment="causal", pip=1e4)` -> the move each candle's
+  signal is scored on (pips; NaN where there is none).
+- :func:`score_signals(close, signals, *, alignment="causal", min_move=0.5)` -> :class:`Score`.
+
+Alignment: ``"causal"`` (the default) uses only data known at the close of candle ``i``;
+``"legacy"`` reproduces the original engine's look-ahead and is for reproduction only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+import numpy as np
+
+from sep_research.kernels import engine as _engine
+from sep_research.kernels import qfh
+
+ALIGNMENTS = ("causal", "legacy")
+
+
+@dataclass(frozen=True)
+class SeedParams:
+    """Every constant of the seed rule; defaults are the seed preset (spec sections 3, 4)."""
+
+    window: int = 11
+    w_s: float = 0.40
+    w_c: float = 0.10
+    w_e: float = 0.50
+    buy_threshold: float = 0.50
+    sell_threshold: float = 0.52
+    conf_threshold: float = 0.65
+    coh_threshold: float = 0.30
+    collapse_threshold: float = 0.3
+    min_move: float = 0.5
+    pip: float = 1e4
+    coh_scale: float = 0.7
+    coh_offset: float = 0.15
+    vol_window: int = 20
+    vol_default: float = 0.5
+    stab_vol_weight: float = 0.2
+    stab_vol_scale: float = 20.0
+    volume_factor: bool = True
+    vf_base: float = 0.85
+    vf_slope: float = 0.3
+    vf_ref: float = 150.0
+    vf_lo: float = 0.7
+    vf_hi: float = 1.4
+    temporal_factor: bool = True
+    tf_short: int = 5
+    tf_long: int = 15
+    tf_tight: float = 0.1
+    tf_loose: float = 0.2
+    tf_high: float = 1.15
+    tf_mid: float = 1.08
+    vol_multiplier: bool = True
+    vm_window: int = 100
+    vm_center: float = 10.0
+    vm_slope: float = 0.02
+    vm_lo: float = 0.8
+    vm_hi: float = 1.5
+    extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if int(self.window) != self.window or self.window < 2:
+            raise ValueError(f"window must be an integer >= 2, got {self.window!r}")
+        for name in ("vol_window", "vm_window", "tf_short", "tf_long"):
+            v = getattr(self, name)
+            if int(v) != v or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if self.tf_short > self.tf_long:
+            raise ValueError("tf_short must not exceed tf_long")
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"{f.name} must be finite, got {v!r}")
+
+    def with_(self, **changes: Any) -> SeedParams:
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise ValueError(f"unknown seed parameters: {sorted(unknown)}")
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("extra")
+        return d
+
+    def to_vector(self) -> np.ndarray:
+        """The float64 parameter vector ``prm`` of the kernels (``qfh.P_*`` order)."""
+        p = np.zeros(qfh.N_PARAMS, dtype=np.float64)
+        p[qfh.P_WINDOW] = self.window
+        p[qfh.P_WS], p[qfh.P_WC], p[qfh.P_WE] = self.w_s, self.w_c, self.w_e
+        p[qfh.P_BUY], p[qfh.P_SELL] = self.buy_threshold, self.sell_threshold
+        p[qfh.P_CONF], p[qfh.P_COH] = self.conf_threshold, self.coh_threshold
+        p[qfh.P_COLLAPSE], p[qfh.P_MIN_MOVE] = self.collapse_threshold, self.min_move
+        p[qfh.P_PIP] = self.pip
+        p[qfh.P_COH_SCALE], p[qfh.P_COH_OFFSET] = self.coh_scale, self.coh_offset
+        p[qfh.P_VOL_WINDOW], p[qfh.P_VOL_DEFAULT] = self.vol_window, self.vol_default
+        p[qfh.P_STAB_VOL_W], p[qfh.P_STAB_VOL_S] = self.stab_vol_weight, self.stab_vol_scale
+        p[qfh.P_VF_ON] = 1.0 if self.volume_factor else 0.0
+        p[qfh.P_VF_BASE], p[qfh.P_VF_SLOPE], p[qfh.P_VF_REF] = (
+            self.vf_base, self.vf_slope, self.vf_ref)
+        p[qfh.P_VF_LO], p[qfh.P_VF_HI] = self.vf_lo, self.vf_hi
+        p[qfh.P_TF_ON] = 1.0 if self.temporal_factor else 0.0
+        p[qfh.P_TF_SHORT], p[qfh.P_TF_LONG] = self.tf_short, self.tf_long
+        p[qfh.P_TF_TIGHT], p[qfh.P_TF_LOOSE] = self.tf_tight, self.tf_loose
+        p[qfh.P_TF_HIGH], p[qfh.P_TF_MID] = self.tf_high, self.tf_mid
+        p[qfh.P_VM_ON] = 1.0 if self.vol_multiplier else 0.0
+        p[qfh.P_VM_WINDOW], p[qfh.P_VM_CENTER] = self.vm_window, self.vm_center
+        p[qfh.P_VM_SLOPE], p[qfh.P_VM_LO], p[qfh.P_VM_HI] = (
+            self.vm_slope, self.vm_lo, self.vm_hi)
+        return p
+
+
+#: The seed preset (spec sections 3 and 4).
+SEED = SeedParams()
+
+
+def check_alignment(alignment: str) -> str:
+    if alignment not in ALIGNMENTS:
+        raise ValueError(f"alignment={alignment!r}: expected 'causal' or 'legacy'")
+    return alignment
+
+
+def ohlcv(data: Any) -> dict[str, np.ndarray]:
+    """float64 arrays open/high/low/close/volume from a candle frame or a mapping of arrays."""
+    out = {}
+    for name in ("open", "high", "low", "close", "volume"):
+        try:
+            col = data[name]
+        except (KeyError, IndexError, TypeError):
+            if name == "open":
+                continue
+            raise ValueError(f"candle data has no {name!r} column") from None
+        out[name] = np.ascontiguousarray(np.asarray(col, dtype=np.float64))
+    n = out["close"].shape[0]
+    for k, v in out.items():
+        if v.ndim != 1 or v.shape[0] != n:
+            raise ValueError(f"column {k!r} must be 1-D with {n} values, got shape {v.shape}")
+    return out
+
+
+def qfh_features_batch(close, high, low, volume, windows, params: SeedParams = SEED, *,
+                       alignment: str = "causal", engine: str = "auto") -> dict[str, np.ndarray]:
+    """Per-candle features of many series x window lengths: name -> ``(n, n_series*n_win)``.
+
+    Inputs are 1-D (one series) or 2-D ``(n_series, n)``; column ``s * len(windows) + w``
+    belongs to series ``s`` and window ``windows[w]``. Names: ``qfh.FEATURE_NAMES``
+    (``has`` is bool, the three counts are float with NaN where there are no features).
+    """
+    check_alignment(alignment)
+    out = _engine.compute_features(close, high, low, volume, windows, params.to_vector(),
+                                   alignment=alignment, engine=engine)
+    res = {name: out[q] for q, name in enumerate(qfh.FEATURE_NAMES)}
+    res["has"] = out[qfh.F_HAS] == 1.0
+    res["collapse"] = out[qfh.F_COLLAPSE] == 1.0
+    return res
+
+
+def seed_features(data: Any, params: SeedParams = SEED, *, alignment: str = "causal",
+                  engine: str = "auto") -> dict[str, np.ndarray]:
+    """Per-candle features of one series with the preset's window: name -> ``(n,)`` array."""
+    x = ohlcv(data)
+    b = qfh_features_batch(x["close"], x["high"], x["low"], x["volume"], [params.window],
+                           params, alignment=alignment, engine=engine)
+    return {k: v[:, 0] for k, v in b.items()}
+
+
+@dataclass
+class SeedSignals:
+    """Per-candle output of the seed rule for one configuration (arrays of length n)."""
+
+    action: np.ndarray  # int8: +1 BUY, -1 SELL, 0 HOLD (also where there are no features)
+    confidence: np.ndarray  # winning score (NaN where there are no features)
+    hc: np.ndarray  # bool: high confidence
+    features: dict[str, np.ndarray]
+    alignment: str
+    params: SeedParams
+
+    @property
+    def has(self) -> np.ndarray:
+        return self.features["has"]
+
+    @property
+    def coherence(self) -> np.ndarray:
+        return self.features["coherence"]
+
+
+def signals_from_features(feat: Mapping[str, np.ndarray], params: SeedParams = SEED, *,
+                          engine: str = "auto") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(action, confidence, hc) of one configuration from :func:`seed_features` output."""
+    table = np.empty((qfh.N_FEATURES, len(feat["has"]), 1), dtype=np.float64)
+    for q, name in enumerate(qfh.FEATURE_NAMES):
+        table[q, :, 0] = feat[name]
+    return _engine.compute_signals(table, 0, params.w_s, params.w_c, params.w_e,
+                                   params.buy_threshold, params.sell_threshold,
+                                   params.conf_threshold, params.coh_threshold, engine=engine)
+
+
+def seed_signals(data: Any, params: SeedParams = SEED, *, alignment: str = "causal",
+                 engine: str = "auto") -> SeedSignals:
+    """The seed rule's per-candle signals (one configuration), for backtests and scoring."""
+    feat = seed_features(data, params, alignment=alignment, engine=engine)
+    action, conf, hc = signals_from_features(feat, params, engine=engine)
+    return SeedSignals(action, conf, hc, feat, alignment, params)
+
+
+def label_moves(close, *, alignment: str = "causal", pip: float = 1e4) -> np.ndarray:
+    """Move (pips) that candle i's signal is scored on; NaN where it has none.
+
+    causal: ``(c[i+1] - c[i]) * pip``. legacy (the original's scoring): the p-th signal
+    (p = i - 1, features start at candle 1) is scored on ``(c[p+1] - c[p]) * pip``, a move
+    inside its own window.
+    """
+    check_alignment(alignment)
+    c = np.asarray(close, dtype=np.float64)
+    mv = np.full(c.shape[0], np.nan)
+    d = (c[1:] - c[:-1]) * pip
+    if alignment == "causal":
+        mv[:-1] = d
+    else:
+        mv[1:] = d
+    return mv
+
+
+def label_index(n: int, *, alignment: str = "causal") -> np.ndarray:
+    """Index t of the move ``c[t] -> c[t+1]`` each candle is scored on (-1: none)."""
+    i = np.arange(n)
+    t = i if alignment == "causal" else i - 1
+    return np.where((t >= 0) & (t + 1 < n), t, -1)
+
+
+@dataclass(frozen=True)
+class Score:
+    """The spec's scoring (section 5) of one signal run."""
+
+    scored: int  # candles with features and a label
+    non_hold: int
+    correct: int
+    n_buy: int
+    hc: int
+    hc_buy: int
+    hc_correct: int
+    up: int  # scored candles whose move is > +min_move (the base rate's numerator)
+
+    @property
+    def overall_accuracy(self) -> float:
+        return 100.0 * self.correct / self.non_hold if self.non_hold else math.nan
+
+    @property
+    def hc_accuracy(self) -> float:
+        return 100.0 * self.hc_correct / self.hc if self.hc else math.nan
+
+    @property
+    def signal_rate(self) -> float:
+        return 100.0 * self.hc / self.non_hold if self.non_hold else math.nan
+
+    @property
+    def base_rate(self) -> float:
+        return 100.0 * self.up / self.scored if self.scored else math.nan
+
+    @property
+    def profitability_score(self) -> float:
+        """(HC accuracy % - 50) * signal rate %, on the unrounded figures."""
+        return (self.hc_accuracy - 50.0) * self.signal_rate
+
+    @property
+    def profitability_score_rounded(self) -> float:
+        """The same from HC accuracy rounded to 2 and signal rate to 1 decimal (the original's
+        204.94 comes from these rounded figures)."""
+        return (round(self.hc_accuracy, 2) - 50.0) * round(self.signal_rate, 1)
+
+    def hc_accuracy_ci95(self) -> tuple[float, float]:
+        return wilson_interval(self.hc_correct, self.hc)
+
+
+def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval of k successes in n trials, in percent."""
+    if n == 0:
+        return (math.nan, math.nan)
+    p = k / n
+    den = 1.0 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return (100.0 * (mid - half), 100.0 * (mid + half))
+
+
+def score_signals(close, sig: SeedSignals | Mapping[str, np.ndarray], *,
+                  alignment: str | None = None, min_move: float | None = None,
+                  pip: float = 1e4) -> Score:
+    """Score per-candle signals as the spec does (legacy or causal scoring)."""
+    if isinstance(sig, SeedSignals):
+        action, hc, has = sig.action, sig.hc, sig.has
+        alignment = alignment or sig.alignment
+        min_move = sig.params.min_move if min_move is None else min_move
+    else:
+        action, hc, has = sig["action"], sig["hc"], sig["has"]
+    alignment = check_alignment(alignment or "causal")
+    mm = 0.5 if min_move is None else min_move
+    mv = label_moves(close, alignment=alignment, pip=pip)
+    scored = np.asarray(has, bool) & ~np.isnan(mv)
+    act = np.asarray(action)
+    nh = scored & (act != 0)
+    ok = nh & (((act == 1) & (mv > mm)) | ((act == -1) & (mv < -mm)))
+    hcm = nh & np.asarray(hc, bool)
+    return Score(
+        scored=int(scored.sum()), non_hold=int(nh.sum()), correct=int(ok.sum()),
+        n_buy=int((nh & (act == 1)).sum()), hc=int(hcm.sum()),
+        hc_buy=int((hcm & (act == 1)).sum()), hc_correct=int((hcm & ok).sum()),
+        up=int((scored & (mv > mm)).sum()),
+    )
