@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from reference_backtest import reference_backtest
 
 from sep_research.backtest import fills
 from sep_research.backtest.engine import positions_from_actions, quote_arrays, run_backtest
 from sep_research.data.candles import synthetic_candles
+from tests.reference_backtest import reference_backtest
 
 PIP = 1e-4
 
