@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 import tomllib
 
+from pathlib import Path
+
 import yaml
 
-from tests.conftest import ROOT
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _name(req: str) -> str:
