@@ -143,13 +143,10 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from sep_research.data.fetch import fetch_candles
-    from sep_research.oanda.credentials import load_credentials
 
-    creds = load_credentials(args.env_file)
-    environment = args.environment or creds.environment
     report = fetch_candles(
         args.instrument, args.granularity, args.start, args.end,
-        price=args.price, environment=environment, credentials=creds,
+        price=args.price, environment=args.environment, env_file=args.env_file,
         cache=_cache(args), progress=not args.no_progress,
     )
     print(report)
