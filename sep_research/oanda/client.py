@@ -279,9 +279,14 @@ def to_oanda_error(
                              attempts=attempts)
         text = f"{what}{env}: HTTP {code}: {message or '(no message)'}"
         if kind is ErrorKind.RETRYABLE:
-            text += f" (gave up after {attempts} attempt(s))"
+            # A 5xx on a write may come from a gateway after the server acted on it; a 429
+            # is a refusal before any work.
+            maybe = method != "GET" and code != 429
+            text += f" (after {attempts} attempt(s))"
+            if maybe:
+                text += " -- the request may have been executed; reconcile before retrying"
             return TemporaryError(text, code=code, kind=kind, message=message, body=body,
-                                  attempts=attempts)
+                                  attempts=attempts, may_have_executed=maybe)
         return RequestError(text, code=code, kind=kind, message=message, body=body,
                             attempts=attempts)
     if kind is ErrorKind.RETRYABLE:
