@@ -15,6 +15,7 @@ import sys
 # Sub-command modules, in the order they appear in ``sep --help``.
 COMMAND_MODULES: list[str] = [
     "sep_research.data.cli",
+    "sep_research.emulator.cli",
     "sep_research.demo",
 ]
 

@@ -1,0 +1,77 @@
+"""A faithful OANDA v20 emulator on loopback, with a replay clock and fault injection.
+
+A real HTTP/1.1 server that the unchanged ``oandapyV20`` client talks to: REST and streams on
+one port, accounts, candles, pricing, orders, trades, positions and transactions, replaying
+stored real candles. Used by the project's tests (downloader, live runner, demo) and by users
+rehearsing the runner (``sep emulator --help``).
+
+Python API::
+
+    from sep_research.emulator import Emulator, EmulatorConfig, make_api
+
+    with Emulator(EmulatorConfig(source="sample")) as emu:   # 127.0.0.1, ephemeral port
+        emu.base_url, emu.port, emu.token, emu.account_id      # connection facts
+        api = emu.api(request_params={"timeout": 5})            # an oandapyV20.API for it
+        emu.clock.advance(candles=1)                             # replay clock, by hand ...
+        emu.clock.advance(seconds=90); emu.clock.set("2017-09-13T00:00:00Z")
+        emu.clock.run(60.0); emu.clock.pause()                   # ... or at 60x real time
+        emu.clock.now()                                          # tz-aware UTC datetime
+        emu.set_faults("429:0.1,slow:0.2@1.5,seed=3")            # fault injection on/off
+        emu.transactions()                                       # copy of the account's log
+    # leaving the block calls emu.stop(): streams end with a clean final chunk
+
+    proc = Emulator.spawn(EmulatorConfig(speed=60))   # same, in a child process
+    proc.base_url, proc.port, proc.api(), proc.advance(candles=2), proc.set_faults("cut")
+    proc.stop()   # SIGTERM, clean;  proc.kill(): SIGKILL, abrupt
+
+    api = make_api("http://127.0.0.1:8090", "TOKEN")  # registers TRADING_ENVIRONMENTS["local-8090"]
+
+``EmulatorConfig`` fields (all optional): ``candles={"EUR_USD": frame}`` or ``source="sample"``
+(default) / ``"cache"`` (with ``cache_dir``, ``granularity``), ``instruments``, ``start``
+(default: the middle of the data), ``speed`` (0 = manual clock), ``balance`` (100000 USD),
+``token``, ``account_id`` (``101-001-0000000-001``), ``extra_accounts``, ``foreign_token`` and
+``foreign_account_id`` (an account the main token may not touch: 403), ``hedging`` (False:
+netting, FIFO), ``margin_rate`` ("0.02"), ``half_spread_pips`` (0.7, used where the data has no
+bid/ask), ``faults`` (SPEC, see :mod:`sep_research.emulator.faults`), ``heartbeat_s`` (5),
+``price_interval_s`` (0.25), ``host``, ``port`` (0 = ephemeral).
+
+Behaviour in brief:
+
+- Candles: every granularity that is a whole multiple of the stored one (H1 -> H2 .. H12, D,
+  W, M with OANDA's 17:00 New York alignment); finer ones answer ``Invalid value specified for
+  'granularity'``. The candle holding the clock has ``complete: false`` and the OHLC of the
+  deterministic price path so far (see :mod:`sep_research.emulator.market`); ``from`` is
+  inclusive (``includeFirst``), ``to`` exclusive.
+- Prices and fills follow that path; bid/ask from the data or mid -/+ the half-spread. Gaps of
+  12 hours or more between stored candles (weekends) halt the market: ``tradeable: false``,
+  market orders cancelled with ``MARKET_HALTED``.
+- Transactions: one ID sequence per account starting with CREATE, CLIENT_CONFIGURE and
+  TRANSFER_FUNDS; times are replay-clock times, so runs are deterministic.
+- Admin (not v20, same token): ``GET/POST /_emulator/clock`` (``advance_candles``,
+  ``advance_seconds``, ``set``, ``speed``) and ``POST /_emulator/faults`` (``spec``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_LAZY = {
+    "Emulator": "sep_research.emulator.app",
+    "EmulatorConfig": "sep_research.emulator.app",
+    "EmulatorProcess": "sep_research.emulator.app",
+    "make_api": "sep_research.emulator.app",
+    "ReplayClock": "sep_research.emulator.clock",
+    "FaultSpec": "sep_research.emulator.faults",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sep_research.emulator' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = sorted(_LAZY)

@@ -1,0 +1,399 @@
+"""The emulator object: configuration, start and stop, in a thread or in a child process."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from sep_research.emulator.broker import Broker
+from sep_research.emulator.clock import ReplayClock
+from sep_research.emulator.faults import FaultSpec
+from sep_research.emulator.market import Series, make_spec
+from sep_research.emulator.wire import NS, fmt_time, to_ns
+
+ACCOUNT_ID_FORM = "101-001-0000000-001"
+
+
+@dataclass
+class EmulatorConfig:
+    """Everything that defines one emulator. All fields have working defaults.
+
+    Candles come from ``candles`` (``{"EUR_USD": frame, ...}``, candle frames as in
+    :mod:`sep_research.data.candles`) or else from ``source``: ``"sample"`` (the packaged real
+    EUR_USD H1 sample, the default) or ``"cache"`` (the Parquet cache at ``cache_dir``, the
+    finest granularity stored unless ``granularity`` is given). ``start`` is the replay clock's
+    first time (default: the start of the middle stored candle, so there is history behind and
+    data ahead); ``speed`` 0 leaves the clock for the caller to move, otherwise it runs at that
+    many times real time.
+    """
+
+    candles: Mapping[str, Any] | None = None
+    source: str | None = None
+    instruments: tuple[str, ...] | None = None
+    granularity: str | None = None
+    cache_dir: str | None = None
+    start: Any = None
+    speed: float = 0.0
+    balance: float = 100_000.0
+    token: str = "emulator-token"
+    account_id: str = ACCOUNT_ID_FORM
+    extra_accounts: tuple[str, ...] = ()
+    foreign_token: str = "foreign-token"
+    foreign_account_id: str = "101-001-9999999-001"
+    hedging: bool = False
+    margin_rate: str = "0.02"
+    half_spread_pips: float = 0.7
+    faults: str | None = None
+    heartbeat_s: float = 5.0
+    price_interval_s: float = 0.25
+    host: str = "127.0.0.1"
+    port: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        for aid in (self.account_id, *self.extra_accounts, self.foreign_account_id):
+            parts = aid.split("-")
+            if len(parts) != 4 or not all(p.isdigit() for p in parts):
+                raise ValueError(
+                    f"account id {aid!r}: expected the OANDA form {ACCOUNT_ID_FORM!r}"
+                )
+        if not self.token or any(c.isspace() for c in self.token):
+            raise ValueError("token must be a non-empty string without spaces")
+        if self.speed < 0:
+            raise ValueError(f"speed must be >= 0, got {self.speed}")
+        if self.balance < 0:
+            raise ValueError(f"balance must be >= 0, got {self.balance}")
+        if self.source not in (None, "sample", "cache"):
+            raise ValueError(f"source {self.source!r}: expected 'sample' or 'cache'")
+        FaultSpec.parse(self.faults)
+
+
+def load_frames(config: EmulatorConfig) -> tuple[dict[str, Any], dict[str, str]]:
+    """The candle frames the config asks for and their granularities."""
+    from sep_research.data.candles import GRANULARITY_SECONDS, get_provenance
+
+    frames: dict[str, Any] = {}
+    if config.candles is not None:
+        frames = dict(config.candles)
+    elif config.source in (None, "sample"):
+        from sep_research.data import load_sample
+
+        frames = {"EUR_USD": load_sample()}
+    else:
+        from sep_research.data import CandleCache
+
+        cache = CandleCache(config.cache_dir)
+        names = config.instruments or tuple(sorted({d.provenance.instrument
+                                                    for d in cache.list()}))
+        if not names:
+            raise ValueError(f"the candle cache at {cache.root} holds no candles")
+        for name in names:
+            grans = sorted({d.provenance.granularity for d in cache.list()
+                            if d.provenance.instrument == name},
+                           key=lambda g: GRANULARITY_SECONDS[g])
+            if not grans:
+                raise ValueError(f"no cached candles for {name} in {cache.root}")
+            gran = config.granularity or grans[0]
+            frames[name] = cache.load(name, gran)
+    if config.instruments:
+        missing = [n for n in config.instruments if n not in frames]
+        if missing:
+            raise ValueError(f"instruments {missing} have no candles (have {sorted(frames)})")
+        frames = {n: frames[n] for n in config.instruments}
+    if not frames:
+        raise ValueError("no candles to replay")
+    grans = {}
+    for name, frame in frames.items():
+        try:
+            prov = get_provenance(frame)
+            if prov.instrument != name:
+                raise ValueError(f"candles given for {name} are for {prov.instrument}")
+            grans[name] = prov.granularity
+        except ValueError:
+            raise
+        except Exception:
+            if config.granularity is None:
+                raise ValueError(f"candles for {name} have no provenance; give granularity=")
+            grans[name] = config.granularity
+    return frames, grans
+
+
+class Emulator:
+    """A running OANDA v20 emulator (see the package docstring)."""
+
+    def __init__(self, config: EmulatorConfig | None = None, **overrides: Any):
+        cfg = replace(config or EmulatorConfig(), **overrides)
+        cfg.check()
+        self.config = cfg
+        frames, grans = load_frames(cfg)
+        self.market: dict[str, Series] = {}
+        for name, frame in frames.items():
+            spec = make_spec(name, cfg.margin_rate)
+            half = cfg.half_spread_pips * 10.0 ** spec.pip_location
+            self.market[name] = Series(spec, frame, grans[name], half)
+        first = max(s.first for s in self.market.values())
+        end = max(s.end for s in self.market.values())
+        if cfg.start is None:
+            ref = next(iter(self.market.values()))
+            start = max(ref.tl[len(ref.tl) // 2], first)
+        else:
+            start = to_ns(cfg.start)
+            if not first <= start < end:
+                raise ValueError(
+                    f"start {fmt_time(start)} is outside the data "
+                    f"({fmt_time(first)} .. {fmt_time(end)})"
+                )
+        step = min(s.dur for s in self.market.values()) // NS
+        self.clock = ReplayClock(start, step_seconds=step, end=end)
+        self.faults = FaultSpec.parse(cfg.faults)
+        self.heartbeat_s = cfg.heartbeat_s
+        self.price_interval_s = cfg.price_interval_s
+        self.tokens: dict[str, list[str]] = {
+            cfg.token: [cfg.account_id, *cfg.extra_accounts],
+            cfg.foreign_token: [cfg.foreign_account_id],
+        }
+        self.broker = Broker(self.market, self.clock,
+                             accounts=[cfg.account_id, *cfg.extra_accounts,
+                                       cfg.foreign_account_id],
+                             balance=cfg.balance, hedging=cfg.hedging,
+                             margin_rate=cfg.margin_rate, created=start)
+        self.clock.add_listener(self.broker.sync)
+        self._server: Any = None
+        self._threads: list[threading.Thread] = []
+        self._speed = cfg.speed
+
+    # -- life -----------------------------------------------------------------------------
+    def start(self) -> Emulator:
+        from sep_research.emulator.server import EmulatorHTTPServer
+
+        if self._server is not None:
+            return self
+        self._server = EmulatorHTTPServer((self.config.host, self.config.port), self)
+        t = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                             name="emulator-http", daemon=True)
+        t.start()
+        tick = threading.Thread(target=self._ticker, name="emulator-clock", daemon=True)
+        tick.start()
+        self._threads = [t, tick]
+        if self._speed:
+            self.clock.run(self._speed)
+        return self
+
+    def _ticker(self) -> None:
+        assert self._server is not None
+        while not self._server.stopping.wait(self.price_interval_s):
+            if self.clock.speed > 0:
+                self.broker.sync(self.clock.now_ns())
+
+    def stop(self) -> None:
+        """End streams cleanly (final chunk), stop serving and close every connection."""
+        srv = self._server
+        if srv is None:
+            return
+        srv.stopping.set()
+        with self.broker.lock:
+            for acct in self.broker.accounts.values():
+                with acct.cond:
+                    acct.cond.notify_all()
+        deadline = time.monotonic() + 2.0
+        srv.shutdown()
+        while time.monotonic() < deadline:
+            with srv.conns_lock:
+                left = len(srv.conns)
+            if not left:
+                break
+            time.sleep(0.02)
+        with srv.conns_lock:
+            conns = list(srv.conns)
+        for c in conns:
+            try:
+                c.shutdown(2)
+            except OSError:
+                pass
+        srv.server_close()
+        self._server = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- facts ----------------------------------------------------------------------------
+    @property
+    def host(self) -> str:
+        return self.config.host
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the emulator is not running; call start() or use 'with'")
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def token(self) -> str:
+        return self.config.token
+
+    @property
+    def account_id(self) -> str:
+        return self.config.account_id
+
+    @property
+    def instruments(self) -> list[str]:
+        return list(self.market)
+
+    def set_faults(self, spec: str | None) -> None:
+        """Switch fault injection (``None`` or ``""`` turns it off); see ``faults.py``."""
+        self.faults = FaultSpec.parse(spec)
+
+    def api(self, **kwargs: Any) -> Any:
+        """An ``oandapyV20.API`` pointed at this emulator (see :func:`make_api`)."""
+        return make_api(self.base_url, self.token, **kwargs)
+
+    def transactions(self, account_id: str | None = None) -> list[dict[str, Any]]:
+        """A copy of an account's transactions (for tests)."""
+        acct = self.broker.accounts[account_id or self.account_id]
+        with self.broker.lock:
+            return json.loads(json.dumps(acct.txs))
+
+    @classmethod
+    def spawn(cls, config: EmulatorConfig | None = None, **overrides: Any) -> EmulatorProcess:
+        """Start the emulator in a child process (separate-process benchmarks, kill tests)."""
+        return EmulatorProcess(replace(config or EmulatorConfig(), **overrides))
+
+
+def make_api(base_url: str, token: str, *, environment: str | None = None,
+             request_params: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+             ) -> Any:
+    """Register ``base_url`` as an oandapyV20 environment and return an ``API`` for it.
+
+    The environment is named ``environment`` or ``"local-PORT"``; both the REST and the stream
+    URL point at ``base_url``.
+    """
+    import oandapyV20
+    from oandapyV20 import oandapyV20 as core
+
+    env = environment or "local-" + base_url.rsplit(":", 1)[-1].strip("/")
+    core.TRADING_ENVIRONMENTS[env] = {"api": base_url, "stream": base_url}
+    return oandapyV20.API(access_token=token, environment=env, request_params=request_params,
+                          headers=headers)
+
+
+class EmulatorProcess:
+    """An emulator in a child process: ``python -m sep_research.emulator.child``."""
+
+    def __init__(self, config: EmulatorConfig, timeout: float = 60.0):
+        config.check()
+        self.config = config
+        fd, path = tempfile.mkstemp(prefix="sep-emulator-", suffix=".pickle")
+        with os.fdopen(fd, "wb") as fh:
+            pickle.dump(config, fh)
+        self._cfg_path = Path(path)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sep_research.emulator.child", path],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        line = self._read_ready(timeout)
+        self.port = int(line.split()[1])
+
+    def _read_ready(self, timeout: float) -> str:
+        assert self.process.stdout is not None
+        box: list[str] = []
+        t = threading.Thread(target=lambda: box.append(self.process.stdout.readline()),  # type: ignore[union-attr]
+                             daemon=True)
+        t.start()
+        t.join(timeout)
+        if not box or not box[0].startswith("READY "):
+            self.kill()
+            err = self.process.stderr.read() if self.process.stderr else ""
+            raise RuntimeError(f"emulator child did not start: {err[-2000:]}")
+        return box[0]
+
+    host = property(lambda self: self.config.host)
+    base_url = property(lambda self: f"http://{self.config.host}:{self.port}")
+    token = property(lambda self: self.config.token)
+    account_id = property(lambda self: self.config.account_id)
+
+    def api(self, **kwargs: Any) -> Any:
+        return make_api(self.base_url, self.token, **kwargs)
+
+    def _admin(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        req = urllib.request.Request(
+            self.base_url + path, data=json.dumps(body).encode(), method="POST",
+            headers={"Authorization": f"Bearer {self.token}",
+                     "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def advance(self, *, candles: int = 0, seconds: float = 0.0) -> str:
+        return self._admin("/_emulator/clock", {"advance_candles": candles,
+                                                 "advance_seconds": seconds})["time"]
+
+    def set_faults(self, spec: str | None) -> None:
+        self._admin("/_emulator/faults", {"spec": spec or ""})
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM: the child ends its streams cleanly and exits."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._cleanup()
+        return int(self.process.returncode)
+
+    def kill(self) -> None:
+        """SIGKILL: the emulator dies at once (connections reset, streams cut)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        for fh in (self.process.stdout, self.process.stderr):
+            if fh:
+                fh.close()
+        self._cfg_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> EmulatorProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve_forever(emu: Emulator, *, ready_line: bool = True) -> None:
+    """Run ``emu`` in the foreground until SIGTERM or Ctrl-C; prints ``READY port``."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    emu.start()
+    if ready_line:
+        print(f"READY {emu.port}", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        emu.stop()
