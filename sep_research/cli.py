@@ -16,7 +16,9 @@ import sys
 COMMAND_MODULES: list[str] = [
     "sep_research.data.cli",
     "sep_research.emulator.cli",
+    "sep_research.signals.cli",
     "sep_research.demo",
+    "runners.batch",
 ]
 
 

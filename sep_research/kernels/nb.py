@@ -17,8 +17,8 @@ from sep_research.kernels.loops import DRIVERS, rebind
 
 def _decorate(name: str, func):
     if name in DRIVERS:
-        return numba.njit(parallel=True, cache=False, nogil=True)(func)
-    return numba.njit(cache=False, nogil=True)(func)
+        return numba.njit(parallel=True, cache=True, nogil=True)(func)
+    return numba.njit(cache=True, nogil=True)(func)
 
 
 _NS = rebind(_decorate, prange_impl=numba.prange)

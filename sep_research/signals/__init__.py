@@ -1,0 +1,55 @@
+"""Signals: per-candle QFH features, the seed rule, the sweep, the live stream, the look-ahead
+check. Causal alignment is the default everywhere; ``legacy`` is for reproduction only.
+
+Public API (imported lazily; nothing here imports numba or pandas at import time)::
+
+    from sep_research.signals import (
+        SeedParams, SEED, PRESETS,                       # parameters and presets
+        seed_features, seed_signals, qfh_features_batch, # vectorised features and signals
+        score_signals, label_moves,                      # the spec's scoring
+        sweep_seed, config_signals, product_grid,        # the fused sweep (training)
+        SeedSignalStream, Signal,                        # the live runner's pure path
+        check_causality, check_preset,                   # the look-ahead check
+    )
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_LAZY = {
+    "SeedParams": "sep_research.signals.seed",
+    "SEED": "sep_research.signals.seed",
+    "SeedSignals": "sep_research.signals.seed",
+    "Score": "sep_research.signals.seed",
+    "seed_features": "sep_research.signals.seed",
+    "seed_signals": "sep_research.signals.seed",
+    "qfh_features_batch": "sep_research.signals.seed",
+    "score_signals": "sep_research.signals.seed",
+    "label_moves": "sep_research.signals.seed",
+    "wilson_interval": "sep_research.signals.seed",
+    "PRESETS": "sep_research.signals.presets",
+    "get_preset": "sep_research.signals.presets",
+    "sweep_seed": "sep_research.signals.sweep",
+    "config_signals": "sep_research.signals.sweep",
+    "product_grid": "sep_research.signals.sweep",
+    "spread_from": "sep_research.signals.sweep",
+    "GRID_FIELDS": "sep_research.signals.sweep",
+    "SeedSignalStream": "sep_research.signals.live",
+    "Signal": "sep_research.signals.live",
+    "check_causality": "sep_research.signals.causality",
+    "check_preset": "sep_research.signals.causality",
+    "FEATURE_FUNCTIONS": "sep_research.signals.causality",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sep_research.signals' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = list(_LAZY)
