@@ -150,11 +150,14 @@ class ResilientStream:
         self._sleep = sleep or (lambda s: self._closed.wait(s))
         self._resp: requests.Response | None = None
         self._stop: threading.Event | None = None
+        self._queue: queue.Queue | None = None
 
     # ------------------------------------------------------------------ control
     def close(self) -> None:
         """Stop the stream (from any thread); the iterator ends."""
         self._closed.set()
+        if self._queue is not None:
+            self._queue.put(_END)  # wake the consumer at once
         self._drop()
 
     @property
@@ -180,7 +183,9 @@ class ResilientStream:
         resp = self.api.client.get(
             url, params=getattr(endpoint, "params", None) or {}, stream=True,
             headers=getattr(endpoint, "HEADERS", None) or {},
-            timeout=(self.connect_timeout, self.stall_timeout),
+            # The watchdog declares the stall; the socket timeout, a little longer, only
+            # makes sure an abandoned reader thread ends.
+            timeout=(self.connect_timeout, self.stall_timeout * 1.5 + 1.0),
         )
         if resp.status_code >= 400:
             text = resp.text
@@ -240,6 +245,7 @@ class ResilientStream:
     def _pump(self, resp: requests.Response) -> Generator[dict[str, Any], None, bool]:
         """Yield one connection's messages; return True if any message arrived."""
         out: queue.Queue = queue.Queue()
+        self._queue = out
         stop = threading.Event()
         self._resp, self._stop = resp, stop
         reader = threading.Thread(target=_read_lines, args=(resp, out, stop), daemon=True,
