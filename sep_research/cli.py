@@ -18,6 +18,7 @@ COMMAND_MODULES: list[str] = [
     "sep_research.emulator.cli",
     "sep_research.signals.cli",
     "sep_research.demo",
+    "sep_research.live.cli",
     "runners.batch",
 ]
 
