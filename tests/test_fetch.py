@@ -78,7 +78,8 @@ class CandleServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True,
+                                       kwargs={"poll_interval": 0.05})
         self.thread.start()
 
     def close(self) -> None:
@@ -443,3 +444,43 @@ def test_missing_ranges() -> None:
     assert missing_ranges(t("2024-01-01"), t("2024-01-10"), cov) == [
         (t("2024-01-01"), t("2024-01-02")), (t("2024-01-03"), t("2024-01-05"))]
     assert missing_ranges(t("2024-01-06"), t("2024-01-08"), cov) == []
+
+
+# ------------------------------------------------------------------------------- CLI and progress
+
+
+def test_sep_data_fetch_command(
+    tmp_path: Path, server: CandleServer, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sep_research.cli import main
+
+    for var in ("OANDA_API_KEY", "OANDA_ACCESS_TOKEN", "OANDA_ACCOUNT_ID", "OANDA_ENVIRONMENT"):
+        monkeypatch.delenv(var, raising=False)
+    env_file = tmp_path / "OANDA.env"
+    env_file.write_text(f'export OANDA_API_KEY="{TOKEN}"\nOANDA_ACCOUNT_ID=101-004-1435156-001\n')
+    cache_dir = tmp_path / "cache"
+    base = ["data", "fetch", "--instrument", "EUR_USD", "--granularity", "M5",
+            "--environment", server.url, "--env-file", str(env_file),
+            "--cache-dir", str(cache_dir)]
+    rc = main([*base, "--start", "2024-01-02", "--end", "2024-01-04"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert TOKEN not in out.out + out.err
+    assert "EUR_USD M5" in out.err  # the progress bar
+    frame = CandleCache(cache_dir).load("EUR_USD", "M5")
+    assert len(frame) == 2 * 288
+    before = snapshot(cache_dir)
+    rc = main([*base, "--start", "2024-02-30", "--end", "2024-03-04"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "start" in err and "Traceback" not in err
+    assert snapshot(cache_dir) == before
+
+
+def test_progress_goes_to_stderr(
+    tmp_path: Path, server: CandleServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fetch(server, CandleCache(tmp_path), "2024-01-02", "2024-01-03", progress=True)
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert "EUR_USD M1" in out.err and "candle" in out.err
