@@ -20,7 +20,8 @@ Why the two columns differ:
             from candle i to i+1, which is not known until candle i+1 closes; its volatility
             multiplier uses the last 100 candles of the whole file. Scoring then checks the
             p-th signal against the move from candle p to p+1, i.e. a move inside the very
-            window the signal was computed from. The accuracy is partly the input read back.
+            window the signal was computed from (look-ahead). The accuracy is partly the
+            input read back.
   causal  - candle i uses only bits known at its own close (bit[i-W] .. bit[i-1]) and is
             scored on the next move, i to i+1, which it could not have seen. This is the only
             alignment a trading claim can rest on; there the rule sits near the base rate."""

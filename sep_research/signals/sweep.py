@@ -16,7 +16,7 @@ extra cost in pips added to the per-candle spread.
 
 **Scoring range**: candles ``score_start <= i < score_end`` are scored. Features of a candle
 use all the history before it (the data are cut after candle ``score_end`` before any
-feature is computed, so nothing later can leak in); in causal alignment the only value
+feature is computed, so nothing later can leak in; causal alignment only); the only value
 after ``score_end - 1`` that is read is ``close[score_end]``, the one-step label of the last
 scored candle, so ``score_end <= n - 1``.
 
@@ -147,8 +147,9 @@ def sweep_seed(data: Any, grid: Any, *, score_start: int, score_end: int,
     k = cols["window"].shape[0]
     windows, widx = np.unique(cols["window"].astype(np.int64), return_inverse=True)
 
-    # cut the data after the label of the last scored candle: nothing later can leak in
-    m = min(n, score_end + 1)
+    # causal: cut the data after the label of the last scored candle, so nothing later can
+    # leak in. legacy is defined on the whole data set (its look-ahead included): no cut.
+    m = min(n, score_end + 1) if alignment == "causal" else n
     feat = _engine.compute_features(x["close"][:m], x["high"][:m], x["low"][:m],
                                     x["volume"][:m], windows, params.to_vector(),
                                     alignment=alignment, engine=engine)
