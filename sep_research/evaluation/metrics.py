@@ -10,9 +10,12 @@ net of the spread). By default only high-confidence (HC) signals trade, one cand
 (``hold="flat"``). Baselines are computed on exactly the same candles:
 
 * ``always_long`` / ``always_short``: a target of +1 / -1 on every evaluated candle;
-* ``random``: the evaluated candles' (action, HC) pairs shuffled in time ``n_random`` times,
-  which keeps the signal rate and the BUY/SELL mix exactly; p-values for the strategy against
-  this null are ``(1 + #{null >= observed}) / (1 + B)``.
+* ``random``: random signals with exactly the same rate and BUY/SELL mix, made from the
+  strategy's own (action, HC) sequence over the evaluated candles. ``random="rotate"`` (the
+  default) shifts that sequence circularly by a random offset, which also keeps its runs and
+  so its turnover and spread costs; ``random="shuffle"`` permutes it (runs are broken, so
+  the random signals trade, and pay the spread, more often than the strategy). p-values for
+  the strategy against this null are ``(1 + #{null >= observed}) / (1 + B)``.
 
 Every figure that can be undefined (no signals, zero variance) is ``None`` with a ``*_note``
 beside it, never NaN, so results go straight into the model artifact.
@@ -193,6 +196,7 @@ def evaluate_signals(
     stop_loss_pips: float | None = None,
     take_profit_pips: float | None = None,
     n_random: int = 1000,
+    random: str = "rotate",
     seed: int = 0,
     threshold_pips: float = 0.5,
 ) -> dict[str, Any]:
@@ -216,6 +220,8 @@ def evaluate_signals(
         raise ValueError(f"trade_on must be 'hc' or 'all', got {trade_on!r}")
     if n_random < 1:
         raise ValueError("n_random must be >= 1")
+    if random not in ("rotate", "shuffle"):
+        raise ValueError(f"random must be 'rotate' or 'shuffle', got {random!r}")
     bid, ask, source = quote_arrays(frame, half_spread_pips=half_spread_pips, pip=pip)
     units = np.ones(n)
     sl = float(stop_loss_pips or 0.0)
@@ -257,7 +263,10 @@ def evaluate_signals(
     up = move > threshold_pips
     down = move < -threshold_pips
     for b in range(n_random):
-        perm = rng.permutation(idx)
+        if random == "rotate" and idx.size > 1:
+            perm = np.roll(idx, int(rng.integers(1, idx.size)))
+        else:
+            perm = rng.permutation(idx)
         ra = a.copy()
         rh = h.copy()
         ra[idx] = a[perm]
@@ -273,6 +282,7 @@ def evaluate_signals(
     finite_rate = null_hc_rate[np.isfinite(null_hc_rate)]
     baselines["random"] = {
         "n_permutations": n_random,
+        "method": random,
         "seed": seed,
         "net_pips_mean": float(null_pips.mean()),
         "net_pips_95": [float(np.quantile(null_pips, 0.025)),

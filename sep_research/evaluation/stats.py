@@ -196,27 +196,50 @@ def pbo_cscv(
         raise ValueError("performance matrix has NaN or infinite values")
     size = t // n_splits
     m = m[t - size * n_splits:]
-    blocks = m.reshape(n_splits, size, n)
-
-    def score(rows: np.ndarray) -> np.ndarray:
-        if metric == "mean":
-            return rows.mean(axis=0)
-        if metric == "sharpe":
-            sd = rows.std(axis=0, ddof=1)
-            mu = rows.mean(axis=0)
-            return np.where(sd > 0, mu / np.where(sd > 0, sd, 1.0), 0.0)
+    if metric not in ("mean", "sharpe"):
         raise ValueError(f"metric must be 'mean' or 'sharpe', got {metric!r}")
+    blocks = m.reshape(n_splits, size, n)
+    s1 = blocks.sum(axis=1)  # (S, N) sufficient statistics per block
+    s2 = (blocks * blocks).sum(axis=1)
+    # identical configurations give identical figures: keep one of each, with its multiplicity
+    _, first, mult = np.unique(np.vstack([s1, s2]), axis=1, return_index=True,
+                               return_counts=True)
+    order = np.argsort(first)  # keep the original order, so ties go to the earliest column
+    keep = first[order]
+    mult = mult[order].astype(np.float64)
+    s1 = s1[:, keep]
+    s2 = s2[:, keep]
+    half = n_splits // 2
+    rows_per_half = half * size
+    if metric == "sharpe" and rows_per_half < 2:
+        raise ValueError("metric='sharpe' needs at least 2 periods in each half")
+    combos = np.array(list(itertools.combinations(range(n_splits), half)), dtype=np.int64)
+    member = np.zeros((combos.shape[0], n_splits))
+    member[np.arange(combos.shape[0])[:, None], combos] = 1.0
 
-    logits = []
-    for train in itertools.combinations(range(n_splits), n_splits // 2):
-        test = [b for b in range(n_splits) if b not in train]
-        is_perf = score(blocks[list(train)].reshape(-1, n))
-        oos_perf = score(blocks[test].reshape(-1, n))
-        best = int(np.argmax(is_perf))
-        rank = float(_st.rankdata(oos_perf, method="average")[best])
+    def score(sel: np.ndarray) -> np.ndarray:
+        a = sel @ s1
+        if metric == "mean":
+            return a / rows_per_half
+        b = sel @ s2
+        mu = a / rows_per_half
+        var = (b - rows_per_half * mu * mu) / (rows_per_half - 1)
+        sd = np.sqrt(np.maximum(var, 0.0))
+        return np.where(sd > 1e-300, mu / np.where(sd > 1e-300, sd, 1.0), 0.0)
+
+    logits = np.empty(combos.shape[0])
+    chunk = max(1, 2_000_000 // keep.size)
+    for c0 in range(0, combos.shape[0], chunk):
+        sel = member[c0:c0 + chunk]
+        is_perf = score(sel)
+        oos_perf = score(1.0 - sel)
+        best = np.argmax(is_perf, axis=1)
+        v = oos_perf[np.arange(sel.shape[0]), best][:, None]
+        # average rank (1 = worst) of the in-sample best among the out-of-sample figures
+        rank = (oos_perf < v) @ mult + ((oos_perf == v) @ mult + 1) / 2.0
         w = rank / (n + 1.0)
-        logits.append(math.log(w / (1.0 - w)))
-    lg = np.asarray(logits)
+        logits[c0:c0 + chunk] = np.log(w / (1.0 - w))
+    lg = logits
     return {"pbo": float(np.mean(lg <= 0.0)), "n_splits": n_splits,
             "n_combinations": int(lg.size), "n_configurations": n, "metric": metric,
             "logit_median": float(np.median(lg))}
