@@ -85,7 +85,7 @@ def test_window_metrics_match_naive_on_random_bits(engine):
 def test_window_metrics_edge_cases():
     # all zeros: only null pairs -> entropy floor, coherence from the formula
     w = np.zeros(12, dtype=np.int8)
-    n0, n1, n2, h, coh0, t, v, coh, col = qfh.window_metrics(w, 0, 12, 0.3)
+    n0, n1, n2, h, _coh0, _t, v, _coh, col = qfh.window_metrics(w, 0, 12, 0.3)
     assert (n0, n1, n2) == (11, 0, 0) and h == 0.05 and v == 0.0 and not col
     # all ones: only ruptures -> collapse
     w = np.ones(12, dtype=np.int8)

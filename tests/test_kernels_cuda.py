@@ -88,7 +88,7 @@ def _simulated_checks() -> None:
 def test_cuda_kernels_in_simulator_match_reference():
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=str(ROOT))
     r = subprocess.run([sys.executable, "-m", "tests.test_kernels_cuda"], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=600)
+                       capture_output=True, text=True, timeout=600, check=False)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "simulated CUDA checks passed" in r.stdout
 

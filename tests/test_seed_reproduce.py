@@ -55,6 +55,7 @@ def test_both_alignments_side_by_side_with_explanation(capsys):
 
 def test_json_without_alignment_holds_both(capsys):
     rc, out = _run(capsys, "--json", "--shuffles", "100")
+    assert rc == 0
     d = json.loads(out.out)
     assert d["legacy"]["hc_accuracy"] == 60.73
     assert d["causal"]["hc_signals"] == 275
@@ -70,6 +71,7 @@ def test_missing_file_is_a_clear_error(capsys, tmp_path):
 @pytest.mark.parametrize("engine", ["python", "cpu"])
 def test_engines_give_the_golden_figures(capsys, engine):
     rc, out = _run(capsys, "--alignment", "legacy", "--json", "--engine", engine)
+    assert rc == 0
     d = json.loads(out.out)
     assert (d["non_hold"], d["hc_signals"], d["hc_buy"], d["hc_accuracy"]) == (1439, 275, 238,
                                                                               60.73)
