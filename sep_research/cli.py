@@ -17,6 +17,7 @@ COMMAND_MODULES: list[str] = [
     "sep_research.data.cli",
     "sep_research.emulator.cli",
     "sep_research.signals.cli",
+    "sep_research.training.cli",
     "sep_research.demo",
     "sep_research.live.cli",
     "runners.batch",
