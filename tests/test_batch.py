@@ -1,0 +1,175 @@
+"""``sep batch``: grid checking before anything runs, expansion, run ids, and (slow) a real
+batch of papermill runs of 01-data-exploration on the packaged sample on a 2-worker
+LocalCluster, with one deliberately broken run."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from sep_research.cli import main
+from sep_research.reporting.grid import GridError, load_grid, notebook_parameters
+
+ROOT = Path(__file__).resolve().parents[1]
+NB01 = "notebooks/01-data-exploration.ipynb"
+
+
+def _grid(tmp_path: Path, doc: dict, name: str = "g.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_shipped_grids_are_valid() -> None:
+    for path in sorted((ROOT / "runners" / "grids").glob("*.yaml")):
+        grid = load_grid(path)
+        assert grid.runs, path.name
+    assert len(load_grid(ROOT / "runners/grids/sample-exploration.yaml").runs) == 4
+
+
+def test_expansion_is_the_product_and_ids_are_stable(tmp_path: Path) -> None:
+    doc = {"name": "t", "notebook": NB01, "instruments": ["EUR_USD", "GBP_USD"],
+           "granularities": ["H1"], "parameters": {"data_source": "sample"},
+           "parameter_sets": [{"start": "2017-05-01"}, {"start": "2017-06-01"}],
+           "grid": {"rolling_window": [10, 20, 30]}}
+    g = load_grid(_grid(tmp_path, doc))
+    assert len(g.runs) == 2 * 1 * 2 * 3
+    ids = [r.run_id for r in g.runs]
+    assert len(set(ids)) == len(ids)
+    assert ids == [r.run_id for r in load_grid(doc).runs]  # same parameters, same ids
+    first = g.runs[0]
+    assert first.parameters == {"data_source": "sample", "instrument": "EUR_USD",
+                                "granularity": "H1", "start": "2017-05-01",
+                                "rolling_window": 10}
+    assert first.run_id.startswith("t-EUR_USD-H1-")
+    assert "output_dir" not in first.parameters
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"grid": {"rolling_windw": [10]}}, ("unknown parameter 'rolling_windw' (did you mean "
+                                        "'rolling_window'?)")),
+    ({"parameters": {"rolling_window": "500"}}, "'rolling_window' must be int"),
+    ({"parameters": {"rolling_window": True}}, "'rolling_window' must be int"),
+    ({"parameters": {"start": 2017}}, "'start' must be str"),
+    ({"parameters": {"output_dir": "/tmp/x"}}, "set by the batch itself"),
+    ({"parameters": {"instrument": "EUR_USD"}, "instruments": ["EUR_USD"]},
+     "set in more than one place"),
+    ({"grids": {}}, "unknown grid key"),
+    ({"grid": {"rolling_window": 10}}, "must be a non-empty list"),
+    ({"name": "bad name!"}, "'name'"),
+    ({"execution_timeout_s": -1}, "positive integer"),
+])
+def test_bad_grids_are_refused(tmp_path: Path, change: dict, message: str) -> None:
+    doc = {"name": "t", "notebook": NB01, **change}
+    with pytest.raises(GridError) as err:
+        load_grid(_grid(tmp_path, doc))
+    assert message in str(err.value)
+
+
+def test_duplicate_runs_and_missing_notebook_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(GridError, match="repeats run 0"):
+        load_grid({"notebook": NB01, "parameter_sets": [{"start": ""}, {"start": ""}]})
+    with pytest.raises(GridError, match="does not exist"):
+        load_grid({"notebook": "notebooks/99-nothing.ipynb"})
+    with pytest.raises(GridError, match="'notebook'"):
+        load_grid({"name": "x"})
+
+
+def test_unreadable_parameter_line_is_refused(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    cell = nbformat.v4.new_code_cell('a = 1  # fine\nb = ""  # empty ("" = nothing)\n'
+                                     'output_dir = ""  # out')
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# t"), cell]
+    nbformat.write(nb, tmp_path / "01-t.ipynb")
+    with pytest.raises(GridError, match=r"papermill cannot read the parameter\(s\) \['b'\]"):
+        notebook_parameters(tmp_path / "01-t.ipynb")
+
+
+def test_cli_refuses_a_misspelled_parameter_before_any_run(tmp_path: Path, capsys) -> None:
+    grid = _grid(tmp_path, {"notebook": str(ROOT / NB01),
+                            "parameter_sets": [{"rolling_window": 10}, {"rolling_windo": 20}]})
+    reports = tmp_path / "reports"
+    assert main(["batch", str(grid), "--reports-dir", str(reports)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown parameter 'rolling_windo'" in err and "Traceback" not in err
+    assert not reports.exists()  # nothing ran, nothing was written
+
+
+def test_cli_dry_run_lists_runs(tmp_path: Path, capsys) -> None:
+    assert main(["batch", str(ROOT / "runners/grids/sample-exploration.yaml"), "--dry-run",
+                 "--reports-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("sample-exploration-EUR_USD-H1-") == 4
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_per_worker_environment_hook() -> None:
+    from distributed import Client
+
+    from runners.batch import make_cluster
+
+    with make_cluster(2, worker_env=lambda i: {"SEP_TEST_WORKER": f"w{i}"}) as cluster, \
+            Client(cluster) as client:
+        seen = client.run(lambda: (os.environ.get("SEP_TEST_WORKER"),
+                                   os.environ.get("MPLBACKEND")))
+    assert sorted(seen.values()) == [("w0", "Agg"), ("w1", "Agg")]
+
+
+@pytest.mark.slow
+def test_batch_on_a_two_worker_cluster_with_a_broken_run(tmp_path: Path) -> None:
+    from runners.batch import run_batch
+
+    # Four runs over short periods of the real sample; the M5 run is broken on purpose (the
+    # sample is H1 only) and must be reported without stopping the others.
+    doc = {"name": "t", "notebook": NB01, "instruments": ["EUR_USD"],
+           "parameters": {"data_source": "sample", "rolling_window": 50},
+           "parameter_sets": [
+               {"granularity": "H1", "start": "2017-06-01", "end": "2017-06-15"},
+               {"granularity": "H1", "start": "2017-09-01", "end": "2017-09-15"},
+               {"granularity": "H1", "start": "2017-12-01", "end": "2017-12-15"},
+               {"granularity": "M5", "start": "2017-06-01", "end": "2017-06-15"}]}
+    grid = _grid(tmp_path, doc)
+    reports = tmp_path / "reports"
+    res = run_batch(grid, workers=2, reports=reports, progress=False, log=lambda s: None)
+    assert [r["status"] for r in res.results] == ["ok", "ok", "ok", "failed"]
+    broken = res.results[3]
+    assert broken["error"]["type"] == "CandleError" and "M5" in broken["error"]["message"]
+    for r in res.results:
+        d = reports / "runs" / r["run_id"]
+        m = json.loads((d / "manifest.json").read_text())
+        assert m["status"] == r["status"] and m["finished_at"] >= m["started_at"]
+        assert (d / "notebook.ipynb").is_file() and (d / "report.html").is_file()
+        assert m["git"]["sha"] is None or len(m["git"]["sha"]) == 40
+        assert m["packages"]["papermill"] and m["hardware"]["cpu_count"] >= 1
+        assert m["worker"].startswith("tcp://")
+        if r["status"] == "ok":
+            assert m["data"]["candles"]["source"].startswith("package:backtesting")
+            assert m["data"]["candles"]["start"] >= m["parameters"]["start"]
+            assert r["metrics"]["candles"] == m["data"]["candles"]["rows"] > 0
+            assert (d / "figures" / "bits.png").is_file()
+            assert "data:image/png;base64," in (d / "report.html").read_text()
+        else:  # the partial notebook keeps the error
+            nb = nbformat.read(d / "notebook.ipynb", as_version=4)
+            errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+                      if o.output_type == "error"]
+            assert errors and errors[0]["ename"] == "CandleError"
+            assert m["error"]["traceback"]
+    index = (reports / "index.html").read_text()
+    assert "4 run(s): 1 failed, 3 ok" in index
+    assert sum(f'runs/{r["run_id"]}/report.html' in index for r in res.results) == 4
+    assert index.count("/figures/bits.png") >= 3
+
+    # Again: the three finished runs are skipped, only the failed one runs (and fails) again.
+    again = run_batch(grid, workers=1, reports=reports, progress=False, log=lambda s: None)
+    assert sorted(again.skipped) == sorted(r["run_id"] for r in res.results[:3])
+    assert [r["run_id"] for r in again.results] == [broken["run_id"]]
+    assert again.results[0]["status"] == "failed"
