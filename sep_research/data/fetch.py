@@ -79,7 +79,7 @@ class FetchReport:
             what = "nothing to fetch: the range is already in the cache"
         else:
             what = (
-                f"{self.requests} request(s), {self.retries} retr(y/ies), "
+                f"{self.requests} request(s), {self.retries} retries, "
                 f"{self.candles_received} candles received, {self.candles_written} stored, "
                 f"{self.incomplete_dropped} incomplete dropped"
             )
