@@ -7,7 +7,7 @@ Procedure (:func:`walk_forward`):
    them on the whole series leaks nothing; legacy alignment is refused here.
 2. The candles after a warm-up are cut into ``n_folds + 1`` equal segments; segment ``j``
    (``j >= 1``) is test fold ``j``. Its training range is all earlier candles (``anchored``)
-   or the ``train_size`` candles before it (``rolling``, default one segment), minus a
+   or the ``train_size`` candles before it (``rolling``, default one segment less the purge), minus a
    **purge** of ``purge`` candles just before the test fold (default 2: a training candle's
    label uses the next close, and its trade runs from the next open to the one after).
 3. On each training range the fused sweep kernel scores every configuration, and the
@@ -79,7 +79,7 @@ def make_folds(
             f"too few candles for {n_folds} folds: {n} candles give {n_folds + 1} segments of "
             f"{max(seg, 0)} (after a warm-up of {warmup}); each needs at least "
             f"{max(min_test, min_train + purge)}. Use fewer folds or more data.")
-    size = seg if train_size is None else int(train_size)
+    size = seg - purge if train_size is None else int(train_size)
     folds = []
     for j in range(1, n_folds + 1):
         te_lo = warmup + j * seg
@@ -392,7 +392,7 @@ def walk_forward(
     n = len(frame)
     warmup = int(grid.windows.max()) + 1
     folds = make_folds(n, n_folds, scheme=scheme, warmup=warmup, purge=purge,
-                       train_size=train_size, min_train=max(200, 2 * min_hc))
+                       train_size=train_size, min_train=200)
 
     t0 = time.perf_counter()
     si = prepare_sweep(frame, grid, pip=pip, half_spread_pips=half_spread_pips, engine=engine)
