@@ -6,6 +6,7 @@ the packaged real sample.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def test_folds_rolling_and_anchored_are_purged_and_ordered() -> None:
         folds = make_folds(1000, 4, scheme=scheme, warmup=10, purge=2, min_train=100,
                            min_test=50)
         assert len(folds) == 4
-        for a, b in zip(folds, folds[1:]):
+        for a, b in itertools.pairwise(folds):
             assert a.test[1] == b.test[0]  # test folds tile the range
         for f in folds:
             assert f.train[1] + 2 == f.test[0]  # purge of 2 candles

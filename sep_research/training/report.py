@@ -182,6 +182,9 @@ def oos_table(result: WalkForwardResult) -> str:
         f"(vs flat); DSR of the in-sample choice (median over folds) "
         f"{_num(of.get('dsr_median'), '.3f')}; chosen configuration's OOS rank "
         f"{_pct(of.get('oos_rank_of_choice_mean'))} (50% = median)")
+    if pbo and pbo["pbo"] < 0.5 and ev["tuned"]["trading"]["net_pips"] <= 0:
+        lines.append("  note: a low PBO here ranks configurations against each other only; the "
+                     "chosen ones still lose money out of sample (see net pips and SPA)")
     st = result.stability
     lines.append(
         f"stability: {st.get('folds_with_choice', 0)}/{st['folds']} folds chose, "

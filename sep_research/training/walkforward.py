@@ -296,6 +296,12 @@ def overfitting_statistics(
         out["pbo"] = pbo_cscv(perf, n_splits=n_splits, metric="mean")
         out["pbo"]["range"] = [int(lo), int(hi)]
         out["pbo"]["performance"] = "HC net pips per block (sum), selection by the mean"
+        out["pbo"]["interpretation"] = (
+            "PBO ranks configurations against each other: it is the share of splits where the "
+            "in-sample best falls at or below the out-of-sample median. A low PBO says the "
+            "choice generalises relative to the other configurations (for example, choosing "
+            "configurations that trade less and so lose less spread), not that it makes money; "
+            "see the SPA p-value and the out-of-sample net pips for that.")
     else:
         out["pbo"] = None
         out["pbo_note"] = f"too few candles ({length}) for {n_splits} blocks"
