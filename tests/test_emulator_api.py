@@ -21,7 +21,7 @@ import oandapyV20.endpoints.trades as trades
 import oandapyV20.endpoints.transactions as transactions
 import pandas as pd
 import pytest
-from oandapyV20.exceptions import V20Error
+from oandapyV20.exceptions import StreamTerminated, V20Error
 
 from sep_research.data import load_sample, synthetic_candles
 from sep_research.emulator import Emulator, EmulatorConfig
@@ -243,8 +243,6 @@ def test_candles_from_to_paging(emu, api):
      "Invalid value specified for 'to'. Time is in the future"),
     ({"from": "2017-06-01T00:00:00Z", "to": "2017-06-02T00:00:00Z", "count": 5},
      "'count' cannot be specified when 'to' and 'from' parameters are set"),
-    ({"from": "2017-04-20T00:00:00Z", "to": "2018-01-30T00:00:00Z", "granularity": "H1"},
-     "Maximum value for 'count' exceeded"),
     ({"from": "yesterday"}, "Invalid value specified for 'from'"),
     ({"dailyAlignment": 25, "granularity": "D"}, "Invalid value specified for 'dailyAlignment'"),
     ({"alignmentTimezone": "Mars/Base", "granularity": "D"},
@@ -257,6 +255,16 @@ def test_candle_errors(emu, api, params, message):
     with pytest.raises(V20Error) as e:
         api.request(instruments.InstrumentsCandles("EUR_USD", params=base))
     assert err(e) == (400, {"errorMessage": message})
+
+
+def test_from_to_range_over_5000_candles():
+    frames = {"EUR_USD": synthetic_candles(6000, granularity="M1")}
+    with Emulator(EmulatorConfig(candles=frames, start="2024-01-05T00:00:00Z")) as emu:
+        with pytest.raises(V20Error) as e:
+            emu.api().request(instruments.InstrumentsCandles("EUR_USD", params={
+                "granularity": "M1", "from": "2024-01-01T00:00:00Z",
+                "to": "2024-01-04T12:00:00Z"}))
+        assert err(e) == (400, {"errorMessage": "Maximum value for 'count' exceeded"})
 
 
 def test_unknown_instrument(api):
@@ -330,15 +338,16 @@ def test_limit_and_stop_orders_fill_on_the_price_path(emu, api):
     ahead = frame[frame.index >= now].iloc[:24]
     bid = d(api.request(pricing.PricingInfo(acct, params={"instruments": "EUR_USD"}))
             ["prices"][0]["bids"][0]["price"])
-    low = Decimal(f"{ahead['low'].min() + 0.0002:.5f}")  # reached within a day
+    high = Decimal(f"{ahead['high'].iloc[1:].max() - 0.0003:.5f}")  # the real data goes there
+    assert high > bid + Decimal("0.0005")
     lim = api.request(orders.OrderCreate(acct, data={"order": {
-        "type": "LIMIT", "instrument": "EUR_USD", "units": "100", "price": str(low)}}))
+        "type": "LIMIT", "instrument": "EUR_USD", "units": "-100", "price": str(high)}}))
     assert set(lim) == {"orderCreateTransaction", "relatedTransactionIDs", "lastTransactionID"}
     oid = lim["orderCreateTransaction"]["id"]
     assert api.request(orders.OrderDetails(acct, oid))["order"]["state"] == "PENDING"
     stop_px = bid + Decimal("0.5")  # never reached
     st = api.request(orders.OrderCreate(acct, data={"order": {
-        "type": "STOP", "instrument": "EUR_USD", "units": "-100", "price": str(stop_px),
+        "type": "STOP", "instrument": "EUR_USD", "units": "100", "price": str(stop_px),
         "timeInForce": "GTC"}}))
     sid = st["orderCreateTransaction"]["id"]
     emu.clock.advance(candles=24)
@@ -347,11 +356,11 @@ def test_limit_and_stop_orders_fill_on_the_price_path(emu, api):
     fill = api.request(transactions.TransactionDetails(acct, o["fillingTransactionID"]))
     fx = fill["transaction"]
     assert fx["type"] == "ORDER_FILL" and fx["reason"] == "LIMIT_ORDER"
-    assert d(fx["price"]) <= low
+    assert d(fx["price"]) >= high and fx["units"] == "-100"
     assert api.request(orders.OrderDetails(acct, sid))["order"]["state"] == "PENDING"
     # replace the stop (201, new ID), then cancel it (200)
     r = orders.OrderReplace(acct, sid, data={"order": {
-        "type": "STOP", "instrument": "EUR_USD", "units": "-200", "price": str(stop_px)}})
+        "type": "STOP", "instrument": "EUR_USD", "units": "200", "price": str(stop_px)}})
     rep = api.request(r)
     assert r.status_code == 201
     new_id = rep["orderCreateTransaction"]["id"]
@@ -540,9 +549,11 @@ def test_usd_jpy_pl_is_converted_to_usd():
         assert re.fullmatch(r"\d+\.\d{3}", a["price"])
         emu.clock.advance(candles=30)
         c = api.request(trades.TradeClose(emu.account_id, a["id"]))["orderFillTransaction"]
-        want = (10000 * (d(c["price"]) - d(a["price"])) / d(c["price"])).quantize(
-            Decimal("0.0001"))
-        assert d(c["pl"]) == want
+        quote_pl = 10000 * (d(c["price"]) - d(a["price"]))
+        assert d(c["quotePL"]) == quote_pl
+        # converted at the USD_JPY rate of the moment (mid); the bid differs by a hair
+        assert abs(d(c["pl"]) - quote_pl / d(c["price"])) < Decimal("0.002")
+        assert d(c["pl"]) != quote_pl
 
 
 # -- streams ---------------------------------------------------------------------------------
@@ -551,12 +562,13 @@ def test_usd_jpy_pl_is_converted_to_usd():
 def test_pricing_stream_snapshot_changes_heartbeats(emu, api):
     r = pricing.PricingStream(emu.account_id, params={"instruments": "EUR_USD"})
     got = []
-    for msg in api.request(r):
-        got.append(msg)
-        if len(got) == 1:
-            emu.clock.advance(seconds=600)
-        if sum(m["type"] == "HEARTBEAT" for m in got) >= 2:
-            r.terminate("enough")
+    with pytest.raises(StreamTerminated):
+        for msg in api.request(r):
+            got.append(msg)
+            if len(got) == 1:
+                emu.clock.advance(seconds=1800)
+            if sum(m["type"] == "HEARTBEAT" for m in got) >= 2:
+                r.terminate("enough")
     assert got[0]["type"] == "PRICE"
     prices = [m for m in got if m["type"] == "PRICE"]
     assert len(prices) >= 2 and prices[0]["bids"] != prices[1]["bids"]

@@ -645,11 +645,13 @@ class Broker:
                 return self._cancel(acct, o, "STOP_LOSS_ON_FILL_LOSS")
         # the fill
         total_pl = ZERO
+        quote_pl = ZERO
         closed_w, reduced_w = [], None
         fill_id = str(acct.last_id + 1)
         for tr, n in closes:
             pl = qmoney(-n * (px - tr.price) * conv)
             total_pl += pl
+            quote_pl += -n * (px - tr.price)
             tr.units += n
             tr.realized += pl
             tr.closing.append(fill_id)
@@ -688,7 +690,7 @@ class Broker:
                        "bids": [{"price": f"{bid:.{prec}f}", "liquidity": "10000000"}],
                        "asks": [{"price": f"{ask:.{prec}f}", "liquidity": "10000000"}],
                        "closeoutBid": f"{bid:.{prec}f}", "closeoutAsk": f"{ask:.{prec}f}"},
-            reason=fill_reason, pl=money(total_pl), quotePL=money(total_pl),
+            reason=fill_reason, pl=money(total_pl), quotePL=money(quote_pl),
             financing="0.0000", baseFinancing="0.0000", commission="0.0000",
             guaranteedExecutionFee="0.0000", quoteGuaranteedExecutionFee="0.0000",
             halfSpreadCost="0.0000", accountBalance=money(acct.balance),

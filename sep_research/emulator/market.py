@@ -278,6 +278,7 @@ class Aggregate:
         self._fmt = f"{{:.{prec}f}}"
         self._pieces: dict[str, list[str]] = {}
         self._times: dict[bool, list[str]] = {}
+        self._rendered: dict[tuple[str, bool], list[str]] = {}
 
     def times(self, unix: bool) -> list[str]:
         out = self._times.get(unix)
@@ -302,24 +303,35 @@ class Aggregate:
         """Number of candles that exist at clock ``now`` (their first stored candle began)."""
         return bisect.bisect_right(self.first_times, now)
 
-    def render(self, lo: int, hi: int, comps: str, now: int, unix: bool) -> list[str]:
-        """JSON objects for candles ``lo..hi-1`` as seen at clock ``now``."""
-        times = self.times(unix)
-        names = {"M": "mid", "B": "bid", "A": "ask"}
-        parts_by = {c: self.pieces(c) for c in comps}
-        out = []
-        for j in range(lo, hi):
-            complete = now >= self.bend[j]
-            if complete:
-                vol = self.volume[j]
-                body = ",".join(f'"{names[c]}":{parts_by[c][j]}' for c in comps)
-            else:
-                vol, body = self._forming(j, comps, now, names)
-            out.append(
-                f'{{"complete":{"true" if complete else "false"},"volume":{vol},'
-                f'"time":"{times[j]}",{body}}}'
-            )
+    def rendered(self, comps: str, unix: bool) -> list[str]:
+        """JSON text of every candle as a complete one (cached per price set and time form)."""
+        key = (comps, unix)
+        out = self._rendered.get(key)
+        if out is None:
+            names = {"M": "mid", "B": "bid", "A": "ask"}
+            times = self.times(unix)
+            parts_by = [(names[c], self.pieces(c)) for c in comps]
+            out = [
+                f'{{"complete":true,"volume":{self.volume[j]},"time":"{times[j]}",'
+                + ",".join(f'"{n}":{p[j]}' for n, p in parts_by) + "}"
+                for j in range(len(self.start))
+            ]
+            self._rendered[key] = out
         return out
+
+    def render(self, lo: int, hi: int, comps: str, now: int, unix: bool) -> str:
+        """JSON array body for candles ``lo..hi-1`` as seen at clock ``now``."""
+        if hi <= lo:
+            return ""
+        full = self.rendered(comps, unix)
+        last = hi - 1
+        if now >= self.bend[last]:
+            return ",".join(full[lo:hi])
+        names = {"M": "mid", "B": "bid", "A": "ask"}
+        vol, body = self._forming(last, comps, now, names)
+        forming = (f'{{"complete":false,"volume":{vol},"time":"{self.times(unix)[last]}",'
+                   f"{body}}}")
+        return ",".join([*full[lo:last], forming])
 
     def _forming(self, j: int, comps: str, now: int, names: dict[str, str]) -> tuple[int, str]:
         s = self.series

@@ -145,11 +145,59 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         log.debug("connection error from %s", client_address, exc_info=True)
 
 
+class _Headers(dict):  # type: ignore[type-arg]
+    """Request headers by lower-cased name (a lighter stand-in for ``email.message``)."""
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(key.lower(), default)
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(str(key).lower())
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "sep-emulator/1"
     sys_version = ""
     server: EmulatorHTTPServer
+
+    def parse_request(self) -> bool:
+        """Request line and headers, without the (slow) email parser of the standard one."""
+        self.command = None  # type: ignore[assignment]
+        self.request_version = self.default_request_version
+        self.close_connection = True
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = self.requestline.split()
+        if len(words) != 3 or not words[2].startswith("HTTP/1."):
+            self.send_error(400, "Bad request syntax")
+            return False
+        self.command, self.path, self.request_version = words
+        headers = _Headers()
+        for _ in range(101):
+            line = self.rfile.readline(65537)
+            if len(line) > 65536:
+                self.send_error(431, "Line too long")
+                return False
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, sep, value = line.decode("iso-8859-1").partition(":")
+            if not sep:
+                self.send_error(400, "Bad header line")
+                return False
+            headers[name.strip().lower()] = value.strip()
+        else:
+            self.send_error(431, "Too many headers")
+            return False
+        self.headers = headers  # type: ignore[assignment]
+        conn = headers.get("connection", "").lower()
+        if self.request_version == "HTTP/1.1":
+            self.close_connection = conn == "close"
+        else:
+            self.close_connection = conn != "keep-alive"
+        return True
 
     def setup(self) -> None:
         super().setup()
@@ -246,6 +294,8 @@ class Handler(BaseHTTPRequestHandler):
             self._json(status, body)
         except ApiError as err:
             self._json(err.status, err.body)
+        except WireError as err:
+            self._json(400, {"errorMessage": str(err)})
         except Closed:
             self.close_connection = True
         except Exception:  # the server never crashes on input and never leaks a stack trace
@@ -494,9 +544,9 @@ class Handler(BaseHTTPRequestHandler):
         else:
             hi = nvis
             lo = max(0, hi - n)
-        rows = agg.render(lo, max(lo, hi), price, now, self._unix)
+        rows = agg.render(lo, hi, price, now, self._unix)
         body = (f'{{"instrument":"{series.spec.name}","granularity":"{gran}","candles":['
-                + ",".join(rows) + "]}")
+                + rows + "]}")
         return 200, _Raw(body)
 
     def _instruments_param(self, q: dict[str, str]) -> list[str]:
