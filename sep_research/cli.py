@@ -58,6 +58,14 @@ def main(argv: list[str] | None = None) -> int:
         # Validation errors name the bad file or argument themselves.
         print(f"sep {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        # Broker errors that survived their retries (e.g. OANDA 503s) are not bugs: no traceback.
+        from sep_research.oanda.client import OandaError
+
+        if not isinstance(exc, OandaError):
+            raise
+        print(f"sep {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

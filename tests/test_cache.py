@@ -137,3 +137,16 @@ def test_covered_ranges_are_recorded(tmp_path: Path) -> None:
     cache.write(f, covered=("2024-01-05T20:00:00Z", "2024-01-08T00:00:00Z"))
     (rng,) = cache.covered("EUR_USD", "M1", "synthetic")
     assert rng == (pd.Timestamp("2024-01-05T20:00Z"), pd.Timestamp("2024-01-08T00:00Z"))
+
+
+def test_coverage_of_an_empty_range_is_recorded_without_a_dataset(tmp_path: Path) -> None:
+    cache = CandleCache(tmp_path)
+    cache.record_covered("oanda:practice", "EUR_USD", "M1", "2024-01-06", "2024-01-07")
+    assert cache.list() == []  # no candles: not a dataset yet
+    assert cache.covered("EUR_USD", "M1", "oanda:practice") == [
+        (pd.Timestamp("2024-01-06T00:00Z"), pd.Timestamp("2024-01-07T00:00Z"))
+    ]
+    empty = synthetic_candles(5, granularity="M1").iloc[:0]
+    empty.attrs = synthetic_candles(5, granularity="M1").attrs
+    cache.write(empty, covered=("2024-01-13", "2024-01-14"))
+    assert len(cache.covered("EUR_USD", "M1", "synthetic")) == 1

@@ -177,6 +177,8 @@ class CandleCache:
         for meta_path in sorted(self.root.glob("*/*/*/meta.json")):
             meta = self._read_meta(meta_path.parent)
             assert meta is not None
+            if not meta["files"]:  # only coverage recorded so far (e.g. a weekend), no candles
+                continue
             out.append(
                 DatasetInfo(
                     path=meta_path.parent,
@@ -234,6 +236,10 @@ class CandleCache:
         validate(frame, prov.granularity, name=f"frame for {prov.instrument} {prov.granularity}")
         if "complete" in frame.columns:
             frame = frame[frame["complete"].to_numpy(dtype=bool)]
+        if len(frame) == 0:
+            if covered is not None:
+                self.record_covered(prov.source, prov.instrument, prov.granularity, *covered)
+            return prov
         directory = self.dataset_dir(prov.source, prov.instrument, prov.granularity)
         period = _period_of(prov.granularity)
         with self._lock(directory):
@@ -350,16 +356,37 @@ class CandleCache:
         return attach_provenance(frame, prov)
 
     def covered(self, instrument: str, granularity: str, source: str) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
-        """Ranges recorded as fully fetched, plus the span of the stored candles."""
+        """Ranges a downloader recorded as fully fetched (not merely the stored candles' span,
+        which would hide a hole between two downloads)."""
         directory = self.dataset_dir(source, instrument, granularity)
         meta = self._read_meta(directory)
         if meta is None:
             return []
-        ranges = [list(r) for r in meta.get("covered", [])]
-        prov = Provenance.from_dict(meta["provenance"])
-        if prov.rows:
-            ranges.append([prov.start, prov.end])
-        return [(pd.Timestamp(a), pd.Timestamp(b)) for a, b in _merge_ranges(ranges)]
+        return [(pd.Timestamp(a), pd.Timestamp(b)) for a, b in meta.get("covered", [])]
+
+    def record_covered(
+        self, source: str, instrument: str, granularity: str, start: Any, end: Any
+    ) -> None:
+        """Record ``[start, end)`` as fully fetched, also for a dataset with no candles yet
+        (a first download of a weekend). Candles are unchanged."""
+        check_instrument(instrument)
+        check_granularity(granularity)
+        t0, t1 = _to_utc(start, "start"), _to_utc(end, "end")
+        if t0 is None or t1 is None or t1 <= t0:
+            raise CandleError(f"bad covered range {start!r} .. {end!r}")
+        directory = self.dataset_dir(source, instrument, granularity)
+        with self._lock(directory):
+            meta = self._read_meta(directory)
+            if meta is None:
+                meta = {"files": {}, "covered": [], "provenance": Provenance(
+                    source=source, instrument=instrument, granularity=granularity, price="",
+                    start="", end="", rows=0, sha256="", obtained_at=isoformat(utc_now()),
+                ).to_dict()}
+            meta["covered"] = _merge_ranges(
+                meta.get("covered", []) + [[isoformat(t0), isoformat(t1)]]
+            )
+            meta["updated_at"] = isoformat(utc_now())
+            _atomic_write_bytes(directory / "meta.json", json.dumps(meta, indent=2).encode())
 
     # -- verify --------------------------------------------------------------------------
     def verify(self) -> list[VerifyReport]:
