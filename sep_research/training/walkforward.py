@@ -27,8 +27,11 @@ Procedure (:func:`walk_forward`):
 
 The trade P&L the sweep uses for a signal at candle ``i`` is ``action * (close[i+1] -
 close[i])`` in pips minus the full spread at the next open (bid/ask data) or twice the
-configured half-spread (mid-only data); the backtest of the stitched signals fills at the
-next open at bid/ask.
+configured half-spread (mid-only data), charged on **every** HC signal as if each were a
+separate one-candle trade. The backtest of the stitched signals fills at the next open at
+bid/ask and holds through consecutive signals in the same direction, paying the spread once,
+so its net pips are not equal to the sweep's (``FoldResult.test_hc_net_pips`` is the sweep's
+figure; the evaluation's ``trading`` block is the backtest's).
 """
 
 from __future__ import annotations
