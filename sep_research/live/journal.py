@@ -14,8 +14,10 @@ Tables
 ``positions``   trades held: ours, adopted ones, and foreign ones (flagged, never touched).
 ``equity``      equity snapshots.
 
-Each write is its own transaction (``with conn:``); ``synchronous=FULL`` so a committed row
-survives a power cut. Opening a file that is not a journal, or a corrupt one, raises
+Each write is its own transaction. WAL with ``synchronous=NORMAL``: a committed row survives
+the process being killed (``kill -9``) at any moment; after a power cut the last few commits may
+be lost, which reconciliation handles (an order whose intent was lost is found in the
+account's transactions by its ``sep-`` client ID and adopted, never sent again). Opening a file that is not a journal, or a corrupt one, raises
 :class:`JournalError` and leaves the file as it was.
 """
 
@@ -104,7 +106,7 @@ class Journal:
             if existed:
                 self._check_existing()
             self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA busy_timeout=5000")
             self._conn.executescript(_DDL)
             self._conn.execute(f"PRAGMA application_id={_APP_ID}")

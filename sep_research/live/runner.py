@@ -96,6 +96,7 @@ class Runner:
         self.account: Any = None
         self._last_events = 0.0
         self._reload_request: list[str] | None = None
+        self._latency_mark = -1.0
 
     # ================================================================ start-up
     def start(self, *, status: bool = True) -> None:
@@ -259,6 +260,8 @@ class Runner:
         for tid, _units, px, pl in ev.closed:
             if self.journal.close_position(tid, exit_price=px, pl=pl, reason=ev.reason,
                                            closed_at=ev.time):
+                if self.account is not None:
+                    self.account.balance += pl  # until the next account read
                 msg = self.risk.on_trade_closed(pl, self._now())
                 if ev.reason in ("STOP_LOSS_ORDER", "TAKE_PROFIT_ORDER"):
                     pos_dir = 1 if _units < 0 else -1
@@ -295,8 +298,7 @@ class Runner:
         wall = time.monotonic()
         if candles or wall - self._last_events >= max(self.cfg.feed.poll_interval_s, 1.0):
             self._last_events = wall
-            if not candles:
-                self._poll_events()
+            self._poll_events()
             self._update_equity()
         self.last_loop_at = time.monotonic()
         if self._reload_request is not None:
@@ -305,18 +307,20 @@ class Runner:
         return len(candles)
 
     def _on_candle(self, c: Candle, seen_at: float) -> None:
+        """Signal, then act at once (the latency that matters), then journal the rest."""
         self.metrics.inc("candles")
-        self.broker.on_candle(c)
-        self._poll_events()
+        self.broker.on_candle(c)  # paper broker: stops and take-profits on this candle
+        if isinstance(self.broker, PaperBroker):
+            self._poll_events()  # local, no network
         path = self.paths[c.instrument]
         d = path.update(c)
         self.history[c.instrument].append(c)
+        self._act(d, c, seen_at)
         self.journal.record_signal(c.instrument, c.time, path.model.model_id, d.action,
                                    d.target, d.confidence, d.extra)
         self.last_signal = {"instrument": c.instrument, "candle_time": fmt_time(c.time),
                             "action": d.action, "target": d.target,
                             "confidence": None if math.isnan(d.confidence) else d.confidence}
-        self._act(d, c, seen_at)
         self.journal.record_candle(c.instrument, c.time, c.c)
         self.last_candle[c.instrument] = {"time": fmt_time(c.time), "close": c.c}
 
@@ -360,7 +364,6 @@ class Runner:
                 return
             for p in mine:
                 self._close(p, d.candle_time, seen_at)
-            self._update_equity(force_account=True)
         if desired == 0:
             return
         info = self.info[inst]
@@ -407,8 +410,7 @@ class Runner:
         req = OrderRequest(cid, info.name, units, sl, tp)
         if isinstance(self.broker, PaperBroker):
             req = self._paper_levels(req, info, direction)
-        self.metrics.latencies_ms.append((time.perf_counter() - seen_at) * 1000.0)
-        self.metrics.inc("orders_sent")
+        self._latency(seen_at)
         res = self._send(req)
         self.journal.record_decision("open", res is not None and res.state == "filled",
                                      f"open {units:+d} {info.name}: "
@@ -417,6 +419,13 @@ class Runner:
                                      detail={"client_id": cid, "units": units,
                                              "stop_loss": req.stop_loss,
                                              "take_profit": req.take_profit})
+
+    def _latency(self, seen_at: float) -> None:
+        """Record candle-visible -> order-sent for the first order of each candle."""
+        self.metrics.inc("orders_sent")
+        if seen_at != self._latency_mark:
+            self._latency_mark = seen_at
+            self.metrics.latencies_ms.append((time.perf_counter() - seen_at) * 1000.0)
 
     def _paper_levels(self, req: OrderRequest, info: InstrumentInfo, direction: int
                       ) -> OrderRequest:
@@ -475,8 +484,7 @@ class Runner:
                                              -int(p["units"]), None, None):
             self.metrics.inc("duplicates_prevented")
             return
-        self.metrics.latencies_ms.append((time.perf_counter() - seen_at) * 1000.0)
-        self.metrics.inc("orders_sent")
+        self._latency(seen_at)
         try:
             ev = self.broker.close_trade(p["trade_id"], client_id=cid)
         except AmbiguousOrder as exc:
@@ -500,7 +508,7 @@ class Runner:
     def _closed(self, trade_id: str) -> bool:
         return all(p["trade_id"] != trade_id for p in self.journal.positions("open"))
 
-    def _update_equity(self, force_account: bool = True) -> None:
+    def _update_equity(self) -> None:
         try:
             self.account = self.broker.account()
         except Exception as exc:  # noqa: BLE001 - a failed read is retried next loop
