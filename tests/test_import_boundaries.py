@@ -1,0 +1,43 @@
+"""The live runner must start without the research stack: importing it in a fresh interpreter
+must not load numba, pandas, matplotlib, papermill, Jupyter or Dask."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+FORBIDDEN = ("numba", "pandas", "matplotlib", "papermill", "jupyter", "jupyter_client",
+             "ipykernel", "nbformat", "dask", "distributed", "pyarrow", "scipy", "arch")
+
+MODULES = ("runners.live", "sep_research.live", "sep_research.live.cli",
+           "sep_research.live.runner", "sep_research.live.brokers", "sep_research.live.feed",
+           "sep_research.live.model", "sep_research.live.status", "sep_research.live.journal")
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_live_imports_nothing_heavy(module: str) -> None:
+    code = (
+        "import importlib, json, sys\n"
+        f"importlib.import_module({module!r})\n"
+        # the signal path is imported lazily by the runner: load it too
+        "import sep_research.live.model as m; import sep_research.signals.live\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    bad = sorted(m for m in loaded if m.split(".")[0] in FORBIDDEN)
+    assert not bad, f"{module} pulled in forbidden modules: {bad}"
+
+
+def test_sep_run_help_is_light() -> None:
+    code = ("import sys\nfrom sep_research.cli import build_parser\nbuild_parser()\n"
+            "import sep_research.live.cli\n"
+            "print(','.join(m for m in ('numba','pandas','matplotlib','dask') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.strip() == "", f"'sep' parser imports {out.stdout.strip()}"
