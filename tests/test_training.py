@@ -157,3 +157,22 @@ def test_cli_train_on_sample_writes_an_artifact_that_verifies(tmp_path: Path, ca
     out.write_bytes(bytes(raw))
     assert main(["model", "verify", str(out)]) == 1
     assert main(["train", "--instrument", "USD_JPY", "--out", str(out)]) == 2
+
+
+def test_prepared_sweep_equals_the_signals_sweep_api(frame) -> None:
+    """The walk-forward computes features once and sweeps sub-ranges; the signals package's
+    sweep_seed cuts the data at each range's end first. Causal features make them equal."""
+    from sep_research.signals.sweep import sweep_seed
+    from sep_research.training.grid import COLUMNS
+
+    grid = small_grid()
+    si = prepare_sweep(frame, grid, pip=1e-4, half_spread_pips=None, engine="cpu")
+    cols = {name: grid.table[:, j] for j, name in enumerate(COLUMNS)}
+    for lo, hi in ((40, 700), (900, 1799)):
+        mine = sweep(si, lo, hi, engine="cpu")
+        theirs = sweep_seed(frame, cols, score_start=lo, score_end=hi, spread_pips=si.spread,
+                            engine="cpu")
+        for key in ("n_non_hold", "n_hc", "n_hc_correct", "n_hc_buy"):
+            assert np.array_equal(mine[key], theirs[key]), key
+        for key in ("sum_pips_net", "hc_sum_pips_net"):
+            np.testing.assert_allclose(mine[key], theirs[key], rtol=1e-12, atol=1e-9)
