@@ -24,7 +24,8 @@ def child() -> None:
 
     frame = load_sample()
     t_import = time.perf_counter() - t0
-    t_compile = compile_kernels("cpu")
+    comp = compile_kernels("cpu")
+    t_compile = comp["total"]
     grid = make_grid()
     t1 = time.perf_counter()
     res = walk_forward(frame, instrument="EUR_USD", granularity="H1", grid=grid, n_folds=5,
@@ -32,9 +33,12 @@ def child() -> None:
     t_run = time.perf_counter() - t1
     total = time.perf_counter() - t0
     tm = res.timings
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(f"{'step':<52}{'seconds':>10}")
     print(f"{'imports + load the sample (5000 candles)':<52}{t_import:>10.2f}")
     print(f"{'compile (cold numba cache)':<52}{t_compile:>10.2f}")
+    for key in ("features", "sweep", "signals", "backtest"):
+        print(f"{'  compile: ' + key:<52}{comp[key]:>10.2f}")
     print(f"{'  run: feature table, ' + str(len(grid.windows)) + ' windows':<52}"
           f"{tm['features_s']:>10.2f}")
     print(f"{'  run: sweeps, 5 folds x 2 ranges x ' + str(len(grid)) + ' configs':<52}"

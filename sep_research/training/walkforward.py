@@ -487,7 +487,7 @@ def walk_forward(
     }
     t_eval = time.perf_counter() - t0
     t0 = time.perf_counter()
-    overfit = overfitting_statistics(si, folds[0].test[0], n - 1, granularity=granularity,
+    overfit = overfitting_statistics(si, warmup, n - 1, granularity=granularity,
                                      n_splits=pbo_splits, spa_reps=spa_reps, seed=seed,
                                      engine=engine, progress=progress)
     t_overfit = time.perf_counter() - t0
@@ -518,22 +518,33 @@ def walk_forward(
         overfitting=overfit, final=final, settings=settings, timings=timings)
 
 
-def compile_kernels(engine: str = "auto") -> float:
-    """Compile (JIT) every kernel the walk-forward uses on a tiny synthetic input; seconds.
+def compile_kernels(engine: str = "auto") -> dict[str, float]:
+    """Compile (JIT) every kernel the walk-forward uses on a tiny synthetic input.
 
-    Lets benchmarks report compile time apart from run time. The input is labelled synthetic
-    and nothing of it is kept.
+    Returns seconds per step (``features``, ``sweep``, ``signals``, ``backtest``, ``total``),
+    so that benchmarks can report compile time apart from run time. The input is labelled
+    synthetic and nothing of it is kept.
     """
     from sep_research.backtest.engine import run_backtest
     from sep_research.data.candles import synthetic_candles
     from sep_research.signals.seed import seed_signals
     from sep_research.training.grid import small_grid
 
+    out: dict[str, float] = {}
     t0 = time.perf_counter()
     frame = synthetic_candles(300, granularity="H1", seed=0)
     grid = small_grid()
+    t = time.perf_counter()
     si = prepare_sweep(frame, grid, pip=1e-4, half_spread_pips=None, engine=engine)
+    out["features"] = time.perf_counter() - t
+    t = time.perf_counter()
     sweep(si, 20, 200, engine=engine)
+    out["sweep"] = time.perf_counter() - t
+    t = time.perf_counter()
     sig = seed_signals(frame, grid.params(0), engine=engine)
+    out["signals"] = time.perf_counter() - t
+    t = time.perf_counter()
     run_backtest(frame, sig.action, instrument="EUR_USD")
-    return time.perf_counter() - t0
+    out["backtest"] = time.perf_counter() - t
+    out["total"] = time.perf_counter() - t0
+    return out
