@@ -20,7 +20,8 @@ LINE = re.compile(r"^[a-z_][a-z0-9_]* = .+  # \S.*$")
 
 def test_there_are_notebooks() -> None:
     names = {p.name for p in NOTEBOOKS}
-    assert {"01-data-exploration.ipynb", "02-qfh-kernels.ipynb", "04-seed-headline.ipynb"} <= names
+    assert {"01-data-exploration.ipynb", "02-qfh-kernels.ipynb", "03-training-run.ipynb",
+            "04-seed-headline.ipynb"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -231,11 +231,16 @@ def heatmap_figure(
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     vals = pivot.to_numpy(dtype=float)
+    finite = vals[np.isfinite(vals)]
+    mid = (finite.min() + finite.max()) / 2 if finite.size else 0.0
     for (i, j), v in np.ndenumerate(vals):
         if np.isfinite(v):
-            ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=7, color="w")
+            ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=7,
+                    color="k" if v > mid else "w")
     fig.colorbar(im, ax=ax, label=value)
-    ax.set_title(title or f"{value} by {x} and {y}")
+    shared = len(results) > pivot.size
+    ax.set_title(title or f"{value} by {x} and {y}" + (" (mean over the other parameters)"
+                                                        if shared else ""), fontsize=9)
     return fig
 
 

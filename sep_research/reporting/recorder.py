@@ -78,6 +78,7 @@ class RunRecorder:
     ) -> None:
         self.output_dir: Path | None = Path(output_dir).resolve() if output_dir else None
         self.dpi = int(dpi)
+        self._tmp: Path | None = None
         self.record: dict[str, Any] = {
             "schema": METRICS_SCHEMA,
             "notebook": notebook,
@@ -167,6 +168,20 @@ class RunRecorder:
         p = (self.output_dir / relative).resolve()
         if self.output_dir not in p.parents:
             raise ValueError(f"artifact path {relative!r} leaves the run folder")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def artifact_path(self, relative: str) -> Path:
+        """Where to write an artifact: inside the output folder, or, without one, inside a
+        temporary folder of this session (so the artifact is still written and checked)."""
+        p = self.path(relative)
+        if p is not None:
+            return p
+        if self._tmp is None:
+            import tempfile
+
+            self._tmp = Path(tempfile.mkdtemp(prefix="sep-run-"))
+        p = (self._tmp / relative).resolve()
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 

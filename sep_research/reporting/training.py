@@ -1,0 +1,203 @@
+"""Tables and figures of a walk-forward training run (notebook 03-training-run).
+
+Input: a :class:`sep_research.training.walkforward.WalkForwardResult` and its candles.
+
+- :func:`accuracy_table`: out-of-sample HC hit rates with 95 % intervals, tuned rule and seed
+  preset beside the baselines (always long, always short, random signals with the same rate
+  and mix); feeds :func:`sep_research.reporting.figures.accuracy_figure`.
+- :func:`trading_table`: net pips (95 % interval), annualised Sharpe (interval), drawdown,
+  trades, p-value against the random signals.
+- :func:`fold_table`, :func:`overfitting_table`: per fold choices; PBO, SPA, DSR, stability.
+- :func:`equity_curves`: out-of-sample equity (pips) of each rule from the backtest (fills at
+  bid/ask, or mid +/- the half-spread); feeds ``figures.equity_figure``.
+- :func:`oos_actions`: the stitched out-of-sample target of the tuned rule (for the
+  signals-on-price figure).
+- :func:`grid_oos_table`: every configuration of the grid scored on the out-of-sample
+  candles, for parameter heatmaps. These are for inspection only: choosing from them would
+  be selection on the test data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+RULES = (("tuned", "tuned rule (walk-forward)"), ("seed", "seed preset (untuned)"))
+
+
+def accuracy_table(result: Any) -> pd.DataFrame:
+    ev = result.evaluation
+    rows = []
+    for key, label in RULES:
+        s = ev[key]["signals"]
+        ci = s.get("hc_hit_rate_ci95") or [np.nan, np.nan]
+        rows.append({"rule": label, "hit_rate": s.get("hc_hit_rate"), "ci_low": ci[0],
+                     "ci_high": ci[1], "n": s["n_hc"], "chance": s.get("hc_chance_rate")})
+    bl = ev["tuned"]["baselines"]
+    n_eval = ev["tuned"]["signals"]["n_candles"]
+    for key, label in (("always_long", "always long"), ("always_short", "always short")):
+        ci = bl[key].get("hit_rate_ci95") or [np.nan, np.nan]
+        rows.append({"rule": label, "hit_rate": bl[key].get("hit_rate"), "ci_low": ci[0],
+                     "ci_high": ci[1], "n": n_eval, "chance": np.nan})
+    r = bl["random"]
+    ci = r.get("hc_hit_rate_95") or [np.nan, np.nan]
+    rows.append({"rule": f"random signals, same rate and mix ({r['n_permutations']}x, "
+                 "2.5-97.5%)", "hit_rate": r.get("hc_hit_rate_mean"), "ci_low": ci[0],
+                 "ci_high": ci[1], "n": ev["tuned"]["signals"]["n_hc"], "chance": np.nan})
+    out = pd.DataFrame(rows).set_index("rule")
+    return out.astype({c: float for c in ("hit_rate", "ci_low", "ci_high", "chance")})
+
+
+def trading_table(result: Any) -> pd.DataFrame:
+    ev = result.evaluation
+    rows = []
+
+    def add(label: str, t: dict[str, Any], p: float | None) -> None:
+        ci = t.get("net_pips_ci95") or [np.nan, np.nan]
+        sci = t.get("sharpe_ci95") or [np.nan, np.nan]
+        rows.append({"rule": label, "net_pips": t["net_pips"], "net_pips_low": ci[0],
+                     "net_pips_high": ci[1], "sharpe_annualised": t.get("sharpe_annualised"),
+                     "sharpe_low": sci[0], "sharpe_high": sci[1],
+                     "max_drawdown_pips": t["max_drawdown_pips"], "trades": t["n_trades"],
+                     "costs_pips": t["costs_pips"], "p_vs_random": p})
+
+    for key, label in RULES:
+        add(label, ev[key]["trading"], ev[key]["tests"]["pvalue_net_pips_vs_random"])
+    bl = ev["tuned"]["baselines"]
+    add("always long", bl["always_long"]["trading"], None)
+    add("always short", bl["always_short"]["trading"], None)
+    r = bl["random"]
+    rows.append({"rule": "random signals (mean, 2.5-97.5%)", "net_pips": r["net_pips_mean"],
+                 "net_pips_low": r["net_pips_95"][0], "net_pips_high": r["net_pips_95"][1]})
+    return pd.DataFrame(rows).set_index("rule").astype(float)
+
+
+def fold_table(result: Any) -> pd.DataFrame:
+    rows = []
+    for f in result.folds:
+        d = f.to_dict()
+        rows.append({"fold": d["index"], "train": " .. ".join(d["train_times"]),
+                     "test": " .. ".join(d["test_times"]),
+                     "chosen": d["chosen"], "train_objective": d["train_objective"],
+                     "train_n_hc": d["train_n_hc"], "test_n_hc": d["test_n_hc"],
+                     "test_hc_accuracy": d["test_hc_accuracy"],
+                     "test_hc_net_pips": d["test_hc_net_pips"],
+                     "test_rank_pct": d["test_rank_pct"], "note": d["note"],
+                     **({f"p_{k}": v for k, v in (d["params"] or {}).items()
+                         if k in ("window", "w_s", "w_c", "w_e", "buy_threshold",
+                                  "sell_threshold", "conf_threshold")})})
+    return pd.DataFrame(rows).set_index("fold")
+
+
+def overfitting_table(result: Any) -> pd.DataFrame:
+    of, st = result.overfitting, result.stability
+    pbo, spa = of.get("pbo"), of.get("spa")
+    rows = [
+        ("configurations in the grid", of.get("n_configurations")),
+        ("PBO (CSCV): probability the in-sample best is below median out of sample",
+         pbo.get("pbo") if pbo else f"n/a ({of.get('pbo_note', '')})"),
+        ("SPA p-value, best configuration vs staying flat",
+         spa.get("pvalue_consistent") if spa else f"n/a ({of.get('spa_note', '')})"),
+        ("deflated Sharpe ratio of the in-sample choice (median over folds)",
+         of.get("dsr_median")),
+        ("out-of-sample rank of the chosen configuration (mean; 0.5 = median)",
+         of.get("oos_rank_of_choice_mean")),
+        ("folds that chose a configuration", f"{st.get('folds_with_choice', 0)}/{st['folds']}"),
+        ("distinct configurations chosen", st.get("distinct_configurations")),
+        ("share of the modal choice", st.get("modal_share")),
+    ]
+    return pd.DataFrame(rows, columns=["statistic", "value"]).set_index("statistic")
+
+
+def oos_actions(result: Any, *, rule: str = "tuned") -> np.ndarray:
+    """Target per candle of a rule out of sample: its HC signals inside the test folds."""
+    if rule == "tuned":
+        a, h = result.oos_action, result.oos_hc
+    elif rule == "seed":
+        a, h = result.seed_action, result.seed_hc
+    else:
+        raise ValueError(f"rule must be 'tuned' or 'seed', got {rule!r}")
+    return np.where(result.oos_mask & np.asarray(h, bool), a, 0).astype(np.int8)
+
+
+def equity_curves(frame: pd.DataFrame, result: Any, *,
+                  half_spread_pips: float | None) -> dict[str, pd.Series]:
+    """Out-of-sample equity in pips (backtest fills at bid/ask) over the test folds."""
+    from sep_research.backtest import run_backtest
+
+    m = np.asarray(result.oos_mask, bool)
+    idx = np.flatnonzero(m)
+    lo, hi = int(idx[0]), int(min(idx[-1] + 3, len(frame)))
+    targets = {label: oos_actions(result, rule=key) for key, label in RULES}
+    targets["always long"] = np.where(m, 1, 0).astype(np.int8)
+    targets["always short"] = np.where(m, -1, 0).astype(np.int8)
+    out = {}
+    for name, tgt in targets.items():
+        bt = run_backtest(frame, tgt, instrument=result.instrument,
+                          half_spread_pips=half_spread_pips)
+        eq = bt.equity_pips.iloc[lo:hi]
+        out[name] = eq - (bt.equity_pips.iloc[lo - 1] if lo > 0 else 0.0)
+    return out
+
+
+def fold_starts(frame: pd.DataFrame, result: Any) -> list[pd.Timestamp]:
+    return [frame.index[f.test[0]] for f in result.folds]
+
+
+def grid_oos_table(frame: pd.DataFrame, grid: Any, result: Any, *,
+                   half_spread_pips: float | None, engine: str = "auto") -> pd.DataFrame:
+    """Each configuration scored on the out-of-sample candles with the sweep kernel (HC
+    count, HC accuracy, net pips after the spread): for heatmaps, not for choosing."""
+    from sep_research.data.candles import pip_size
+    from sep_research.training.grid import COLUMNS
+    from sep_research.training.walkforward import prepare_sweep, sweep
+
+    si = prepare_sweep(frame, grid, pip=pip_size(result.instrument),
+                       half_spread_pips=half_spread_pips, engine=engine)
+    idx = np.flatnonzero(result.oos_mask)
+    sw = sweep(si, int(idx[0]), int(idx[-1]) + 1, engine=engine)
+    table = pd.DataFrame(grid.table, columns=list(COLUMNS))
+    n = sw["n_hc"].astype(float)
+    table["oos_n_hc"] = sw["n_hc"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table["oos_hc_accuracy"] = np.where(n > 0, sw["n_hc_correct"] / np.where(n > 0, n, 1), np.nan)
+    table["oos_net_pips"] = sw["hc_sum_pips_net"]
+    table["window"] = table["window"].astype(int)
+    return table
+
+
+def training_metrics(result: Any) -> dict[str, Any]:
+    """Headline numbers for ``metrics.json`` and the index."""
+    ev = result.evaluation
+    t, s = ev["tuned"]["trading"], ev["tuned"]["signals"]
+    of = result.overfitting
+    return {
+        "oos_candles": s["n_candles"],
+        "oos_hc_signals": s["n_hc"],
+        "oos_hc_hit_rate": s.get("hc_hit_rate"),
+        "oos_hc_chance_rate": s.get("hc_chance_rate"),
+        "oos_net_pips": t["net_pips"],
+        "oos_sharpe_annualised": t.get("sharpe_annualised"),
+        "oos_max_drawdown_pips": t["max_drawdown_pips"],
+        "p_vs_random": ev["tuned"]["tests"]["pvalue_net_pips_vs_random"],
+        "seed_oos_net_pips": ev["seed"]["trading"]["net_pips"],
+        "pbo": (of.get("pbo") or {}).get("pbo"),
+        "spa_p": (of.get("spa") or {}).get("pvalue_consistent"),
+        "dsr_median": of.get("dsr_median"),
+    }
+
+
+def write_model(frame: pd.DataFrame, result: Any, path: Any) -> dict[str, Any] | None:
+    """Write the model artifact (``sep_research.training``'s payload, checksummed) to
+    ``path``; None, with the reason printed, when no configuration could be chosen."""
+    from sep_research.training.artifact import write_artifact
+    from sep_research.training.report import build_payload
+
+    try:
+        payload = build_payload(result, frame)
+    except ValueError as exc:
+        print(f"no model artifact: {exc}")
+        return None
+    return write_artifact(path, payload)
