@@ -3,8 +3,11 @@
 The emulator runs in a child process (``Emulator.spawn``, replaying the packaged real EUR_USD
 H1 sample); this script is the separate load-generating process. It measures
 
-1. sustained throughput: T threads, each with one keep-alive ``http.client`` connection,
-   sending requests back to back for D seconds (candles and pricing);
+1. sustained throughput for D seconds (candles and pricing), measured twice: with ``wrk``
+   (a C load generator, 1 thread, 8 keep-alive connections; when installed:
+   ``apt-get install wrk``) and with T Python threads, each with one keep-alive
+   ``http.client`` connection (the Python generator shares the 2 cores and its own cost
+   caps what it can show);
 2. latency at a fixed rate: requests paced at 200 per second (open loop, one connection per
    pacing thread), p50 / p99 / max;
 3. streams: 100 concurrent pricing streams held for a minute (``--stream-seconds``), counting
@@ -21,7 +24,10 @@ import http.client
 import json
 import os
 import platform
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -74,6 +80,20 @@ def throughput(port: int, path: str, headers: dict[str, str], threads: int,
     dt = time.monotonic() - t0
     return {"requests": sum(counts), "seconds": round(dt, 2),
             "req_per_s": round(sum(counts) / dt, 1), "errors": sum(errors)}
+
+
+def wrk_throughput(url: str, token: str, seconds: float, conns: int = 8) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{conns}", f"-d{max(1, int(seconds))}s", "-H",
+         f"Authorization: Bearer {token}", url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errs = re.search(r"Socket errors: (.*)", out)
+    return {"requests": total, "req_per_s": rps, "errors": int(bad.group(1)) if bad else 0,
+            "socket_errors": errs.group(1) if errs else "none", "connections": conns}
 
 
 def paced_latency(port: int, path: str, headers: dict[str, str], rate: float,
@@ -182,12 +202,16 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(f"emulator child pid {proc.process.pid} on port {proc.port}; "
               f"load from pid {os.getpid()}; {os.cpu_count()} CPUs")
-        print(f"\n{'case':28s} {'threads':>7s} {'req/s':>9s} {'errors':>6s}")
+        has_wrk = shutil.which("wrk") is not None
+        print(f"\n{'case':28s} {'wrk req/s':>10s} {'python req/s':>13s} {'errors':>6s}")
         for name, path in CASES.items():
             p = path.format(acct=proc.account_id)
+            w = wrk_throughput(proc.base_url + p, proc.token, args.seconds) if has_wrk else None
             r = throughput(proc.port, p, headers, args.threads, args.seconds)
-            results["throughput"][name] = r  # type: ignore[index]
-            print(f"{name:28s} {args.threads:7d} {r['req_per_s']:9.1f} {r['errors']:6d}")
+            results["throughput"][name] = {"wrk": w, "python": r}  # type: ignore[index]
+            errors = r["errors"] + (w["errors"] if w else 0)
+            wtxt = f"{w['req_per_s']:10.1f}" if w else f"{'n/a':>10s}"
+            print(f"{name:28s} {wtxt} {r['req_per_s']:13.1f} {errors:6d}")
         print(f"\n{'case':28s} {'rate':>6s} {'p50 ms':>7s} {'p99 ms':>7s} {'max ms':>7s}")
         for name in ("candles H1 count=100 M", "pricing EUR_USD"):
             p = CASES[name].format(acct=proc.account_id)

@@ -9,13 +9,9 @@ import json
 import socket
 import time
 
-import oandapyV20.endpoints.accounts as accounts
-import oandapyV20.endpoints.instruments as instruments
-import oandapyV20.endpoints.orders as orders
-import oandapyV20.endpoints.pricing as pricing
-import oandapyV20.endpoints.trades as trades
 import pytest
 import requests
+from oandapyV20.endpoints import accounts, instruments, orders, pricing, trades
 from oandapyV20.exceptions import V20Error
 
 from sep_research.emulator import Emulator, EmulatorConfig, FaultSpec
@@ -101,7 +97,7 @@ def test_stalled_stream_sends_nothing_not_even_heartbeats(emu):
     with pytest.raises(requests.exceptions.ConnectionError):  # read timeout inside the stream
         for msg in api.request(pricing.PricingStream(emu.account_id,
                                                      params={"instruments": "EUR_USD"})):
-            got.append(msg)
+            got.append(msg)  # noqa: PERF402 - the stream raises midway
     assert time.monotonic() - t >= 1.0
     assert [m["type"] for m in got] == ["PRICE"]  # the snapshot, then silence
     still_serving(emu)
@@ -114,7 +110,7 @@ def test_stream_cut_mid_chunk(emu):
     with pytest.raises(requests.exceptions.ChunkedEncodingError):
         for msg in api.request(pricing.PricingStream(emu.account_id,
                                                      params={"instruments": "EUR_USD"})):
-            got.append(msg)
+            got.append(msg)  # noqa: PERF402 - the stream raises midway
     assert got and got[0]["type"] == "PRICE"
     assert any(m["type"] == "HEARTBEAT" for m in got)  # it ran normally before the cut
     still_serving(emu)
@@ -162,8 +158,8 @@ def test_mixed_faults_with_rates_keep_the_server_alive(emu):
     ("POST", "/v3/accounts/{acct}/orders",
      b'{"order": {"type": "LIMIT", "instrument": "EUR_USD", "units": "1", "price": {}}}'),
     ("POST", "/v3/accounts/{acct}/orders",
-     b'{"order": {"type": "MARKET", "instrument": "EUR_USD", "units": "1",'
-     b' "stopLossOnFill": "close"}}'),
+     (b'{"order": {"type": "MARKET", "instrument": "EUR_USD", "units": "1",'
+      b' "stopLossOnFill": "close"}}')),
     ("POST", "/v3/accounts/{acct}/orders",
      b'{"order": {"type": "MARKET", "instrument": "EUR_USD", "units": "NaN"}}'),
     ("PUT", "/v3/accounts/{acct}/trades/1/close", b'{"units": -5}'),

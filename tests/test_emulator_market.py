@@ -3,7 +3,7 @@ except the CLI check). Mechanics use synthetic candles (labelled), realism the r
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,7 @@ def test_wire_times_round_trip():
 
 
 def test_clock_manual_speed_end_and_no_going_back():
-    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
     seen = []
     c = ReplayClock(start, step_seconds=60, end=start + timedelta(hours=1))
     c.add_listener(seen.append)
@@ -65,7 +65,7 @@ def test_price_path_is_continuous_inside_a_candle_and_matches_its_ohlc():
         assert vals[0] == pytest.approx(row["open"], abs=6e-6)
         assert max(vals) <= round(row["high"], 5) + 1e-12
         assert min(vals) >= round(row["low"], 5) - 1e-12
-        o, h, lo, c = s.partial(i, "M", t0 + s.dur - 1)
+        _o, h, lo, c = s.partial(i, "M", t0 + s.dur - 1)
         assert (h, lo) == (round(row["high"], 5), round(row["low"], 5))
         assert c == pytest.approx(row["close"], abs=2e-5)
         bid = s.value_at("B", t0 + s.dur // 2)
@@ -111,8 +111,7 @@ def test_config_errors_name_the_problem():
 
 
 def test_trailing_stop_and_gtd_expiry_on_synthetic_path():
-    import oandapyV20.endpoints.orders as orders
-    import oandapyV20.endpoints.trades as trades
+    from oandapyV20.endpoints import orders, trades
 
     frames = {"EUR_USD": synthetic_candles(3000, granularity="M1", seed=5)}
     with Emulator(EmulatorConfig(candles=frames, start="2024-01-01T10:00:00Z")) as emu:

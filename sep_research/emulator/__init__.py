@@ -74,4 +74,5 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = sorted(_LAZY)
+__all__ = ["Emulator", "EmulatorConfig", "EmulatorProcess", "FaultSpec", "ReplayClock",
+           "make_api"]

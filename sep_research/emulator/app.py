@@ -123,7 +123,7 @@ def load_frames(config: EmulatorConfig) -> tuple[dict[str, Any], dict[str, str]]
             grans[name] = prov.granularity
         except ValueError:
             raise
-        except Exception:
+        except (KeyError, TypeError, AttributeError):
             if config.granularity is None:
                 raise ValueError(f"candles for {name} have no provenance; give granularity=")
             grans[name] = config.granularity
@@ -211,7 +211,7 @@ class Emulator:
         srv.shutdown()
         while time.monotonic() < deadline:
             with srv.conns_lock:
-                left = len(srv.conns)
+                left = len(srv.streams)  # streams write their final chunk, then end
             if not left:
                 break
             time.sleep(0.02)
@@ -225,7 +225,7 @@ class Emulator:
         srv.server_close()
         self._server = None
 
-    def __enter__(self) -> Emulator:
+    def __enter__(self) -> Emulator:  # noqa: PYI034 - start() returns self
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -373,7 +373,7 @@ class EmulatorProcess:
                 fh.close()
         self._cfg_path.unlink(missing_ok=True)
 
-    def __enter__(self) -> EmulatorProcess:
+    def __enter__(self) -> EmulatorProcess:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -77,7 +77,7 @@ class ReplayClock:
         if candles < 0 or seconds < 0:
             raise ValueError("the replay clock only moves forward (candles, seconds >= 0)")
         with self._lock:
-            t = self._now_locked() + int(candles) * self.step_ns + int(round(seconds * NS))
+            t = self._now_locked() + candles * self.step_ns + round(seconds * NS)
             self._rebase(t)
         self._notify()
         return self.now()

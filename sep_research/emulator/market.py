@@ -22,6 +22,7 @@ import bisect
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -132,7 +133,7 @@ class Series:
 
     def _interp(self, i: int, comp: str, t: int) -> float:
         pts = self.vertices(i, comp)
-        for (ta, va), (tb, vb) in zip(pts, pts[1:]):
+        for (ta, va), (tb, vb) in pairwise(pts):
             if t < tb:
                 return round(va + (vb - va) * (t - ta) / (tb - ta), self.spec.display_precision)
         return pts[-1][1]
@@ -169,7 +170,7 @@ class Series:
         n = len(self.tl)
         while i < n and self.tl[i] <= t1:
             pts = self.vertices(i, comp)
-            for (ta, va), (tb, vb) in zip(pts, pts[1:]):
+            for (ta, va), (tb, vb) in pairwise(pts):
                 if tb <= t0 or ta > t1:
                     continue
                 a, b = max(ta, t0), min(tb, t1)
@@ -340,7 +341,7 @@ class Aggregate:
         vol = int(sum(s.volume[a:k].tolist()))
         fpart = s.inside(k, now)
         if fpart:
-            vol += int(math.floor(s.volume[k] * (now - s.tl[k]) / s.dur))
+            vol += math.floor(s.volume[k] * (now - s.tl[k]) / s.dur)
         else:
             vol += int(s.volume[k])
         bodies = []

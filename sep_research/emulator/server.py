@@ -138,11 +138,12 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         self.app = app
         self.stopping = threading.Event()
         self.conns: set[socket.socket] = set()
+        self.streams: set[socket.socket] = set()
         self.conns_lock = threading.Lock()
         super().__init__(addr, Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:  # never print to clients
-        log.debug("connection error from %s", client_address, exc_info=True)
+        log.debug("connection error from %s", client_address)
 
 
 class _Headers(dict):  # type: ignore[type-arg]
@@ -162,6 +163,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "sep-emulator/1"
     sys_version = ""
+    timeout = 300  # idle keep-alive connections are closed after 5 minutes
     server: EmulatorHTTPServer
 
     def parse_request(self) -> bool:
@@ -281,7 +283,13 @@ class Handler(BaseHTTPRequestHandler):
                 if slow and self._wait(slow.seconds):
                     return
             if route in STREAM_ROUTES:
-                self._stream(route, params, q)
+                with self.server.conns_lock:
+                    self.server.streams.add(self.connection)
+                try:
+                    self._stream(route, params, q)
+                finally:
+                    with self.server.conns_lock:
+                        self.server.streams.discard(self.connection)
                 return
             fn = getattr(self, "r_" + route)
             if route in ORDER_ROUTES and faults:
@@ -616,22 +624,19 @@ class Handler(BaseHTTPRequestHandler):
                 continue
             if ids is not None and str(it.id) not in ids:
                 continue
-            name = it.instrument if hasattr(it, "instrument") and it.instrument else None
-            if inst is not None and name != inst:
-                if not (isinstance(it.w if hasattr(it, "w") else None, dict)
-                        and it.trade_id is not None
-                        and self._acct_trade_inst(it) == inst):
-                    continue
+            if inst is not None and self._instrument_of(it) != inst:
+                continue
             out.append(it)
             if len(out) >= count:
                 break
         return out
 
-    def _acct_trade_inst(self, o: Any) -> str | None:
-        for acct in self.server.app.broker.accounts.values():
-            tr = acct.trades.get(o.trade_id)
-            if tr is not None and acct.orders.get(o.id) is o:
-                return tr.instrument
+    def _instrument_of(self, item: Any) -> str | None:
+        if getattr(item, "instrument", ""):
+            return item.instrument
+        for acct in self.server.app.broker.accounts.values():  # a dependent order
+            if acct.orders.get(item.id) is item and item.trade_id in acct.trades:
+                return acct.trades[item.trade_id].instrument
         return None
 
     def r_orders(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:

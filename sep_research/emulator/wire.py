@@ -45,7 +45,7 @@ def fmt_time(ns: int, unix: bool = False) -> str:
 def parse_time(value: Any, param: str) -> int:
     """Parse an RFC3339 or UNIX (``1497466233.049880709``) time into nanoseconds."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return int(round(float(value) * NS))
+        return round(float(value) * NS)
     if not isinstance(value, str) or not value:
         raise WireError(param)
     s = value.strip()
