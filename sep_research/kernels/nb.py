@@ -16,7 +16,7 @@ from sep_research.kernels.loops import DRIVERS, rebind
 
 
 def _decorate(name: str, func):
-    if name in DRIVERS:
+    if name in DRIVERS and name != "sweep_block_same_window":
         return numba.njit(parallel=True, cache=True, nogil=True)(func)
     return numba.njit(cache=True, nogil=True)(func)
 

@@ -428,28 +428,29 @@ def sweep_partial(g, k, lo, hi, fw, cv):
         coh = fw[2, w, i]
         buy, sell = seed_scores(fw[1, w, i], coh, fw[3, w, i], cv[0, i], fw[4, w, i],
                                 ws, wc, we)
-        act, conf = seed_decide(buy, sell, cv[1, i], bt, st)
-        if act == 0:
-            continue
-        ok = (mv > mm) if act == 1 else (mv < -mm)
-        pips = act * mv - cv[3, i] - extra
-        n_nh += 1
-        if ok:
-            n_ok += 1
-        if act == 1:
-            n_buy += 1
-        else:
-            n_sell += 1
-        s1 = s1 + pips
-        s2 = s2 + pips * pips
-        if conf >= ct and coh >= cht:
-            n_hc += 1
-            if ok:
-                n_hc_ok += 1
-            if act == 1:
-                n_hc_buy += 1
-            h1 = h1 + pips
-            h2 = h2 + pips * pips
+        # branch-free from here (the same decisions as seed_decide and is_high_confidence);
+        # a HOLD adds exact zeros to the sums
+        vm = cv[1, i]
+        ib = 1 if buy > bt * vm else 0
+        isl = (1 - ib) * (1 if sell > st * vm else 0)
+        nh = ib + isl
+        conf = buy if ib == 1 else sell
+        ok = ib * (1 if mv > mm else 0) + isl * (1 if mv < -mm else 0)
+        hc = nh * (1 if conf >= ct else 0) * (1 if coh >= cht else 0)
+        pips = (ib - isl) * mv - cv[3, i] - extra
+        n_nh += nh
+        n_ok += ok
+        n_buy += ib
+        n_sell += isl
+        n_hc += hc
+        n_hc_ok += hc * ok
+        n_hc_buy += hc * ib
+        fn = 1.0 * nh
+        fh = 1.0 * hc
+        s1 = s1 + pips * fn
+        s2 = s2 + (pips * pips) * fn
+        h1 = h1 + pips * fh
+        h2 = h2 + (pips * pips) * fh
     return n_nh, n_ok, n_buy, n_sell, n_hc, n_hc_ok, n_hc_buy, s1, s2, h1, h2
 
 

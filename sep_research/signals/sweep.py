@@ -163,13 +163,18 @@ def sweep_seed(data: Any, grid: Any, *, score_start: int, score_end: int,
     for name, c in _GRID_COLUMN.items():
         g[:, c] = cols[name]
     g[:, qfh.G_WINDOW_INDEX] = widx
-    counts, sums = _engine.run_sweep(g, fw, cv, score_start, min(score_end, m), engine=engine,
-                                     chunk=chunk)
+    # rows sorted by window so that blocks of rows share their candle data (any order gives
+    # the same per-row results)
+    order = np.argsort(widx, kind="stable")
+    counts, sums = _engine.run_sweep(g[order], fw, cv, score_start, min(score_end, m),
+                                     engine=engine, chunk=chunk)
     res: dict[str, np.ndarray] = {}
     for q, name in enumerate(qfh.SWEEP_COUNTS):
-        res[name] = counts[q]
+        res[name] = np.empty(k, dtype=np.int64)
+        res[name][order] = counts[q]
     for q, name in enumerate(qfh.SWEEP_SUMS):
-        res[name] = sums[q]
+        res[name] = np.empty(k, dtype=np.float64)
+        res[name][order] = sums[q]
     return res
 
 
