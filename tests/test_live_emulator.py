@@ -1,0 +1,256 @@
+"""The runner against the OANDA v20 emulator (loopback, manual replay clock): an end-to-end run
+whose fills equal the backtest of the same candles, fault storms, and start-up refusals.
+
+Candles: the packaged real EUR_USD H1 sample (mid only; the emulator quotes mid +/- 0.7 pip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sep_research.live.cli import add_arguments, build
+from tests.test_live_units import make_artifact
+
+ROOT = Path(__file__).resolve().parents[1]
+HALF_SPREAD = 0.7
+# A Monday-to-Friday stretch of the sample (no weekend inside the traded range).
+START = "2017-06-12T00:00:00Z"
+RISK = {"fixed_units": 1000, "max_spread_pips": None, "weekend_cutoff_minutes": None,
+        "cooldown_losses": None, "daily_loss_limit": None, "max_drawdown": None,
+        "stop_loss_pips": 20.0}
+
+
+def sample_frame():
+    from sep_research.data import load_sample
+
+    return load_sample()
+
+
+class Rig:
+    """An emulator in this process (thread) plus files for a runner."""
+
+    def __init__(self, tmp: Path, *, start: str = START, faults: str | None = None,
+                 instruments: tuple[str, ...] = ("EUR_USD",), risk: dict | None = None,
+                 feed: dict | None = None, frames: dict | None = None, **params: float):
+        from sep_research.emulator.app import Emulator, EmulatorConfig
+
+        self.tmp = tmp
+        frames = frames or {"EUR_USD": sample_frame()}
+        self.frames = frames
+        self.emu = Emulator(EmulatorConfig(candles=frames, start=start, faults=faults,
+                                           half_spread_pips=HALF_SPREAD,
+                                           heartbeat_s=0.5)).start()
+        self.models = [str(make_artifact(tmp / f"{i}.json", i, "H1", **params))
+                       for i in instruments]
+        cfg = {"instruments": list(instruments), "granularity": "H1",
+               "journal": str(tmp / "journal.sqlite"), "risk": {**RISK, **(risk or {})},
+               "feed": {"poll_interval_s": 0.02, "stall_timeout_s": 1.0,
+                        "reconnect_base_s": 0.05, "reconnect_max_s": 0.5, "request_rate": 100,
+                        **(feed or {})},
+               "status": {"port": 0}}
+        self.config = tmp / "runner.yaml"
+        self.config.write_text(json.dumps(cfg))  # JSON is YAML
+        self.env = {"OANDA_API_KEY": self.emu.token, "OANDA_ACCOUNT_ID": self.emu.account_id,
+                    "OANDA_ENVIRONMENT": self.emu.base_url}
+
+    def args(self, *extra: str) -> argparse.Namespace:
+        p = argparse.ArgumentParser()
+        add_arguments(p)
+        return p.parse_args([a for m in self.models for a in ("--model", m)] +
+                            ["--config", str(self.config), *extra])
+
+    def runner(self, monkeypatch: pytest.MonkeyPatch, *extra: str) -> Any:
+        for k, v in self.env.items():
+            monkeypatch.setenv(k, v)
+        monkeypatch.setenv("SEP_STATUS_TOKEN", "status-token-for-tests")
+        r = build(self.args(*extra))
+        r.start()
+        r.step()  # the newest complete candle at start-up, before the clock moves
+        return r
+
+    def advance_and_step(self, runner: Any, candles: int = 1, max_steps: int = 200) -> int:
+        self.emu.clock.advance(candles=candles)
+        before = runner.metrics.counters.get("candles", 0)
+        for _ in range(max_steps):
+            try:
+                runner.step()
+            except Exception:  # noqa: BLE001 - a fault storm: the loop carries on
+                runner.metrics.inc("loop_errors")
+            if runner.metrics.counters.get("candles", 0) > before:
+                break
+        return int(runner.metrics.counters.get("candles", 0) - before)
+
+    def market_orders(self) -> list[dict]:
+        return [t for t in self.emu.transactions() if t["type"] == "MARKET_ORDER"]
+
+    def stop(self) -> None:
+        self.emu.stop()
+
+
+def check_no_duplicates(rig: Rig, journal_path: Path) -> dict[str, int]:
+    """Every order at the emulator has a unique client ID that the journal knows."""
+    from sep_research.live.journal import Journal
+
+    orders = rig.market_orders()
+    ids = [(o.get("clientExtensions") or {}).get("id") for o in orders]
+    opens = [i for i in ids if i]
+    assert len(opens) == len(set(opens)), "a client ID was sent twice"
+    j = Journal(journal_path)
+    known = j.all_client_ids()
+    states = {o["client_id"]: o["state"] for o in j.orders()}
+    j.close()
+    missing = [i for i in opens if i not in known]
+    assert not missing, f"orders at the broker that the journal does not know: {missing}"
+    return {"orders": len(orders), "journal": len(states)}
+
+
+def test_end_to_end_fills_match_backtest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sep_research.backtest import run_backtest
+    from sep_research.signals.seed import seed_signals
+
+    rig = Rig(tmp_path, conf_threshold=0.0, coh_threshold=0.0)  # trade every BUY/SELL
+    r = rig.runner(monkeypatch)
+    try:
+        n = 0
+        for _ in range(90):  # Monday 00:00 .. Thursday 18:00
+            n += rig.advance_and_step(r)
+        assert n == 90
+        port = r.status_port
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=5) as resp:
+            status = json.load(resp)
+        assert status["mode"] == "practice" and status["instruments"] == ["EUR_USD"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            assert "sep_runner_order_latency_ms" in resp.read().decode()
+    finally:
+        r.stop()
+        r.shutdown()
+        rig.stop()
+    frame = rig.frames["EUR_USD"]
+    rows = r.journal._query("SELECT candle_time, target FROM signals ORDER BY candle_time")
+    times = [row["candle_time"] for row in rows]
+    import pandas as pd
+
+    first = frame.index.get_loc(pd.Timestamp(times[0]))
+    last = frame.index.get_loc(pd.Timestamp(times[-1]))
+    params = r.models["EUR_USD"].params
+    sig = seed_signals(frame.iloc[: last + 2], params)
+    target = np.where(sig.hc, sig.action, 0).astype(int)
+    target[:first] = 0
+    assert [row["target"] for row in rows] == target[first:last + 1].tolist()
+    # trades entered at the open after `last` are not in the runner's range
+    target[last + 1:] = 0
+    bt = run_backtest(frame.iloc[: last + 2], target, instrument="EUR_USD", units=1000.0,
+                      stop_loss_pips=20.0, half_spread_pips=HALF_SPREAD)
+    trades = bt.trades[bt.trades.exit_reason != "end_of_data"]
+    pos = r.journal._query("SELECT * FROM positions WHERE state='closed' ORDER BY opened_at")
+    assert len(trades) >= 10
+    if os.environ.get("SEP_DEBUG_E2E"):
+        for p, (_, t) in zip(pos, trades.iterrows(), strict=False):
+            print(p["opened_at"][:16], p["closed_at"][:16], p["units"], p["entry_price"],
+                  p["exit_price"], p["exit_reason"], "|", t.entry_time, t.exit_time,
+                  t.direction, t.entry_price, t.exit_price, t.exit_reason)
+    assert len(pos) == len(trades)
+    for p, (_, t) in zip(pos, trades.iterrows(), strict=True):
+        assert p["units"] == int(t.direction) * 1000
+        assert p["entry_price"] == pytest.approx(t.entry_price, abs=1e-9)
+        assert p["exit_price"] == pytest.approx(t.exit_price, abs=1e-9)
+        assert p["pl"] == pytest.approx(t.pnl, abs=1e-4)
+    check_no_duplicates(rig, tmp_path / "journal.sqlite")
+    r.journal.close()
+
+
+@pytest.mark.slow
+def test_fault_storms_recover_count_and_never_duplicate(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    rig = Rig(tmp_path, conf_threshold=0.0, coh_threshold=0.0)
+    r = rig.runner(monkeypatch)
+    try:
+        for _ in range(5):
+            rig.advance_and_step(r)
+        rig.emu.set_faults("429x4,503x3,seed=1")
+        for _ in range(5):
+            rig.advance_and_step(r)
+        rig.emu.set_faults("drop-order:1.0@1x3,seed=2")
+        for _ in range(8):
+            rig.advance_and_step(r)
+        rig.emu.set_faults("stall:1.0@0.3x1,cut:1.0@0.3x2,seed=3")
+        import time
+
+        t_end = time.monotonic() + 4.0
+        while time.monotonic() < t_end:
+            r.step()
+            time.sleep(0.05)
+        rig.emu.set_faults(None)
+        for _ in range(5):
+            rig.advance_and_step(r)
+        c = r.metrics.counters
+        feed = r.feed.stats()
+        assert c.get("http_429", 0) >= 1 and c.get("http_5xx", 0) >= 1
+        assert c.get("ambiguous_orders", 0) >= 1
+        assert feed.get("stream_stalls", 0) >= 1 and feed.get("stream_reconnects", 0) >= 2
+        text = r.metrics_text()
+        for name in ("sep_runner_http_429_total", "sep_runner_http_5xx_total",
+                     "sep_runner_ambiguous_orders_total", "sep_runner_stream_stalls_total"):
+            line = next(x for x in text.splitlines() if x.startswith(name + " "))
+            assert float(line.split()[1]) >= 1
+        # the dropped orders were resolved from the transactions, not sent again
+        states = {o["state"] for o in r.journal.orders()}
+        assert "intent" not in states
+    finally:
+        r.stop()
+        r.shutdown()
+        rig.stop()
+    check_no_duplicates(rig, tmp_path / "journal.sqlite")
+    r.journal.close()
+
+
+def _cli(rig: Rig, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    e = {"PATH": os.environ.get("PATH", ""), "HOME": str(rig.tmp), **(env or rig.env)}
+    return subprocess.run([sys.executable, "-m", "runners.live", *args], capture_output=True,
+                          text=True, timeout=60, env=e, cwd=ROOT, check=False)
+
+
+def test_bad_input_is_refused_before_any_order(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    try:
+        model = rig.models[0]
+        base = ["--model", model, "--config", str(rig.config), "--max-steps", "1"]
+        # malformed config
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("instruments: [EUR_USD]\nrisk: {max_open_positions: -1}\n")
+        out = _cli(rig, "--model", model, "--config", str(bad))
+        assert out.returncode == 2 and "risk.max_open_positions" in out.stderr
+        # tampered artifact
+        tampered = tmp_path / "tampered.json"
+        tampered.write_text(Path(model).read_text().replace('"window": 11', '"window": 13'))
+        out = _cli(rig, "--model", str(tampered), "--config", str(rig.config))
+        assert out.returncode == 2 and "checksum" in out.stderr
+        # wrong credentials: refused by the server, the token never printed
+        out = _cli(rig, *base, env={**rig.env, "OANDA_API_KEY": "wrong-token-123"})
+        assert out.returncode == 2 and "401" in out.stderr
+        assert "wrong-token-123" not in out.stderr + out.stdout
+        # a live account needs --live
+        out = _cli(rig, *base, env={**rig.env, "OANDA_ACCOUNT_ID": "001-001-0000000-001"})
+        assert out.returncode == 2 and "--live" in out.stderr
+        # a practice account on the live environment
+        out = _cli(rig, *base, env={**rig.env, "OANDA_ENVIRONMENT": "live"})
+        assert out.returncode == 2 and "practice account" in out.stderr
+        # corrupt journal: refused and left as it was
+        jp = tmp_path / "journal.sqlite"
+        jp.write_bytes(b"garbage" * 100)
+        out = _cli(rig, *base)
+        assert out.returncode == 2 and "corrupt" in out.stderr
+        assert jp.read_bytes() == b"garbage" * 100
+        assert rig.market_orders() == []
+    finally:
+        rig.stop()
