@@ -250,3 +250,34 @@ def test_child_process_serves_and_can_be_killed():
     proc2 = Emulator.spawn(EmulatorConfig(source="sample"))
     assert proc2.api().request(accounts.AccountList())["accounts"]
     assert proc2.stop() == 0
+
+
+@pytest.mark.parametrize("order", [
+    {"type": "MARKET", "instrument": "EUR_USD", "units": "1", "clientExtensions": {"id": [1]}},
+    {"type": "MARKET", "instrument": "EUR_USD", "units": "1", "clientExtensions": "abc"},
+    {"type": "MARKET", "instrument": "EUR_USD", "units": "1",
+     "takeProfitOnFill": {"price": "1.5", "triggerCondition": {"x": 1}}},
+    {"type": "MARKET", "instrument": "EUR_USD", "units": "1",
+     "stopLossOnFill": {"price": "0.5", "timeInForce": []}},
+    {"type": "MARKET", "instrument": "EUR_USD", "units": "1", "accountID": "spoof",
+     "units_extra": {"deep": [[[]]]}},
+    {"type": "LIMIT", "instrument": "EUR_USD", "units": "1e999999", "price": "1e5000"},
+    {"type": "TAKE_PROFIT", "tradeID": {"a": 1}, "price": "1.5"},
+])
+def test_wrong_types_in_orders_never_break_the_server(emu, order):
+    api = emu.api()
+    try:
+        api.request(orders.OrderCreate(emu.account_id, data={"order": order}))
+    except V20Error as e:
+        assert e.code == 400 and "errorMessage" in json.loads(e.msg)
+    emu.clock.advance(candles=3)  # the market moving over whatever was accepted
+    still_serving(emu)
+    for tx in emu.transactions():
+        assert tx["accountID"] == emu.account_id
+
+
+def test_deeply_nested_json_is_a_400(emu):
+    r = requests.post(f"{emu.base_url}/v3/accounts/{emu.account_id}/orders",
+                      data=b"[" * 100000 + b"]" * 100000, timeout=10,
+                      headers={"Authorization": f"Bearer {emu.token}"})
+    assert r.status_code == 400 and r.json() == {"errorMessage": "Invalid JSON in request body"}

@@ -107,10 +107,42 @@ def invalid(param: str, status: int = 400) -> ApiError:
     return ApiError(status, {"errorMessage": f"Invalid value specified for '{param}'"})
 
 
+def client_extensions(value: Any, param: str) -> dict[str, str] | None:
+    """``{id, tag, comment}`` with string values, or None when absent; else 400."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or any(
+            k not in ("id", "tag", "comment") or not isinstance(v, str) or len(v) > 128
+            for k, v in value.items()):
+        raise invalid(param)
+    return dict(value)
+
+
+STANDARD_TX_KEYS = ("id", "time", "userID", "accountID", "batchID", "requestID", "type")
+
+
 class _Reject(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+def _dependent_common(item: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """Check the time in force, GTD time, trigger and client extensions of a TP/SL/TS."""
+    item["_ext"] = client_extensions(spec.get("clientExtensions"), "clientExtensions")
+    tif = spec.get("timeInForce", "GTC")
+    if tif not in ("GTC", "GTD", "GFD"):
+        raise _Reject("TIME_IN_FORCE_INVALID")
+    if tif == "GTD":
+        if spec.get("gtdTime") is None:
+            raise _Reject("TIME_IN_FORCE_GTD_TIMESTAMP_MISSING")
+        try:
+            item["_gtd"] = parse_time(spec["gtdTime"], "gtdTime")
+        except WireError:
+            raise _Reject("TIME_IN_FORCE_GTD_TIMESTAMP_MISSING") from None
+    if spec.get("triggerCondition", "DEFAULT") not in TRIGGERS:
+        raise _Reject("TRIGGER_CONDITION_INVALID")
+    return item
 
 
 class Order:
@@ -748,10 +780,10 @@ class Broker:
             fields["distance"] = f"{dist:.{prec}f}"
         else:
             fields["price"] = f"{price:.{prec}f}"
-        if spec.get("gtdTime"):
-            fields["gtdTime"] = spec["gtdTime"]
-        if spec.get("clientExtensions"):
-            fields["clientExtensions"] = dict(spec["clientExtensions"])
+        if spec.get("_gtd") is not None:
+            fields["gtdTime"] = fmt_time(spec["_gtd"])
+        if spec.get("_ext"):
+            fields["clientExtensions"] = dict(spec["_ext"])
         if replaces is not None:
             fields["replacesOrderID"] = str(replaces.id)
         tx = self._tx(acct, f"{kind}_ORDER", reason=reason, **fields)
@@ -800,7 +832,7 @@ class Broker:
             p = self._parse_price(tp.get("price"), prec, "TAKE_PROFIT_ON_FILL_PRICE_MISSING",
                                   "TAKE_PROFIT_ON_FILL_PRICE_INVALID",
                                   "TAKE_PROFIT_ON_FILL_PRICE_PRECISION_EXCEEDED")
-            out["takeProfitOnFill"] = {**tp, "_p": p}
+            out["takeProfitOnFill"] = _dependent_common({**tp, "_p": p}, tp)
         sl = spec.get("stopLossOnFill")
         if sl is not None:
             if not isinstance(sl, dict) or (sl.get("price") is None
@@ -817,7 +849,7 @@ class Broker:
                                                "STOP_LOSS_ON_FILL_DISTANCE_INVALID",
                                                "STOP_LOSS_ON_FILL_DISTANCE_INVALID",
                                                "STOP_LOSS_ON_FILL_DISTANCE_INVALID")
-            out["stopLossOnFill"] = item
+            out["stopLossOnFill"] = _dependent_common(item, sl)
         ts = spec.get("trailingStopLossOnFill")
         if ts is not None:
             reason = "TRAILING_STOP_LOSS_ON_FILL_PRICE_DISTANCE_MINIMUM_NOT_MET"
@@ -827,15 +859,15 @@ class Broker:
                 raise _Reject(reason)
             if d > Decimal(1):
                 raise _Reject("TRAILING_STOP_LOSS_ON_FILL_PRICE_DISTANCE_MAXIMUM_EXCEEDED")
-            out["trailingStopLossOnFill"] = {**ts, "_d": d}
+            out["trailingStopLossOnFill"] = _dependent_common({**ts, "_d": d}, ts)
         return out
 
     def _reject(self, acct: Account, typ: str, spec: dict[str, Any], reason: str,
                 key: str = "orderRejectTransaction") -> ApiError:
-        fields = {k: v for k, v in spec.items() if k != "type" and isinstance(k, str)}
+        fields = {k: v for k, v in spec.items() if k not in STANDARD_TX_KEYS}
         tx = self._tx(acct, f"{typ}_ORDER_REJECT" if typ in ENTRY_TYPES + DEPENDENT_TYPES
                       else "MARKET_ORDER_REJECT", rejectReason=reason,
-                      **{k: v for k, v in fields.items() if k not in ("id", "time")})
+                      **fields)
         self._end_batch(acct)
         return ApiError(400, {key: tx, "relatedTransactionIDs": [tx["id"]],
                               "lastTransactionID": tx["id"], "errorCode": reason,
@@ -871,6 +903,9 @@ class Broker:
         s = self.market[name]
         prec = s.spec.display_precision
         t = self.now()
+        ext = client_extensions(spec.get("clientExtensions"), "order.clientExtensions")
+        text = client_extensions(spec.get("tradeClientExtensions"),
+                                 "order.tradeClientExtensions")
         try:
             if units_d == 0:
                 raise _Reject("UNITS_INVALID")
@@ -909,8 +944,6 @@ class Broker:
                                           "PRICE_BOUND_PRECISION_EXCEEDED")
             min_dist = Decimal(s.spec.describe()["minimumTrailingStopDistance"])
             on_fill = self._parse_on_fill(spec, prec, min_dist)
-            ext = spec.get("clientExtensions")
-            text = spec.get("tradeClientExtensions")
             used_o, used_t = self._client_ids_in_use(acct)
             if isinstance(ext, dict) and ext.get("id") in used_o:
                 raise _Reject("CLIENT_ORDER_ID_ALREADY_EXISTS")
@@ -1029,19 +1062,7 @@ class Broker:
         else:
             item["_p"] = self._parse_price(spec.get("price"), prec, "PRICE_MISSING",
                                            "PRICE_INVALID", "PRICE_PRECISION_EXCEEDED")
-        tif = spec.get("timeInForce", "GTC")
-        if tif not in ("GTC", "GTD", "GFD"):
-            raise _Reject("TIME_IN_FORCE_INVALID")
-        if tif == "GTD":
-            if spec.get("gtdTime") is None:
-                raise _Reject("TIME_IN_FORCE_GTD_TIMESTAMP_MISSING")
-            try:
-                item["_gtd"] = parse_time(spec["gtdTime"], "gtdTime")
-            except WireError:
-                raise _Reject("TIME_IN_FORCE_GTD_TIMESTAMP_MISSING") from None
-        if spec.get("triggerCondition", "DEFAULT") not in TRIGGERS:
-            raise _Reject("TRIGGER_CONDITION_INVALID")
-        return item
+        return _dependent_common(item, spec)
 
     # -- lookups --------------------------------------------------------------------------
     def find_order(self, acct: Account, spec: str) -> Order:
@@ -1114,8 +1135,8 @@ class Broker:
                 isinstance(body.get("clientExtensions"), dict)
                 or isinstance(body.get("tradeClientExtensions"), dict)):
             raise invalid("clientExtensions")
-        ext = body.get("clientExtensions")
-        text = body.get("tradeClientExtensions")
+        ext = client_extensions(body.get("clientExtensions"), "clientExtensions")
+        text = client_extensions(body.get("tradeClientExtensions"), "tradeClientExtensions")
         tx = self._tx(acct, "ORDER_CLIENT_EXTENSIONS_MODIFY", orderID=str(o.id),
                       clientOrderID=o.client_id, clientExtensionsModify=ext,
                       tradeClientExtensionsModify=text)
@@ -1236,7 +1257,8 @@ class Broker:
         assert tr is not None
         if not isinstance(body, dict) or not isinstance(body.get("clientExtensions"), dict):
             raise invalid("clientExtensions")
-        ext = body["clientExtensions"]
+        ext = client_extensions(body["clientExtensions"], "clientExtensions")
+        assert ext is not None
         tx = self._tx(acct, "TRADE_CLIENT_EXTENSIONS_MODIFY", tradeID=str(tr.id),
                       clientTradeID=tr.client_id, tradeClientExtensionsModify=ext)
         tr.ext = {**(tr.ext or {}), **ext}

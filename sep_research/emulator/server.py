@@ -329,7 +329,7 @@ class Handler(BaseHTTPRequestHandler):
             return None
         try:
             return json.loads(self._body_bytes)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise ApiError(400, {"errorMessage": "Invalid JSON in request body"}) from None
 
     def _route(self, method: str, path: str) -> tuple[str, dict[str, str]]:
