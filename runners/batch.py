@@ -165,15 +165,17 @@ def run_batch(
     log(f"batch {g.name}: {len(g.runs)} run(s) of {g.notebook.name}, {len(result.skipped)} "
         f"already finished, {len(todo)} to run; reports in {root}")
     t0 = time.perf_counter()
-    if todo:
-        git = git_info(project_root())
-        summaries = _run_on_dask(todo, root, git, scheduler=scheduler, workers=workers,
-                                 progress=progress, worker_env=worker_env, log=log)
-        order = {s.run_id: i for i, s in enumerate(todo)}
-        result.results = sorted(summaries, key=lambda r: order[r["run_id"]])
-    result.seconds = time.perf_counter() - t0
-    if build_index:
-        result.index = _build_index(root)
+    try:
+        if todo:
+            git = git_info(project_root())
+            summaries = _run_on_dask(todo, root, git, scheduler=scheduler, workers=workers,
+                                     progress=progress, worker_env=worker_env, log=log)
+            order = {s.run_id: i for i, s in enumerate(todo)}
+            result.results = sorted(summaries, key=lambda r: order[r["run_id"]])
+    finally:  # also after an interruption: the index shows what finished
+        result.seconds = time.perf_counter() - t0
+        if build_index:
+            result.index = _build_index(root)
     return result
 
 
