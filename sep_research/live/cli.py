@@ -164,7 +164,20 @@ def handle(args: argparse.Namespace) -> int:
 
         sys.stdout.write(default_config_yaml())
         return 0
+    # SIGTERM/SIGINT during start-up: finish starting (reconciliation included), then stop
+    holder: dict[str, Any] = {}
+
+    def on_signal(*_: Any) -> None:
+        holder["stop"] = True
+        if "runner" in holder:
+            holder["runner"].stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     runner = build(args)
+    holder["runner"] = runner
+    if holder.get("stop"):
+        runner.stop()
     try:
         runner.start()
     except Exception as exc:
@@ -173,8 +186,6 @@ def handle(args: argparse.Namespace) -> int:
         if kind == "needs_human" or isinstance(exc, PermissionError):
             raise _error(f"the broker refused the credentials: {exc}") from None
         raise
-    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
-    signal.signal(signal.SIGINT, lambda *_: runner.stop())
     if runner.status_port is not None:
         print(f"status API: http://{runner.cfg.status.host}:{runner.status_port}",
               file=sys.stderr, flush=True)
