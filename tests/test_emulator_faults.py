@@ -281,3 +281,49 @@ def test_deeply_nested_json_is_a_400(emu):
                       data=b"[" * 100000 + b"]" * 100000, timeout=10,
                       headers={"Authorization": f"Bearer {emu.token}"})
     assert r.status_code == 400 and r.json() == {"errorMessage": "Invalid JSON in request body"}
+
+
+def test_seeded_fuzz_of_write_bodies_never_gives_a_500(emu):
+    """Random (seeded) values of every JSON type in every field of the write endpoints."""
+    import random
+
+    rng = random.Random(2024)
+    values = [None, True, 0, -1, 1.5, 10**30, "", "ALL", "NONE", "1", "-5", "1.19000",
+              "0.00050", "EUR_USD", "GTD", "GTC", "FOK", "MID", "2017-09-13T00:00:00Z",
+              "x" * 300, [], [1], {}, {"price": "1.2"}, {"distance": "0.001"}, {"id": "a"},
+              {"price": []}, "1e99", "NaN", "Infinity"]
+    keys = ["type", "instrument", "units", "price", "priceBound", "timeInForce", "gtdTime",
+            "positionFill", "triggerCondition", "takeProfitOnFill", "stopLossOnFill",
+            "trailingStopLossOnFill", "clientExtensions", "tradeClientExtensions", "tradeID",
+            "distance"]
+    types = ["MARKET", "LIMIT", "STOP", "TAKE_PROFIT", "STOP_LOSS", "TRAILING_STOP_LOSS"]
+    base = f"{emu.base_url}/v3/accounts/{emu.account_id}"
+    s = requests.Session()
+    s.headers["Authorization"] = f"Bearer {emu.token}"
+    statuses = set()
+    for i in range(250):
+        order = {k: rng.choice(values) for k in rng.sample(keys, rng.randint(1, 8))}
+        if rng.random() < 0.8:
+            order["type"] = rng.choice(types)
+            order.setdefault("instrument", "EUR_USD")
+            order.setdefault("units", rng.choice(["100", "-100", 100]))
+        r = s.post(f"{base}/orders", json={"order": order}, timeout=10)
+        statuses.add(r.status_code)
+        assert r.status_code in (201, 400), (order, r.status_code, r.text)
+        tid = str(rng.randint(1, 40))
+        oid = str(rng.randint(1, 40))
+        body = {k: rng.choice(values) for k in rng.sample(
+            ["units", "longUnits", "shortUnits", "takeProfit", "stopLoss", "trailingStopLoss",
+             "clientExtensions", "tradeClientExtensions"], rng.randint(0, 3))}
+        for method, path in [("PUT", f"/trades/{tid}/close"), ("PUT", f"/trades/{tid}/orders"),
+                             ("PUT", f"/trades/{tid}/clientExtensions"),
+                             ("PUT", "/positions/EUR_USD/close"),
+                             ("PUT", f"/orders/{oid}/clientExtensions"),
+                             ("PUT", f"/orders/{oid}"), ("PUT", f"/orders/{oid}/cancel")]:
+            r = s.request(method, base + path, json=body or None, timeout=10)
+            statuses.add(r.status_code)
+            assert r.status_code < 500, (method, path, body, r.status_code, r.text)
+        if i % 25 == 0:
+            emu.clock.advance(candles=1)
+    assert {200, 201, 400, 404} <= statuses
+    still_serving(emu)
