@@ -94,6 +94,20 @@ def test_accounts_and_initial_transactions(emu, api):
     assert isinstance(ins[0]["marginRate"], str)
 
 
+def test_account_configuration(emu, api):
+    r = accounts.AccountConfiguration(emu.account_id, data={"alias": "rehearsal",
+                                                            "marginRate": "0.05"})
+    got = api.request(r)
+    tx = got["clientConfigureTransaction"]
+    assert tx["type"] == "CLIENT_CONFIGURE" and tx["marginRate"] == "0.05"
+    assert got["lastTransactionID"] == tx["id"] == "4"
+    summ = api.request(accounts.AccountSummary(emu.account_id))["account"]
+    assert summ["alias"] == "rehearsal" and summ["marginRate"] == "0.05"
+    with pytest.raises(V20Error) as e:
+        api.request(accounts.AccountConfiguration(emu.account_id, data={"marginRate": "7"}))
+    assert err(e)[0] == 400 and err(e)[1]["errorCode"] == "MARGIN_RATE_INVALID"
+
+
 def test_auth_401_403_and_404(emu):
     from sep_research.emulator import make_api
 

@@ -47,6 +47,10 @@ Behaviour in brief:
   market orders cancelled with ``MARKET_HALTED``.
 - Transactions: one ID sequence per account starting with CREATE, CLIENT_CONFIGURE and
   TRANSFER_FUNDS; times are replay-clock times, so runs are deterministic.
+- Not emulated: financing, commission and slippage (all "0.0000"), partial fills, FIFO
+  rejections of explicit trade closes, OANDA's own rate limits (120 requests/s, 20 streams;
+  use the ``429`` fault instead), ``smooth`` candles (accepted, ignored), order and position
+  books (404).
 - Admin (not v20, same token): ``GET/POST /_emulator/clock`` (``advance_candles``,
   ``advance_seconds``, ``set``, ``speed``) and ``POST /_emulator/faults`` (``spec``).
 """

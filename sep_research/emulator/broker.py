@@ -1064,6 +1064,38 @@ class Broker:
                                            "PRICE_INVALID", "PRICE_PRECISION_EXCEEDED")
         return _dependent_common(item, spec)
 
+    def configure(self, acct: Account, body: Any) -> dict[str, Any]:
+        """PATCH configuration: ``alias`` and/or ``marginRate`` (a decimal in (0, 1])."""
+        if not isinstance(body, dict) or not ({"alias", "marginRate"} & set(body)):
+            raise invalid("alias")
+        alias = body.get("alias")
+        if alias is not None and (not isinstance(alias, str) or len(alias) > 100):
+            raise invalid("alias")
+        rate = None
+        if "marginRate" in body:
+            try:
+                rate = parse_decimal(body["marginRate"], "marginRate")
+            except WireError:
+                rate = None
+            if rate is None or not Decimal(0) < rate <= Decimal(1):
+                tx = self._tx(acct, "CLIENT_CONFIGURE_REJECT", alias=alias,
+                              marginRate=str(body["marginRate"]),
+                              rejectReason="MARGIN_RATE_INVALID")
+                self._end_batch(acct)
+                raise ApiError(400, {"clientConfigureRejectTransaction": tx,
+                                     "lastTransactionID": tx["id"],
+                                     "errorCode": "MARGIN_RATE_INVALID",
+                                     "errorMessage": "The margin rate provided is invalid"})
+        tx = self._tx(acct, "CLIENT_CONFIGURE", alias=alias,
+                      marginRate=str(rate) if rate is not None else None)
+        if alias is not None:
+            acct.alias = alias
+        if rate is not None:
+            acct.margin_rate = rate
+            acct.margin_rate_str = str(rate)
+        self._end_batch(acct)
+        return {"clientConfigureTransaction": tx, "lastTransactionID": tx["id"]}
+
     # -- lookups --------------------------------------------------------------------------
     def find_order(self, acct: Account, spec: str) -> Order:
         if spec.startswith("@"):

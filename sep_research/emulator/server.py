@@ -41,6 +41,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("GET", _ACC + r"/summary", "summary"),
         ("GET", _ACC + r"/instruments", "instruments"),
         ("GET", _ACC + r"/changes", "changes"),
+        ("PATCH", _ACC + r"/configuration", "configuration"),
         ("GET", r"/v3/instruments/(?P<inst>[^/]+)/candles", "candles"),
         ("GET", _ACC + r"/pricing", "pricing"),
         ("GET", _ACC + r"/pricing/stream", "pricing_stream"),
@@ -420,6 +421,11 @@ class Handler(BaseHTTPRequestHandler):
             names = want
         return 200, {"instruments": [app.broker.market[n].spec.describe() for n in names],
                      "lastTransactionID": str(acct.last_id)}
+
+    def r_configuration(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
+        b = self.server.app.broker
+        body = self._json_body()
+        return 200, self._locked(b.configure, self._acct(params), body)
 
     def r_changes(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
         b: Broker = self.server.app.broker
