@@ -173,3 +173,12 @@ def test_batch_on_a_two_worker_cluster_with_a_broken_run(tmp_path: Path) -> None
     assert sorted(again.skipped) == sorted(r["run_id"] for r in res.results[:3])
     assert [r["run_id"] for r in again.results] == [broken["run_id"]]
     assert again.results[0]["status"] == "failed"
+
+
+def test_cli_index_only_and_missing_grid(tmp_path: Path, capsys) -> None:
+    assert main(["batch", "--index-only", "--reports-dir", str(tmp_path)]) == 0
+    assert "0 run(s): no runs yet" in (tmp_path / "index.html").read_text()
+    assert main(["batch", "--reports-dir", str(tmp_path)]) == 2
+    assert "a grid file is needed" in capsys.readouterr().err
+    assert main(["batch", str(tmp_path / "nope.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
