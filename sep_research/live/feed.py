@@ -27,7 +27,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,13 @@ class Feed:
 
     def poll(self) -> tuple[list[Candle], list[Quote]]:
         raise NotImplementedError
+
+    def batches(self) -> Iterator[tuple[list[Candle], list[Quote], float]]:
+        """What :meth:`poll` returns, in batches the runner handles as each arrives:
+        ``(candles, quotes, seen_at)`` with ``seen_at`` the ``perf_counter()`` when the batch
+        became visible."""
+        candles, quotes = self.poll()
+        yield candles, quotes, time.perf_counter()
 
     def now(self) -> datetime:
         raise NotImplementedError
@@ -246,16 +253,8 @@ class OandaFeed(Feed):
         return now >= last + 2 * self.gran  # the candle after `last` has ended
 
     def poll(self) -> tuple[list[Candle], list[Quote]]:
+        self._refresh_prices()
         wall = self._wall()
-        stream_ok = self.use_stream and self._stream is not None and \
-            getattr(getattr(self._stream, "stats", None), "messages", 0) > 0
-        with self._quote_lock:
-            newest = max((q.time for q in self._quotes.values()), default=None)
-        need = (not stream_ok or newest is None or self.server_clock
-                or wall - self._last_price_poll > self.stall_timeout)
-        if need and (self.server_clock
-                     or wall - self._last_price_poll >= min(self.poll_interval, 1.0)):
-            self._poll_prices()
         now = self.now()
         new: list[Candle] = []
         for inst in self.instruments:
@@ -272,6 +271,39 @@ class OandaFeed(Feed):
         with self._quote_lock:
             quotes = list(self._quotes.values())
         return new, quotes
+
+    def batches(self) -> Iterator[tuple[list[Candle], list[Quote], float]]:
+        """Prices first, then each due instrument's new candles as soon as they arrive, so the
+        runner acts on one instrument before fetching the next."""
+        self._refresh_prices()
+        with self._quote_lock:
+            quotes = list(self._quotes.values())
+        yield [], quotes, time.perf_counter()
+        now = self.now()
+        wall = self._wall()
+        for inst in self.instruments:
+            if not self._due(inst, now) or wall < self._next_poll[inst]:
+                continue
+            got = self._fetch_after(inst)
+            seen = time.perf_counter()
+            if got:
+                self._last[inst] = got[-1].time
+                self._next_poll[inst] = 0.0
+                yield got, [], seen
+            else:
+                self._next_poll[inst] = wall + self.poll_interval
+
+    def _refresh_prices(self) -> None:
+        wall = self._wall()
+        stream_ok = self.use_stream and self._stream is not None and \
+            getattr(getattr(self._stream, "stats", None), "messages", 0) > 0
+        with self._quote_lock:
+            newest = max((q.time for q in self._quotes.values()), default=None)
+        need = (not stream_ok or newest is None or self.server_clock
+                or wall - self._last_price_poll > self.stall_timeout)
+        if need and (self.server_clock
+                     or wall - self._last_price_poll >= min(self.poll_interval, 1.0)):
+            self._poll_prices()
 
     def _fetch_after(self, inst: str) -> list[Candle]:
         last = self._last[inst]

@@ -92,6 +92,8 @@ class Runner:
         self._status: Any = None
         self.started_at = time.monotonic()
         self.first_poll_at: float | None = None
+        self.process_started = process_start_time()  # epoch seconds
+        self.first_poll_s: float | None = None
         self.last_loop_at = time.monotonic()
         self.account: Any = None
         self._last_events = 0.0
@@ -286,17 +288,19 @@ class Runner:
 
     def step(self) -> int:
         """Handle what the feed has now; returns the number of new candles."""
-        candles, quotes = self.feed.poll()
-        if self.first_poll_at is None:
-            self.first_poll_at = time.monotonic()
-        seen_at = time.perf_counter()
-        for q in quotes:
-            self.quotes[q.instrument] = q
-            self.broker.on_quote(q)
-        for c in candles:
-            self._on_candle(c, seen_at)
+        n = 0
+        for candles, quotes, seen_at in self.feed.batches():
+            if self.first_poll_at is None:
+                self.first_poll_at = time.monotonic()
+                self.first_poll_s = time.time() - self.process_started
+            for q in quotes:
+                self.quotes[q.instrument] = q
+                self.broker.on_quote(q)
+            for c in candles:
+                self._on_candle(c, seen_at)
+            n += len(candles)
         wall = time.monotonic()
-        if candles or wall - self._last_events >= max(self.cfg.feed.poll_interval_s, 1.0):
+        if n or wall - self._last_events >= max(self.cfg.feed.poll_interval_s, 1.0):
             self._last_events = wall
             self._poll_events()
             self._update_equity()
@@ -304,7 +308,7 @@ class Runner:
         if self._reload_request is not None:
             paths, self._reload_request = self._reload_request, None
             self._do_reload(paths)
-        return len(candles)
+        return n
 
     def _on_candle(self, c: Candle, seen_at: float) -> None:
         """Signal, then act at once (the latency that matters), then journal the rest."""
@@ -645,6 +649,13 @@ class Runner:
             ("sep_runner_balance", "gauge", "account balance",
              [({}, a.balance if a else math.nan)]),
         ]
+        if self.first_poll_s is not None:
+            rows.append(("sep_runner_start_to_first_poll_seconds", "gauge",
+                         "process start -> first poll answered", [({}, self.first_poll_s)]))
+        rss = resident_memory_bytes()
+        if rss:
+            rows.append(("sep_runner_resident_memory_bytes", "gauge", "resident set size",
+                         [({}, float(rss))]))
         if lat:
             q = lambda f: lat[min(len(lat) - 1, int(f * len(lat)))]
             rows.append(("sep_runner_order_latency_ms", "summary",
@@ -732,3 +743,26 @@ class _Watchdog:
         if now - self._last >= self.interval:
             self._last = now
             self.notify("WATCHDOG=1")
+
+
+def process_start_time() -> float:
+    """Epoch seconds at which this process started (Linux /proc; else now)."""
+    try:
+        with open("/proc/self/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        ticks = int(fields[19])  # field 22: starttime, in clock ticks since boot
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+        return time.time() - age
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.time()
+
+
+def resident_memory_bytes(pid: int | str = "self") -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
