@@ -159,3 +159,18 @@ def test_cli_help_documents_the_fault_spec(capsys):
     for word in ("--faults", "drop-order", "stall", "cut", "xCOUNT", "--speed", "--source"):
         assert word in out
     assert sep_main(["emulator", "--token", "t", "--faults", "bogus"]) == 2
+
+
+def test_source_cache_replays_what_the_cache_holds(tmp_path):
+    from oandapyV20.endpoints import instruments
+
+    from sep_research.data import CandleCache
+
+    CandleCache(tmp_path).write(load_sample())
+    with Emulator(EmulatorConfig(source="cache", cache_dir=str(tmp_path))) as emu:
+        assert emu.instruments == ["EUR_USD"]
+        c = emu.api().request(instruments.InstrumentsCandles(
+            "EUR_USD", params={"granularity": "H1", "count": 2}))["candles"]
+        assert len(c) == 2 and c[0]["complete"] is True
+    with pytest.raises(ValueError, match="holds no candles"):
+        Emulator(EmulatorConfig(source="cache", cache_dir=str(tmp_path / "empty")))

@@ -95,12 +95,12 @@ def load_frames(config: EmulatorConfig) -> tuple[dict[str, Any], dict[str, str]]
         from sep_research.data import CandleCache
 
         cache = CandleCache(config.cache_dir)
-        names = config.instruments or tuple(sorted({d.provenance.instrument
-                                                    for d in cache.list()}))
+        stored = [d for d in cache.list() if not d.provenance.is_synthetic]
+        names = config.instruments or tuple(sorted({d.provenance.instrument for d in stored}))
         if not names:
             raise ValueError(f"the candle cache at {cache.root} holds no candles")
         for name in names:
-            grans = sorted({d.provenance.granularity for d in cache.list()
+            grans = sorted({d.provenance.granularity for d in stored
                             if d.provenance.instrument == name},
                            key=lambda g: GRANULARITY_SECONDS[g])
             if not grans:
