@@ -174,3 +174,38 @@ def test_source_cache_replays_what_the_cache_holds(tmp_path):
         assert len(c) == 2 and c[0]["complete"] is True
     with pytest.raises(ValueError, match="holds no candles"):
         Emulator(EmulatorConfig(source="cache", cache_dir=str(tmp_path / "empty")))
+
+
+def test_real_m1_seed_data_aggregates_like_pandas(seed_eurusd_m1):
+    from oandapyV20.endpoints import instruments
+
+    from sep_research.data import read_candle_file
+
+    frame = read_candle_file(seed_eurusd_m1, instrument="EUR_USD", granularity="M1")
+    now = pd.Timestamp("2025-07-25T12:30:00Z")
+    with Emulator(EmulatorConfig(candles={"EUR_USD": frame}, start=now)) as emu:
+        api = emu.api()
+        for gran, rule in (("M5", "5min"), ("M15", "15min"), ("H1", "1h")):
+            got = api.request(instruments.InstrumentsCandles(
+                "EUR_USD", params={"granularity": gran, "count": 12}))["candles"]
+            want = frame[frame.index < now].resample(rule).agg(
+                {"open": "first", "high": "max", "low": "min", "close": "last",
+                 "volume": "sum"}).dropna()
+            for c in got:
+                t = pd.Timestamp(c["time"])
+                if not c["complete"]:
+                    continue
+                row = want.loc[t]
+                assert [c["mid"][k] for k in "ohlc"] == [
+                    f"{row[k]:.5f}" for k in ("open", "high", "low", "close")], (gran, t)
+                assert c["volume"] == int(row["volume"])
+        forming = api.request(instruments.InstrumentsCandles(
+            "EUR_USD", params={"granularity": "H1", "count": 1}))["candles"][0]
+        assert forming["complete"] is False and pd.Timestamp(forming["time"]) == now.floor("h")
+        part = frame[(frame.index >= now.floor("h")) & (frame.index < now)]
+        opening = frame.loc[now, "open"]
+        assert forming["mid"]["h"] == f"{max(part['high'].max(), opening):.5f}"
+        assert forming["mid"]["c"] == f"{opening:.5f}"
+        assert forming["volume"] == int(part["volume"].sum())
+        with pytest.raises(Exception, match="granularity"):
+            api.request(instruments.InstrumentsCandles("EUR_USD", params={"granularity": "S5"}))
