@@ -305,9 +305,12 @@ class EmulatorProcess:
         with os.fdopen(fd, "wb") as fh:
             pickle.dump(config, fh)
         self._cfg_path = Path(path)
+        # stderr goes to a file: a pipe nobody reads could fill up and block the child
+        self._err = tempfile.TemporaryFile(  # noqa: SIM115 - lives as long as the child
+            mode="w+", prefix="sep-emulator-", suffix=".log")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "sep_research.emulator.child", path],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=self._err, text=True,
         )
         line = self._read_ready(timeout)
         self.port = int(line.split()[1])
@@ -321,8 +324,7 @@ class EmulatorProcess:
         t.join(timeout)
         if not box or not box[0].startswith("READY "):
             self.kill()
-            err = self.process.stderr.read() if self.process.stderr else ""
-            raise RuntimeError(f"emulator child did not start: {err[-2000:]}")
+            raise RuntimeError(f"emulator child did not start: {self.stderr_text()[-2000:]}")
         return box[0]
 
     host = property(lambda self: self.config.host)
@@ -367,10 +369,16 @@ class EmulatorProcess:
             self.process.wait()
         self._cleanup()
 
+    def stderr_text(self) -> str:
+        """What the child wrote to stderr so far (its log)."""
+        if self._err.closed:
+            return ""
+        self._err.seek(0)
+        return self._err.read()
+
     def _cleanup(self) -> None:
-        for fh in (self.process.stdout, self.process.stderr):
-            if fh:
-                fh.close()
+        if self.process.stdout:
+            self.process.stdout.close()
         self._cfg_path.unlink(missing_ok=True)
 
     def __enter__(self) -> EmulatorProcess:  # noqa: PYI034
