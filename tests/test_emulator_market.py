@@ -209,3 +209,15 @@ def test_real_m1_seed_data_aggregates_like_pandas(seed_eurusd_m1):
         assert forming["volume"] == int(part["volume"].sum())
         with pytest.raises(Exception, match="granularity"):
             api.request(instruments.InstrumentsCandles("EUR_USD", params={"granularity": "S5"}))
+
+
+def test_frames_without_provenance_need_a_granularity():
+    frame = synthetic_candles(100, granularity="M1")
+    bare = frame.copy()
+    bare.attrs = {}
+    with pytest.raises(ValueError, match="granularity"):
+        Emulator(EmulatorConfig(candles={"EUR_USD": bare}))
+    emu = Emulator(EmulatorConfig(candles={"EUR_USD": bare}, granularity="M1"))
+    assert emu.market["EUR_USD"].granularity == "M1"
+    with pytest.raises(ValueError, match="are for EUR_USD"):
+        Emulator(EmulatorConfig(candles={"GBP_USD": frame}))

@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,6 @@ class EmulatorConfig:
     price_interval_s: float = 0.25
     host: str = "127.0.0.1"
     port: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
         for aid in (self.account_id, *self.extra_accounts, self.foreign_account_id):
@@ -116,17 +115,15 @@ def load_frames(config: EmulatorConfig) -> tuple[dict[str, Any], dict[str, str]]
         raise ValueError("no candles to replay")
     grans = {}
     for name, frame in frames.items():
-        try:
+        if "provenance" in getattr(frame, "attrs", {}):
             prov = get_provenance(frame)
             if prov.instrument != name:
                 raise ValueError(f"candles given for {name} are for {prov.instrument}")
             grans[name] = prov.granularity
-        except ValueError:
-            raise
-        except (KeyError, TypeError, AttributeError):
-            if config.granularity is None:
-                raise ValueError(f"candles for {name} have no provenance; give granularity=")
+        elif config.granularity is not None:
             grans[name] = config.granularity
+        else:
+            raise ValueError(f"candles for {name} have no provenance; pass granularity=")
     return frames, grans
 
 
