@@ -370,13 +370,25 @@ def check_gpu(seed_dir: Path | None, x_sample: dict[str, np.ndarray], notes: lis
                                      [2, 5, 11, 20, 33], SEED.to_vector(), alignment=alignment,
                                      engine="cuda")
             same_nan = np.array_equal(np.isnan(a), np.isnan(b))
-            fin = ~np.isnan(a)
-            rel = np.abs(a[fin] - b[fin]) / np.maximum(np.abs(a[fin]), 1e-300)
-            exact = np.mean(a[fin] == b[fin])
-            good = same_nan and rel.max() <= 1e-12
+            good = same_nan
+            worst = []
+            for q, fname in enumerate(qfh.FEATURE_NAMES):
+                fin = ~np.isnan(a[q])
+                fa, fb = a[q][fin], b[q][fin]
+                diff = np.abs(fa - fb)
+                rel = diff / np.maximum(np.abs(fa), 1e-300)
+                # pass: |gpu - cpu| <= 1e-12 |cpu| + 1e-15 (values near zero: rounding level)
+                good &= bool(np.all(diff <= 1e-12 * np.abs(fa) + 1e-15))
+                if rel.size and rel.max() > 0:
+                    j = int(np.argmax(rel))
+                    worst.append((float(rel.max()), fname, float(fa[j]), float(diff[j]),
+                                  float(np.mean(fa == fb))))
             ok &= good
-            notes.append(f"check features {name} {alignment}: max rel diff {rel.max():.2e}, "
-                         f"{100 * exact:.4f}% bit-identical, NaN pattern same: {same_nan} -> "
+            worst.sort(reverse=True)
+            desc = "; ".join(f"{f}: max rel {r:.1e} (at value {v:.2e}, abs {d:.1e}), "
+                             f"{100 * e:.1f}% identical" for r, f, v, d, e in worst[:3])
+            notes.append(f"check features {name} {alignment}: NaN pattern same: {same_nan}; "
+                         f"largest differences: {desc or 'none, all bit-identical'} -> "
                          f"{'OK' if good else 'FAIL'}")
             grid = product_grid(window=[5, 9, 11, 14, 20], buy_threshold=np.linspace(0.4, 0.6, 9),
                                 sell_threshold=[0.45, 0.52, 0.6], conf_threshold=[0.6, 0.65, 0.7],

@@ -78,21 +78,26 @@ def sweep_into(counts, sums, g, fw, cv, score_start, score_end, chunk):
             hi = min(lo + chunk, score_end)
             for k in range(k0, k1):
                 r = sweep_partial(g, k, lo, hi, fw, cv)
-                counts[0, k] += r[0]
-                counts[1, k] += r[1]
-                counts[2, k] += r[2]
-                counts[3, k] += r[3]
-                counts[4, k] += r[4]
-                counts[5, k] += r[5]
-                counts[6, k] += r[6]
-                sums[0, k] = sums[0, k] + r[7]
-                sums[1, k] = sums[1, k] + r[8]
-                sums[2, k] = sums[2, k] + r[9]
-                sums[3, k] = sums[3, k] + r[10]
+                _add_partial(counts, sums, k, r[0], r[1], r[2], r[3], r[4], r[5], r[6],
+                             r[7], r[8], r[9], r[10])
             lo = hi
 
 
-DRIVERS = ("features_into", "signals_into", "sweep_into")
+def _add_partial(counts, sums, k, c0, c1, c2, c3, c4, c5, c6, f0, f1, f2, f3):
+    counts[0, k] += c0
+    counts[1, k] += c1
+    counts[2, k] += c2
+    counts[3, k] += c3
+    counts[4, k] += c4
+    counts[5, k] += c5
+    counts[6, k] += c6
+    sums[0, k] = sums[0, k] + f0
+    sums[1, k] = sums[1, k] + f1
+    sums[2, k] = sums[2, k] + f2
+    sums[3, k] = sums[3, k] + f3
+
+
+DRIVERS = ("features_into", "signals_into", "_add_partial", "sweep_into")
 
 
 def rebind(decorate, prange_impl=range, drivers: bool = True) -> dict:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numba
 
-from sep_research.kernels.loops import DRIVERS, rebind
+from sep_research.kernels.loops import rebind
 
 
 def _decorate(name: str, func):
-    if name in DRIVERS and name != "sweep_block_same_window":
+    if name in ("features_into", "signals_into", "sweep_into"):  # the parallel drivers
         return numba.njit(parallel=True, cache=True, nogil=True)(func)
     return numba.njit(cache=True, nogil=True)(func)
 

@@ -389,6 +389,34 @@ def signal_at(i, col, feat, ws, wc, we, bt, st, ct, cht):
     return act, conf, is_high_confidence(act, conf, coh, ct, cht)
 
 
+def sweep_step(buy, sell, coh, mv, vm, sp, bt, st, ct, cht, mm, extra):
+    """One configuration at one scored candle, branch-free (the decisions of seed_decide and
+    is_high_confidence). Returns (count increments packed as in sweep_partial, and the four
+    sum increments); a HOLD gives exact zeros."""
+    ib = 1 if buy > bt * vm else 0
+    isl = (1 - ib) * (1 if sell > st * vm else 0)
+    nh = ib + isl
+    conf = buy if ib == 1 else sell
+    ok = ib * (1 if mv > mm else 0) + isl * (1 if mv < -mm else 0)
+    hc = nh * (1 if conf >= ct else 0) * (1 if coh >= cht else 0)
+    pips = (ib - isl) * mv - sp - extra
+    pp = pips * pips
+    fn = 1.0 * nh
+    fh = 1.0 * hc
+    return (ok + (ib << 21) + (isl << 42), hc + ((hc * ok) << 21) + ((hc * ib) << 42),
+            pips * fn, pp * fn, pips * fh, pp * fh)
+
+
+def unpack_counts(pa, pb):
+    """(n_non_hold, n_correct, n_buy, n_sell, n_hc, n_hc_correct, n_hc_buy) from the packed
+    counters (21 bits apiece: exact for chunks shorter than 2**21 candles)."""
+    mask = (1 << 21) - 1
+    n_buy = (pa >> 21) & mask
+    n_sell = (pa >> 42) & mask
+    return (n_buy + n_sell, pa & mask, n_buy, n_sell, pb & mask, (pb >> 21) & mask,
+            (pb >> 42) & mask)
+
+
 def sweep_partial(g, k, lo, hi, fw, cv):
     """Counts and sums of grid row k over candles lo .. hi-1 (the fused sweep body).
 
@@ -397,6 +425,7 @@ def sweep_partial(g, k, lo, hi, fw, cv):
     q = 0 volume factor, 1 vm, 2 label move in pips (NaN: not scored), 3 spread in pips.
     Returns (n_non_hold, n_correct, n_buy, n_sell, n_hc, n_hc_correct, n_hc_buy,
     sum_pips, sum_pips_sq, hc_sum_pips, hc_sum_pips_sq); pips = action * move - spread.
+    Sums run in candle order from zero. ``hi - lo`` must be below 2**21.
     """
     ws = g[k, G_WS]
     wc = g[k, G_WC]
@@ -408,13 +437,8 @@ def sweep_partial(g, k, lo, hi, fw, cv):
     mm = g[k, G_MIN_MOVE]
     extra = g[k, G_SPREAD]
     w = int(g[k, G_WINDOW_INDEX])
-    n_nh = 0
-    n_ok = 0
-    n_buy = 0
-    n_sell = 0
-    n_hc = 0
-    n_hc_ok = 0
-    n_hc_buy = 0
+    pa = 0  # n_ok | n_buy << 21 | n_sell << 42
+    pb = 0  # n_hc | n_hc_ok << 21 | n_hc_buy << 42
     s1 = 0.0
     s2 = 0.0
     h1 = 0.0
@@ -428,30 +452,16 @@ def sweep_partial(g, k, lo, hi, fw, cv):
         coh = fw[2, w, i]
         buy, sell = seed_scores(fw[1, w, i], coh, fw[3, w, i], cv[0, i], fw[4, w, i],
                                 ws, wc, we)
-        # branch-free from here (the same decisions as seed_decide and is_high_confidence);
-        # a HOLD adds exact zeros to the sums
-        vm = cv[1, i]
-        ib = 1 if buy > bt * vm else 0
-        isl = (1 - ib) * (1 if sell > st * vm else 0)
-        nh = ib + isl
-        conf = buy if ib == 1 else sell
-        ok = ib * (1 if mv > mm else 0) + isl * (1 if mv < -mm else 0)
-        hc = nh * (1 if conf >= ct else 0) * (1 if coh >= cht else 0)
-        pips = (ib - isl) * mv - cv[3, i] - extra
-        n_nh += nh
-        n_ok += ok
-        n_buy += ib
-        n_sell += isl
-        n_hc += hc
-        n_hc_ok += hc * ok
-        n_hc_buy += hc * ib
-        fn = 1.0 * nh
-        fh = 1.0 * hc
-        s1 = s1 + pips * fn
-        s2 = s2 + (pips * pips) * fn
-        h1 = h1 + pips * fh
-        h2 = h2 + (pips * pips) * fh
-    return n_nh, n_ok, n_buy, n_sell, n_hc, n_hc_ok, n_hc_buy, s1, s2, h1, h2
+        da, db, d1, d2, d3, d4 = sweep_step(buy, sell, coh, mv, cv[1, i], cv[3, i], bt, st,
+                                            ct, cht, mm, extra)
+        pa += da
+        pb += db
+        s1 = s1 + d1
+        s2 = s2 + d2
+        h1 = h1 + d3
+        h2 = h2 + d4
+    c = unpack_counts(pa, pb)
+    return c[0], c[1], c[2], c[3], c[4], c[5], c[6], s1, s2, h1, h2
 
 
 #: The scalar bodies, in dependency order (callees first); the compiled modules re-bind these.
@@ -459,5 +469,6 @@ SCALAR_FUNCTIONS = (
     "transition_counts", "entropy_of_counts", "base_coherence", "_path_value", "_cosine",
     "damping_and_template", "window_metrics", "window_span", "first_feature_candle",
     "range_mean", "volume_factor", "vol_multiplier", "candle_features", "temporal_factor_at",
-    "seed_scores", "seed_decide", "is_high_confidence", "signal_at", "sweep_partial",
+    "seed_scores", "seed_decide", "is_high_confidence", "signal_at", "sweep_step",
+    "unpack_counts", "sweep_partial",
 )
