@@ -19,11 +19,23 @@ import numpy as np
 
 from sep_research.kernels.qfh import (
     F_TF,
+    G_BUY,
+    G_COH,
+    G_CONF,
+    G_MIN_MOVE,
+    G_SELL,
+    G_SPREAD,
+    G_WC,
+    G_WE,
+    G_WINDOW_INDEX,
+    G_WS,
     candle_features,
     first_feature_candle,
+    seed_scores,
     signal_at,
-    sweep_partial,
+    sweep_step,
     temporal_factor_at,
+    unpack_counts,
 )
 
 prange = range
@@ -59,13 +71,80 @@ def signals_into(action, confidence, hc, feat, col, ws, wc, we, bt, st, ct, cht)
         hc[i] = h
 
 
+def scores_into(sc, g, k, lo, hi, fw, cv):
+    """Scratch rows for candles lo .. hi-1 of row k's window and weights: sc[0] buy, sc[1]
+    sell, sc[2] coherence, sc[3] vm, sc[4] move, sc[5] spread. A candle without features
+    or label gets NaN scores (so no signal) and zero move and spread, which makes every
+    one of its count and sum increments an exact zero, as the scalar body's skip does."""
+    w = int(g[k, G_WINDOW_INDEX])
+    ws = g[k, G_WS]
+    wc = g[k, G_WC]
+    we = g[k, G_WE]
+    for i in range(lo, hi):
+        j = i - lo
+        mv = cv[2, i]
+        if fw[0, w, i] == 0.0 or math.isnan(mv):
+            sc[0, j] = math.nan
+            sc[1, j] = math.nan
+            sc[2, j] = 0.0
+            sc[3, j] = 1.0
+            sc[4, j] = 0.0
+            sc[5, j] = 0.0
+            continue
+        buy, sell = seed_scores(fw[1, w, i], fw[2, w, i], fw[3, w, i], cv[0, i], fw[4, w, i],
+                                ws, wc, we)
+        sc[0, j] = buy
+        sc[1, j] = sell
+        sc[2, j] = fw[2, w, i]
+        sc[3, j] = cv[1, i]
+        sc[4, j] = mv
+        sc[5, j] = cv[3, i]
+
+
+def sweep_partial_scored(g, k, lo, hi, sc):
+    """:func:`qfh.sweep_partial` of row k from the scratch rows of :func:`scores_into`
+    (written for a row with the same window and weights): the same arithmetic in the same
+    order, so the same results bit for bit; no branch in the loop."""
+    bt = g[k, G_BUY]
+    st = g[k, G_SELL]
+    ct = g[k, G_CONF]
+    cht = g[k, G_COH]
+    mm = g[k, G_MIN_MOVE]
+    extra = g[k, G_SPREAD]
+    pa = 0
+    pb = 0
+    s1 = 0.0
+    s2 = 0.0
+    h1 = 0.0
+    h2 = 0.0
+    for j in range(hi - lo):
+        da, db, d1, d2, d3, d4 = sweep_step(sc[0, j], sc[1, j], sc[2, j], sc[4, j], sc[3, j],
+                                            sc[5, j], bt, st, ct, cht, mm, extra)
+        pa += da
+        pb += db
+        s1 = s1 + d1
+        s2 = s2 + d2
+        h1 = h1 + d3
+        h2 = h2 + d4
+    c = unpack_counts(pa, pb)
+    return c[0], c[1], c[2], c[3], c[4], c[5], c[6], s1, s2, h1, h2
+
+
+def _same_scores(g, a, b):
+    return (g[a, G_WINDOW_INDEX] == g[b, G_WINDOW_INDEX] and g[a, G_WS] == g[b, G_WS]
+            and g[a, G_WC] == g[b, G_WC] and g[a, G_WE] == g[b, G_WE])
+
+
 def sweep_into(counts, sums, g, fw, cv, score_start, score_end, chunk):
     """Fused sweep: counts[7, K] and sums[4, K] (zeroed by the caller) for every grid row.
 
     The scored range is cut into chunks of ``chunk`` candles from ``score_start``; each
     chunk's partial sums are added to the total in chunk order, exactly as the CUDA
     version reduces them, so both give the same floating-point result. Rows are taken in
-    blocks of 16 per chunk, so that a chunk's candle data stay in cache.
+    blocks of 16 per chunk, so that a chunk's candle data stay in cache; within a block,
+    rows with the same window and weights (sort the grid by them) share the chunk's
+    buy/sell scores and labels, computed once into a scratch buffer of 6 x chunk values
+    (no per-configuration signal array is ever stored).
     """
     nk = g.shape[0]
     kb = 16
@@ -73,11 +152,14 @@ def sweep_into(counts, sums, g, fw, cv, score_start, score_end, chunk):
     for b in prange(nblocks):
         k0 = b * kb
         k1 = min(k0 + kb, nk)
+        sc = np.empty((6, max(1, min(chunk, score_end - score_start))))
         lo = score_start
         while lo < score_end:
             hi = min(lo + chunk, score_end)
             for k in range(k0, k1):
-                r = sweep_partial(g, k, lo, hi, fw, cv)
+                if k == k0 or not _same_scores(g, k, k - 1):
+                    scores_into(sc, g, k, lo, hi, fw, cv)
+                r = sweep_partial_scored(g, k, lo, hi, sc)
                 _add_partial(counts, sums, k, r[0], r[1], r[2], r[3], r[4], r[5], r[6],
                              r[7], r[8], r[9], r[10])
             lo = hi
@@ -97,7 +179,8 @@ def _add_partial(counts, sums, k, c0, c1, c2, c3, c4, c5, c6, f0, f1, f2, f3):
     sums[3, k] = sums[3, k] + f3
 
 
-DRIVERS = ("features_into", "signals_into", "_add_partial", "sweep_into")
+DRIVERS = ("features_into", "signals_into", "scores_into", "sweep_partial_scored",
+           "_same_scores", "_add_partial", "sweep_into")
 
 
 def rebind(decorate, prange_impl=range, drivers: bool = True) -> dict:

@@ -163,9 +163,9 @@ def sweep_seed(data: Any, grid: Any, *, score_start: int, score_end: int,
     for name, c in _GRID_COLUMN.items():
         g[:, c] = cols[name]
     g[:, qfh.G_WINDOW_INDEX] = widx
-    # rows sorted by window so that blocks of rows share their candle data (any order gives
-    # the same per-row results)
-    order = np.argsort(widx, kind="stable")
+    # rows sorted by window and weights, so that blocks of rows share their candle data and
+    # scores (any order gives the same per-row results)
+    order = np.lexsort((cols["w_e"], cols["w_c"], cols["w_s"], widx))
     counts, sums = _engine.run_sweep(g[order], fw, cv, score_start, min(score_end, m),
                                      engine=engine, chunk=chunk)
     res: dict[str, np.ndarray] = {}
