@@ -228,6 +228,8 @@ def test_sweep_rejects_bad_input(sample):
         sweep_seed(x, {"window": [11, 12], "w_s": [0.4]}, score_start=0, score_end=10)
     with pytest.raises(ValueError, match="integers >= 2"):
         sweep_seed(x, {"window": [1.5]}, score_start=0, score_end=10)
+    with pytest.raises(ValueError, match="chunk"):
+        sweep_seed(x, {"window": [11]}, score_start=0, score_end=10, chunk=0)
 
 
 # ---- engine switch ---------------------------------------------------------------------------

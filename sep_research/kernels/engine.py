@@ -183,6 +183,10 @@ def run_sweep(g: np.ndarray, fw: np.ndarray, cv: np.ndarray, score_start: int, s
     ``qfh.SWEEP_COUNTS`` and ``qfh.SWEEP_SUMS``. ``block`` is the CUDA block size.
     """
     eng = resolve_engine(engine)
+    if not 1 <= int(chunk) < 2**21:
+        raise ValueError(f"chunk={chunk}: must be in 1 .. 2**21 - 1 (the packed counters)")
+    if not 1 <= int(block) <= 1024:
+        raise ValueError(f"block={block}: CUDA block size must be in 1 .. 1024")
     g = np.ascontiguousarray(g, dtype=np.float64)
     fw = np.ascontiguousarray(fw, dtype=np.float64)
     cv = np.ascontiguousarray(cv, dtype=np.float64)
