@@ -58,11 +58,11 @@ def _simulated_checks() -> None:
     sig = seed_signals(x, engine="cuda")
     nref = naive.seed_signals(*lists, alignment="causal")
     assert np.array_equal(sig.action, nref["action"]) and np.array_equal(sig.hc, nref["hc"])
-    # the fused sweep: 6 configurations in blocks of 4, 3 chunks of 40 candles
+    # the fused sweep: 6 configurations in blocks of 4 (2 blocks), 4 chunks of 40 candles
     grid = product_grid(window=[5, 11], buy_threshold=[0.45, 0.5, 0.55])
     spread = np.linspace(0.2, 1.5, n)
     res = sweep_seed(x, grid, score_start=5, score_end=n - 1, spread_pips=spread,
-                     engine="cuda", chunk=40)
+                     engine="cuda", chunk=40, cuda_block=4)
     rows = [{"window": int(r["window"]), "buy_threshold": float(r["buy_threshold"])}
             for r in grid]
     nref = naive.sweep(*lists, rows, 5, n - 1, list(spread), "causal")

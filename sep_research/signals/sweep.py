@@ -3,7 +3,8 @@
 Public API::
 
     sweep_seed(data, grid, *, score_start, score_end, spread_pips=None, params=SEED,
-               alignment="causal", engine="auto") -> dict[str, np.ndarray]
+               alignment="causal", engine="auto", chunk=8192, cuda_block=128)
+        -> dict[str, np.ndarray]
     config_signals(data, row, *, params=SEED, alignment="causal", engine="auto") -> SeedSignals
     product_grid(**values) -> numpy structured array (the cartesian product)
     spread_from(data, *, pip=1e4, default=0.0) -> np.ndarray
@@ -120,12 +121,15 @@ def spread_from(data: Any, *, pip: float = 1e4, default: float = 0.0) -> np.ndar
 
 def sweep_seed(data: Any, grid: Any, *, score_start: int, score_end: int,
                spread_pips: Any = None, params: SeedParams = SEED, alignment: str = "causal",
-               engine: str = "auto", chunk: int = _engine.SWEEP_CHUNK) -> dict[str, np.ndarray]:
+               engine: str = "auto", chunk: int = _engine.SWEEP_CHUNK,
+               cuda_block: int = 128) -> dict[str, np.ndarray]:
     """Per-configuration counts and pip sums of the seed rule, without per-config signals.
 
     See the module docstring for the grid, the scoring range, what a pip gained is and the
     result's keys. ``spread_pips``: None (from bid/ask when the data have them, else 0), a
     number, or an array of one value per candle. Non-grid constants come from ``params``.
+    ``chunk`` (candles per partial sum) and ``cuda_block`` (threads per block) change no
+    count; ``chunk`` changes the sums' rounding only (the same on every engine).
     """
     check_alignment(alignment)
     x = ohlcv(data)
@@ -167,7 +171,7 @@ def sweep_seed(data: Any, grid: Any, *, score_start: int, score_end: int,
     # scores (any order gives the same per-row results)
     order = np.lexsort((cols["w_e"], cols["w_c"], cols["w_s"], widx))
     counts, sums = _engine.run_sweep(g[order], fw, cv, score_start, min(score_end, m),
-                                     engine=engine, chunk=chunk)
+                                     engine=engine, chunk=chunk, block=cuda_block)
     res: dict[str, np.ndarray] = {}
     for q, name in enumerate(qfh.SWEEP_COUNTS):
         res[name] = np.empty(k, dtype=np.int64)
