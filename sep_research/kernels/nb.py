@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import numba
 
-from sep_research.kernels.loops import rebind
+from sep_research.kernels.loops import DRIVERS, rebind
 
 
 def _decorate(name: str, func):
-    if name in ("features_into", "signals_into", "sweep_into"):  # the parallel drivers
-        return numba.njit(parallel=True, cache=True, nogil=True)(func)
+    # Scalar bodies are cached on disk (numba keys the cache to qfh.py, their own file). The
+    # drivers are not: they inline the bodies from qfh.py, and numba would not notice a
+    # change there, so a cached driver could run stale code.
+    if name in ("features_into", "signals_into", "sweep_into"):
+        return numba.njit(parallel=True, cache=False, nogil=True)(func)
+    if name in DRIVERS:
+        return numba.njit(cache=False, nogil=True)(func)
     return numba.njit(cache=True, nogil=True)(func)
 
 
