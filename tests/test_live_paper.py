@@ -148,3 +148,64 @@ def test_paper_mode_needs_no_credentials(tmp_path: Path) -> None:
     j = Journal(tmp_path / "j.sqlite")
     assert len(j.signals(limit=1000)) == 300
     j.close()
+
+
+def test_status_commands_halt_resume_reload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    """Through the runner's own status API: halt stops new positions, resume, reload verifies
+    the artifact before swapping it (a tampered one is refused and the model stays)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from sep_research.data import load_sample
+
+    frame = load_sample().iloc[:400]
+    art = make_artifact(tmp_path / "m.json", "EUR_USD", "H1", conf_threshold=0.0,
+                        coh_threshold=0.0)
+    cfg = config_from_dict({"instruments": ["EUR_USD"], "granularity": "H1",
+                            "journal": str(tmp_path / "j.sqlite"), "risk": QUIET_RISK,
+                            "status": {"port": 0}})
+    models = load_models([str(art)], cfg.instruments, cfg.granularity)
+    feed = FileFeed({"EUR_USD": frame_candles(frame, "EUR_USD")}, 3600,
+                    half_spread={"EUR_USD": 0.00005})
+    runner = Runner(cfg, models, PaperBroker(balance=10_000), feed, Journal(cfg.journal),
+                    mode="paper", status_token="tok-for-tests", model_paths=[str(art)])
+    runner.start()
+    base = f"http://127.0.0.1:{runner.status_port}"
+
+    def post(path: str, body: dict | None = None, token: str = "tok-for-tests") -> tuple:
+        req = urllib.request.Request(base + path, method="POST",
+                                     data=json.dumps(body or {}).encode(),
+                                     headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status, json.load(r)
+        except urllib.error.HTTPError as e:
+            return e.code, json.load(e)
+
+    try:
+        for _ in range(200):
+            runner.step()
+        assert post("/api/halt", {"reason": "test"}, token="bad")[0] == 401
+        assert post("/api/halt", {"reason": "test"})[0] == 200
+        for _ in range(100):
+            runner.step()
+        refused = runner.journal._query("SELECT count(*) n FROM decisions WHERE rule='halted'")
+        assert refused[0]["n"] > 0
+        with urllib.request.urlopen(base + "/api/status", timeout=5) as r:
+            st = json.load(r)
+        assert st["risk"]["halted"] and st["mode"] == "paper" and st["last_candle"]["EUR_USD"]
+        assert post("/api/resume")[0] == 200 and not runner.risk.s.halted
+        bad = tmp_path / "bad.json"
+        bad.write_text(art.read_text().replace('"window": 11', '"window": 12'))
+        code, body = post("/api/reload", {"models": [str(bad)]})
+        assert code == 409 and "checksum" in body["error"]
+        code, body = post("/api/reload")
+        assert code == 200 and body["verified"]["EUR_USD"] == models["EUR_USD"].model_id
+        runner.step()
+        kinds = [d["kind"] for d in runner.journal.decisions(1000)]
+        assert "reload" in kinds
+    finally:
+        runner.stop()
+        runner.shutdown()

@@ -99,6 +99,7 @@ class Runner:
         self._last_events = 0.0
         self._reload_request: list[str] | None = None
         self._latency_mark = -1.0
+        self._last_equity_row = -1e9
 
     # ================================================================ start-up
     def start(self, *, status: bool = True) -> None:
@@ -520,7 +521,10 @@ class Runner:
             log.warning("account read failed: %s", exc)
             return
         a = self.account
-        self.journal.record_equity(a.balance, a.nav, a.unrealized, self._now())
+        wall = time.monotonic()
+        if wall - self._last_equity_row >= 60.0:  # a snapshot a minute is plenty
+            self._last_equity_row = wall
+            self.journal.record_equity(a.balance, a.nav, a.unrealized, self._now())
         hit = self.risk.on_equity(a.nav, self._now())
         if hit:
             action, reason = hit
