@@ -72,4 +72,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # ``python -m sep_research.cli``: run the imported module's main, so that its exception
+    # classes (CliError) are the ones handlers raise, not copies in ``__main__``.
+    from sep_research.cli import main as _main
+
+    sys.exit(_main())

@@ -1,27 +1,496 @@
-"""``sep demo``: the main job, end to end on real data, with no account or network."""
+"""``sep demo``: the main job, end to end on real data, with no account or network.
+
+1. load the packaged real EUR/USD H1 sample into the cache and show its provenance;
+2. reproduce the seed's 60.73 % headline (legacy alignment) beside the causal score (skipped,
+   with a note, when the seed's reference data is absent);
+3. run the training notebook through papermill on the earlier part of the sample (walk-forward)
+   and write its report and the model artifact;
+4. start the OANDA v20 emulator on the later, held-out part and the runner in practice mode
+   against it for a few hundred candles, then stop both cleanly. The emulator's replay clock is
+   stepped one candle at a time as soon as the runner has acted (accelerated and deterministic:
+   a free-running clock at thousands of times real time would move the price inside the candle
+   while the runner's order travels, so its fills could not be compared with the backtest's);
+5. compare the runner's fills with the backtest of the same candles;
+6. summarise: the out-of-sample figures against the baselines, and where the report and the
+   artifact are.
+
+Everything runs on loopback; the emulator and the runner are separate processes started with
+the same commands a user types (``sep emulator``, ``sep run``), and both are stopped (SIGTERM,
+then SIGKILL after a timeout) whatever happens, so the demo leaves no process running.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+
+ACCOUNT_ID = "101-001-0000000-001"  # a practice-form account of the emulator
+HALF_SPREAD_PIPS = 0.5  # the sample is mid only: the emulator and the backtest quote mid +/- this
+UNITS = 1000
+STOP_LOSS_PIPS = 20.0
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("demo", help="run the main job end to end on the real sample data")
+    p = sub.add_parser(
+        "demo", help="run the main job end to end on the real sample data",
+        description="Load the real sample, reproduce and explain the seed's headline, train "
+        "walk-forward through the training notebook, rehearse the runner against the emulator on "
+        "held-out candles, and compare its fills with the backtest.",
+    )
     p.add_argument("--cache-dir", help="cache folder (default: $SEP_CACHE_DIR or ./data/cache)")
+    p.add_argument("--reports-dir", help="reports folder (default: $SEP_REPORTS_DIR or reports/)")
+    p.add_argument("--train-fraction", type=float, default=0.7,
+                   help="share of the sample used for walk-forward training (default 0.7)")
+    p.add_argument("--candles", type=int, default=300,
+                   help="held-out candles the runner trades against the emulator (default 300)")
+    p.add_argument("--grid", choices=("small", "full"), default="full",
+                   help="training grid: small (72 configurations) or full (10 000)")
+    p.add_argument("--engine", default="auto", help="kernel engine: auto, cpu or cuda")
     p.set_defaults(func=_cmd_demo)
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from sep_research.data.cache import CandleCache
-    from sep_research.data.sample import load_sample
-    from sep_research.data.summary import summarise
+def _step(n: int, text: str) -> None:
+    print(f"\n[{n}/6] {text}", flush=True)
 
-    print("[1/2] loading the packaged real EUR_USD H1 sample into the cache")
-    cache = CandleCache(args.cache_dir)
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get_json(url: str, timeout: float = 2.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.load(resp)
+
+
+@contextlib.contextmanager
+def _process(cmd: list[str], *, env: dict[str, str], log: Path, name: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A child process whose output goes to ``log``; always stopped on exit (TERM, then KILL)."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    print(f"      {name} did not stop within 15 s of SIGTERM: killing it")
+                    proc.kill()
+                    proc.wait(timeout=5)
+
+
+def _wait_until(check: Any, *, timeout: float, what: str, proc: subprocess.Popen[bytes], log: Path) -> Any:
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{what}: the process exited with status {proc.returncode}:\n{tail}")
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - not up yet
+            last_exc = exc
+        time.sleep(0.1)
+    raise RuntimeError(f"{what}: timed out after {timeout:.0f} s ({last_exc})")
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    t_start = time.monotonic()
+    result = run_demo(
+        cache_dir=args.cache_dir, reports_dir=args.reports_dir,
+        train_fraction=args.train_fraction, candles=args.candles,
+        grid=args.grid, engine=args.engine,
+    )
+    print(f"\ndemo finished in {time.monotonic() - t_start:.0f} s")
+    return 0 if result["fills_match"] else 1
+
+
+def run_demo(
+    *,
+    cache_dir: str | None = None,
+    reports_dir: str | None = None,
+    train_fraction: float = 0.7,
+    candles: int = 300,
+    grid: str = "full",
+    engine: str = "auto",
+) -> dict[str, Any]:
+    from sep_research.data.cache import CandleCache
+    from sep_research.data.candles import get_provenance, isoformat
+    from sep_research.data.sample import load_sample
+    from sep_research.reporting.paths import reports_dir as resolve_reports
+
+    if not 0.3 <= train_fraction <= 0.9:
+        raise ValueError(f"--train-fraction must be between 0.3 and 0.9, got {train_fraction}")
+    if candles < 50:
+        raise ValueError(f"--candles must be at least 50, got {candles}")
+
+    # 1. data -------------------------------------------------------------------------------
+    _step(1, "the packaged real EUR_USD H1 sample, into the cache")
+    cache = CandleCache(cache_dir)
     cache.write(load_sample())
     frame = cache.load("EUR_USD", "H1")
-    print(f"      cache: {cache.root}")
-    print("[2/2] validating and summarising")
-    print(summarise(frame))
-    return 0
+    prov = get_provenance(frame)
+    print(f"      {prov.rows} candles {prov.start} .. {prov.end} from {prov.source}")
+    print(f"      sha256 {prov.sha256}; cached in {cache.root}")
+    split = int(len(frame) * train_fraction)
+    split_time = frame.index[split]
+    held_end = min(len(frame) - 1, split + candles)
+    print(f"      training part: {frame.index[0]:%Y-%m-%d} .. {frame.index[split - 1]:%Y-%m-%d} "
+          f"({split} candles); held out: from {split_time:%Y-%m-%d %H:%M}Z")
+
+    # 2. the seed's headline -----------------------------------------------------------------
+    _step(2, "the seed's 60.73 % headline, reproduced and re-scored causally")
+    seed = _seed_headline(engine)
+
+    # 3. training notebook -------------------------------------------------------------------
+    _step(3, f"walk-forward training through notebooks/03-training-run.ipynb (papermill, "
+             f"{grid} grid) on the training part")
+    reports = resolve_reports(reports_dir)
+    run = _train(reports, end=isoformat(split_time), grid=grid, engine=engine)
+    artifact = run["artifact"]
+
+    # 4. emulator + runner ------------------------------------------------------------------
+    _step(4, f"the runner (practice mode) against the emulator on {candles} held-out candles")
+    rehearsal = _rehearse(frame, artifact, run["run_dir"], split, held_end)
+
+    # 5. fills against the backtest ----------------------------------------------------------
+    _step(5, "the runner's fills against the backtest of the same candles")
+    comparison = _compare(frame, artifact, rehearsal)
+
+    # 6. summary -----------------------------------------------------------------------------
+    _step(6, "summary")
+    _summary(run, seed, comparison, reports)
+    return {"seed": seed, "run": run, "rehearsal": rehearsal, **comparison}
+
+
+def _seed_headline(engine: str) -> dict[str, Any] | None:
+    from sep_research.reporting.paths import seed_reference_dir
+    from sep_research.signals.cli import load_file, reproduce
+
+    path = seed_reference_dir() / "O-test-2.json"
+    if not path.is_file():
+        print(f"      skipped: the seed's reference data is not here ({path})")
+        return None
+    frame = load_file(path)
+    legacy = reproduce(frame, "legacy", engine=engine)
+    causal = reproduce(frame, "causal", engine=engine)
+    for r in (legacy, causal):
+        lo, hi = r["hc_accuracy_ci95"]
+        print(f"      {r['alignment']:<7} {r['hc_signals']} HC signals, HC accuracy "
+              f"{r['hc_accuracy']:.2f} % (95 % CI {lo:.1f}-{hi:.1f}), base rate "
+              f"{r['base_rate']:.1f} %")
+    print("      legacy: each signal's window holds the move it is scored on (look-ahead);")
+    print("      causal: the same rule, scored on the next move only; it sits near the base rate.")
+    return {"legacy": _public(legacy), "causal": _public(causal)}
+
+
+def _public(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if not k.startswith("_")}
+
+
+def _train(reports: Path, *, end: str, grid: str, engine: str) -> dict[str, Any]:
+    from sep_research.reporting.grid import load_grid
+    from sep_research.reporting.html import build_index
+    from sep_research.reporting.manifest import git_info
+    from sep_research.reporting.paths import project_root
+    from sep_research.reporting.runs import execute_run, run_dir_for
+
+    spec = {
+        "name": "demo", "notebook": str(project_root() / "notebooks" / "03-training-run.ipynb"),
+        "instruments": ["EUR_USD"], "granularities": ["H1"],
+        "parameters": {"data_source": "sample", "end": end, "folds": 4, "grid": grid,
+                       "half_spread_pips": HALF_SPREAD_PIPS, "engine": engine, "n_random": 200,
+                       "seed": 0},
+        "execution_timeout_s": 900,
+    }
+    g = load_grid(spec)
+    (run_spec,) = g.runs
+    t0 = time.monotonic()
+    summary = execute_run(run_spec, reports, git=git_info(project_root()))
+    run_dir = run_dir_for(reports, run_spec.run_id)
+    index = build_index(reports)
+    if summary["status"] != "ok":
+        err = summary.get("error") or {}
+        raise RuntimeError(f"the training notebook failed: {err.get('message', err)} "
+                           f"(see {run_dir / 'manifest.json'})")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    artifact = run_dir / "model.json"
+    if not artifact.is_file():
+        found = sorted(run_dir.glob("*.json"))
+        raise RuntimeError(f"the training run wrote no model artifact in {run_dir}: {found}")
+    print(f"      done in {time.monotonic() - t0:.0f} s: report {run_dir / 'report.html'}")
+    print(f"      model artifact {artifact}")
+    return {"run_id": run_spec.run_id, "run_dir": run_dir, "artifact": artifact,
+            "metrics": metrics, "index": index}
+
+
+def _rehearse(frame: Any, artifact: Path, run_dir: Path, split: int, held_end: int,
+) -> dict[str, Any]:
+    import pandas as pd
+
+    from sep_research.data.candles import isoformat
+
+    work = run_dir / "rehearsal"
+    work.mkdir(exist_ok=True)
+    journal = work / "journal.sqlite"
+    for stale in work.glob("journal.sqlite*"):
+        stale.unlink()
+    token = secrets.token_hex(16)
+    emu_port, status_port = _free_port(), _free_port()
+    base = f"http://127.0.0.1:{emu_port}"
+    env = dict(os.environ, OANDA_API_KEY=token, OANDA_ACCOUNT_ID=ACCOUNT_ID,
+               OANDA_ENVIRONMENT=base, SEP_STATUS_TOKEN=secrets.token_hex(8),
+               PYTHONUNBUFFERED="1")
+    env.pop("OANDA_ACCESS_TOKEN", None)
+    config = {
+        "instruments": ["EUR_USD"], "granularity": "H1", "journal": str(journal),
+        "feed": {"poll_interval_s": 0.02, "use_stream": False, "request_rate": 50,
+                 "stall_timeout_s": 10.0},
+        # Guards the backtest does not model are off in this rehearsal, so that the fills can
+        # be compared one for one; on a real server they stay on (see runners/deploy/).
+        "risk": {"fixed_units": UNITS, "stop_loss_pips": STOP_LOSS_PIPS, "take_profit_pips": None,
+                 "max_spread_pips": None, "weekend_cutoff_minutes": None,
+                 "cooldown_losses": None, "daily_loss_limit": None, "max_drawdown": None,
+                 # the stepped replay clock jumps over weekends faster than quotes stream in
+                 "stale_candle_s": 7 * 86400.0, "stale_quote_s": 7 * 86400.0},
+        "status": {"port": status_port},
+    }
+    cfg_path = work / "runner.yaml"
+    cfg_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+    start_time = frame.index[split]
+    end_time = frame.index[held_end]
+    sep = [sys.executable, "-m", "sep_research.cli"]
+    emu_cmd = [*sep, "emulator", "--port", str(emu_port), "--token", token, "--account-id",
+               ACCOUNT_ID, "--instruments", "EUR_USD", "--source", "sample", "--start",
+               isoformat(start_time), "--speed", "0",
+               "--half-spread-pips", str(HALF_SPREAD_PIPS)]
+    run_cmd = [*sep, "run", "--model", str(artifact), "--config", str(cfg_path)]
+    t0 = time.monotonic()
+    admin = _Admin(base, token)
+    with _process(emu_cmd, env=env, log=work / "emulator.log", name="emulator") as emu:
+        _wait_until(lambda: _emulator_up(base, token), timeout=60, what="emulator start",
+                    proc=emu, log=work / "emulator.log")
+        print(f"      emulator on {base}, clock at {isoformat(start_time)}, stepped one candle "
+              "at a time as soon as the runner has acted")
+        with _process(run_cmd, env=env, log=work / "runner.log", name="runner") as runner:
+            status_url = f"http://127.0.0.1:{status_port}/api/status"
+
+            def last_candle() -> str:
+                st = _get_json(status_url)
+                last = (st.get("last_candle") or {}).get("EUR_USD") or {}
+                return last.get("time", "") if isinstance(last, dict) else str(last)
+
+            first = _wait_until(last_candle, timeout=90, what="runner start", proc=runner,
+                                log=work / "runner.log")
+            print(f"      runner up (status API on 127.0.0.1:{status_port}); first candle {first}")
+            target = isoformat(end_time)
+            last, steps, shown = first, 0, time.monotonic()
+            step = frame.index[1] - frame.index[0]
+            while last[:19] < target[:19]:
+                now = pd.Timestamp(admin.advance(candles=1))
+                steps += 1
+                # the newest candle of the data that has completed by the emulator's clock
+                pos = int(frame.index.searchsorted(now - step, side="right")) - 1
+                expect = isoformat(frame.index[pos])[:19] if pos >= 0 else ""
+                if expect > last[:19]:  # a candle completed (not a weekend hour): wait for it
+                    last = _wait_until(lambda: (lc := last_candle())[:19] >= expect and lc,
+                                       timeout=30, what=f"the runner acting on {expect}Z",
+                                       proc=runner, log=work / "runner.log")
+                if time.monotonic() - shown > 5:
+                    shown = time.monotonic()
+                    print(f"      ... {steps} steps, last completed candle {last[:16]}Z", flush=True)
+            status = _get_json(status_url)
+            print(f"      {steps} candles replayed in {time.monotonic() - t0:.0f} s; "
+                  f"{status.get('risk', {}).get('state', '') or ''}".rstrip("; "))
+        print(f"      runner stopped (exit status {runner.returncode})")
+    print(f"      emulator stopped (exit status {emu.returncode}); logs in {work}")
+    return {"journal": journal, "status": status, "start": start_time, "end": end_time,
+            "runner_rc": runner.returncode, "emulator_rc": emu.returncode, "work": work}
+
+
+class _Admin:
+    """The emulator's clock control (``/_emulator/clock``, not part of v20)."""
+
+    def __init__(self, base: str, token: str) -> None:
+        self.base, self.token = base, token
+
+    def advance(self, *, candles: int) -> str:
+        req = urllib.request.Request(
+            f"{self.base}/_emulator/clock", data=json.dumps({"advance_candles": candles}).encode(),
+            method="POST", headers={"Authorization": f"Bearer {self.token}",
+                                    "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return str(json.load(resp)["time"])
+
+
+def _emulator_up(base: str, token: str) -> bool:
+    req = urllib.request.Request(f"{base}/v3/accounts", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=2) as resp:
+        return resp.status == 200
+
+
+def _compare(frame: Any, artifact: Path, rehearsal: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+    import pandas as pd
+
+    from sep_research.backtest import run_backtest
+    from sep_research.live.journal import Journal
+    from sep_research.live.model import load_model
+    from sep_research.signals.seed import seed_signals
+
+    params = load_model(artifact).params  # the runner's own reading of the artifact
+    j = Journal(rehearsal["journal"])
+    try:
+        rows = j._query("SELECT candle_time, target FROM signals ORDER BY candle_time")
+        pos = j._query("SELECT * FROM positions WHERE state='closed' ORDER BY opened_at")
+    finally:
+        j.close()
+    if not rows:
+        print("      the runner journalled no signals: nothing to compare")
+        return {"fills_match": False, "n_fills": 0, "n_signals": 0}
+    times = [pd.Timestamp(r["candle_time"]) for r in rows]
+    first = frame.index.get_loc(times[0])
+    last = frame.index.get_loc(times[-1])
+    sig = seed_signals(frame.iloc[: last + 2], params)
+    target = np.where(sig.hc, sig.action, 0).astype(int)
+    target[:first] = 0
+    research = target[first:last + 1].tolist()
+    runner = [int(r["target"]) for r in rows]
+    same_signals = research == runner
+    target[last + 1:] = 0
+    bt = run_backtest(frame.iloc[: last + 2], target, instrument="EUR_USD", units=float(UNITS),
+                      stop_loss_pips=STOP_LOSS_PIPS, half_spread_pips=HALF_SPREAD_PIPS)
+    trades = bt.trades[bt.trades.exit_reason != "end_of_data"]
+    # A market order sent while the market is closed (the decision candle is Friday's last) is
+    # cancelled with MARKET_HALTED, as at OANDA, and the runner decides again on the first
+    # candle of the new week; the backtest's rule fills it at the next open (Sunday's). Such
+    # differences are counted apart and named; any other difference is a failure.
+    gap = pd.Timedelta(hours=12)
+    identical = explained = 0
+    unexplained: list[str] = []
+    for p, (_, t) in zip(pos, trades.iterrows()):
+        same = (p["units"] == int(t.direction) * UNITS
+                and abs(p["entry_price"] - t.entry_price) <= 1e-9
+                and abs(p["exit_price"] - t.exit_price) <= 1e-9)
+        if same:
+            identical += 1
+            continue
+        k = int(frame.index.get_loc(t.entry_time))
+        if k > 0 and frame.index[k] - frame.index[k - 1] >= gap:
+            explained += 1
+        else:
+            unexplained.append(f"runner {p['opened_at'][:16]} vs backtest {t.entry_time:%Y-%m-%d %H:%M}")
+    match = same_signals and len(pos) == len(trades) and not unexplained
+    print(f"      signals: {len(runner)} candles decided by the runner, "
+          f"{'identical to' if same_signals else 'DIFFERENT from'} the research signals")
+    print(f"      fills: runner closed {len(pos)} position(s), backtest {len(trades)} trade(s); "
+          f"{identical} identical in entry and exit price")
+    if explained:
+        print(f"      {explained} differ only because the signal came on Friday's last candle: the "
+              "market was closed, so the order was cancelled (MARKET_HALTED) and the runner "
+              "entered one candle into the new week, where the backtest fills at Sunday's open")
+    for text in unexplained[:5]:
+        print(f"      UNEXPLAINED difference: {text}")
+    pips_runner = sum(float(p.get("pips") or 0) for p in pos) if pos and "pips" in pos[0] else None
+    return {"fills_match": bool(match), "n_fills": len(pos), "n_trades": int(len(trades)),
+            "n_identical": identical, "n_weekend": explained, "unexplained": unexplained,
+            "n_signals": len(runner), "same_signals": same_signals,
+            "backtest_net_pips": float(trades.pips.sum()) if len(trades) else 0.0,
+            "runner_net_pips": pips_runner}
+
+
+def _summary(run: dict[str, Any], seed: dict[str, Any] | None, comparison: dict[str, Any],
+             reports: Path) -> None:
+    from sep_research.training.artifact import load_artifact
+
+    art = load_artifact(run["artifact"])
+    print("      out of sample (walk-forward on the training part, "
+          f"{art['metrics']['tuned']['trading'].get('price_source', '')}):")
+    for line in oos_lines(art):
+        print(f"        {line}")
+    for name, text in (art.get("verdict") or {}).items():
+        print(f"      verdict ({name}): {text}")
+    ov = art.get("overfitting") or {}
+    pbo = (ov.get("pbo") or {}).get("pbo")
+    spa = (ov.get("spa") or {}).get("pvalue_consistent", (ov.get("spa") or {}).get("pvalue"))
+    print(f"      overfitting: {ov.get('n_configurations')} configurations tried; PBO "
+          f"{_num(pbo, '.2f')}, SPA p {_num(spa, '.2f')}, median DSR {_num(ov.get('dsr_median'), '.3f')}")
+    if seed:
+        print(f"      the seed's headline: {seed['legacy']['hc_accuracy']:.2f} % with look-ahead, "
+              f"{seed['causal']['hc_accuracy']:.2f} % causally (base rate "
+              f"{seed['causal']['base_rate']:.1f} %)")
+    verdict = ("match" if comparison["fills_match"] else "DO NOT match")
+    print(f"      rehearsal: the runner's fills {verdict} the backtest of the same candles "
+          f"({comparison.get('n_identical', 0)} of {comparison.get('n_fills', 0)} identical, "
+          f"{comparison.get('n_weekend', 0)} weekend re-entries)")
+    print(f"      report:   {reports / 'index.html'}")
+    print(f"      artifact: {run['artifact']}")
+    print(f"                (sep model verify {run['artifact']})")
+
+
+def _num(x: Any, fmt: str) -> str:
+    return format(x, fmt) if isinstance(x, (int, float)) else "n/a"
+
+
+def _pct_ci(rate: Any, ci: Any) -> str:
+    if not isinstance(rate, (int, float)):
+        return "n/a"
+    text = f"{100 * rate:.1f} %"
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(c, (int, float)) for c in ci):
+        text += f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+    return text
+
+
+def _pips_ci(p: Any, ci: Any) -> str:
+    if not isinstance(p, (int, float)):
+        return "n/a"
+    text = f"{p:+.0f}"
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(c, (int, float)) for c in ci):
+        text += f" [{ci[0]:+.0f}, {ci[1]:+.0f}]"
+    return text
+
+
+def oos_lines(art: dict[str, Any]) -> list[str]:
+    """The artifact's out-of-sample table: tuned and seed rules against the baselines."""
+    head = (f"{'rule':<26}{'HC signals':>10}  {'HC hit rate [95% CI]':<24}{'chance':>7}  "
+            f"{'net pips [95% CI]':<22}{'p vs random':>11}")
+    lines = [head]
+    metrics = art.get("metrics") or {}
+    for name, label in (("tuned", "tuned (walk-forward)"), ("seed", "seed preset (untuned)")):
+        m = metrics.get(name) or {}
+        sig, tr, te = m.get("signals") or {}, m.get("trading") or {}, m.get("tests") or {}
+        lines.append(
+            f"{label:<26}{sig.get('n_hc', 'n/a')!s:>10}  "
+            f"{_pct_ci(sig.get('hc_hit_rate'), sig.get('hc_hit_rate_ci95')):<24}"
+            f"{_num(100 * sig['hc_chance_rate'] if isinstance(sig.get('hc_chance_rate'), float) else None, '.1f'):>7}  "
+            f"{_pips_ci(tr.get('net_pips'), tr.get('net_pips_ci95')):<22}"
+            f"{_num(te.get('pvalue_net_pips_vs_random'), '.3f'):>11}"
+        )
+    base = (art.get("baselines") or {}).get("tuned") or {}
+    for key, label in (("always_long", "always long"), ("always_short", "always short")):
+        b = base.get(key) or {}
+        lines.append(f"{label:<26}{'-':>10}  {_pct_ci(b.get('hit_rate'), b.get('hit_rate_ci95')):<24}"
+                     f"{'':>7}  {_pips_ci((b.get('trading') or {}).get('net_pips'), None):<22}")
+    r = base.get("random") or {}
+    if r:
+        lines.append(f"{'random, same rate and mix':<26}{'-':>10}  "
+                     f"{_pct_ci(r.get('hc_hit_rate_mean'), r.get('hc_hit_rate_95')):<24}{'':>7}  "
+                     f"{_pips_ci(r.get('net_pips_mean'), r.get('net_pips_95')):<22}")
+    return lines

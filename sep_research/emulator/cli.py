@@ -46,6 +46,8 @@ def register(subparsers: Any) -> None:
                    help="replay speed, times real time (default 1; 0 = frozen)")
     p.add_argument("--balance", type=float, default=100000.0, help="account balance in USD")
     p.add_argument("--hedging", action="store_true", help="hedging account (default netting)")
+    p.add_argument("--half-spread-pips", type=float, default=0.7,
+                   help="half-spread around mid where the data has no bid/ask (default 0.7)")
     p.add_argument("--faults", default=None, metavar="SPEC", help="fault injection, see below")
     p.set_defaults(func=run)
 
@@ -60,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         instruments=tuple(args.instruments.split(",")) if args.instruments else None,
         start=args.start, speed=args.speed, balance=args.balance, token=args.token,
         account_id=args.account_id, hedging=args.hedging, faults=args.faults,
+        half_spread_pips=args.half_spread_pips,
         host=args.host, port=args.port,
     )
     emu = Emulator(config)
