@@ -151,7 +151,21 @@ class Runner:
         else:
             txs, new_last = broker.transactions_since(last)
         # 1. orders whose outcome the journal does not know
+        open_now = {t.trade_id for t in broker.open_trades()}
+        closed_in_txs = {str(c["tradeID"]) for tx in txs if tx.get("type") == "ORDER_FILL"
+                         for c in (tx.get("tradesClosed") or [])}
         for o in self.journal.orders(states=("intent", "unknown")):
+            if o["purpose"] == "close":
+                # a trade close carries no client ID: look at the trade itself
+                gone = o["trade_id"] in closed_in_txs or (o["trade_id"] and
+                                                          o["trade_id"] not in open_now)
+                state = "filled" if gone else "abandoned"
+                self.journal.update_order(o["client_id"], state, reason="reconciled")
+                self.journal.record_decision(
+                    "reconcile", True, "close confirmed in the account" if gone else
+                    "close never reached the broker: abandoned", instrument=o["instrument"],
+                    detail={"client_id": o["client_id"], "trade_id": o["trade_id"]})
+                continue
             res = result_from_transactions(o["client_id"], txs)
             if res is None:
                 self.journal.update_order(o["client_id"], "abandoned",
@@ -489,6 +503,7 @@ class Runner:
                                              -int(p["units"]), None, None):
             self.metrics.inc("duplicates_prevented")
             return
+        self.journal.update_order(cid, "intent", trade_id=p["trade_id"])
         self._latency(seen_at)
         try:
             ev = self.broker.close_trade(p["trade_id"], client_id=cid)
