@@ -71,8 +71,9 @@ class RiskConfig(_Strict):
     fixed_units: int | None = Field(None, ge=1)
     max_units_per_order: int = Field(100_000, ge=1)
     max_open_positions: int = Field(4, ge=1)
-    #: most units of any one currency held across positions (in units of that currency,
-    #: converted at the current price for the quote currency); null disables.
+    #: most net exposure to any one non-account currency across open positions, valued in
+    #: the account currency at current prices (a long EUR_USD of 10,000 units at 1.10 is
+    #: +11,000 USD of EUR); null disables.
     max_exposure_per_currency: float | None = Field(300_000.0, gt=0)
     #: loss today (UTC day, realised + unrealised) as a fraction of the day's start equity that
     #: flattens everything and halts; null disables.
