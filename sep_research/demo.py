@@ -32,8 +32,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ACCOUNT_ID = "101-001-0000000-001"  # a practice-form account of the emulator
 HALF_SPREAD_PIPS = 0.5  # the sample is mid only: the emulator and the backtest quote mid +/- this
@@ -310,7 +311,7 @@ def _rehearse(frame: Any, artifact: Path, run_dir: Path, split: int, held_end: i
                 pos = int(frame.index.searchsorted(now - step, side="right")) - 1
                 expect = isoformat(frame.index[pos])[:19] if pos >= 0 else ""
                 if expect > last[:19]:  # a candle completed (not a weekend hour): wait for it
-                    last = _wait_until(lambda: (lc := last_candle())[:19] >= expect and lc,
+                    last = _wait_until(lambda e=expect: (lc := last_candle())[:19] >= e and lc,
                                        timeout=30, what=f"the runner acting on {expect}Z",
                                        proc=runner, log=work / "runner.log")
                 if time.monotonic() - shown > 5:
@@ -409,7 +410,7 @@ def _compare(frame: Any, artifact: Path, rehearsal: dict[str, Any]) -> dict[str,
     for text in unexplained[:5]:
         print(f"      UNEXPLAINED difference: {text}")
     pips_runner = sum(float(p.get("pips") or 0) for p in pos) if pos and "pips" in pos[0] else None
-    return {"fills_match": bool(match), "n_fills": len(pos), "n_trades": int(len(trades)),
+    return {"fills_match": bool(match), "n_fills": len(pos), "n_trades": len(trades),
             "n_identical": identical, "n_weekend": explained, "unexplained": unexplained,
             "n_signals": len(runner), "same_signals": same_signals,
             "backtest_net_pips": float(trades.pips.sum()) if len(trades) else 0.0,

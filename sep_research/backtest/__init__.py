@@ -7,7 +7,7 @@ broker can reuse the fill rules).
 
 from __future__ import annotations
 
-from typing import Any
+from sep_research._util import lazy_getattr
 
 _LAZY = {
     "run_backtest": "sep_research.backtest.engine",
@@ -17,13 +17,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sep_research.backtest' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = ["BacktestResult", "positions_from_actions", "quote_arrays", "run_backtest"]

@@ -7,7 +7,7 @@ Public API (imports are lazy so that ``import sep_research.data`` stays cheap)::
 
 from __future__ import annotations
 
-from typing import Any
+from sep_research._util import lazy_getattr
 
 _LAZY = {
     "load_sample": "sep_research.data.sample",
@@ -25,13 +25,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sep_research.data' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
-__all__ = sorted(_LAZY)
+__all__ = list(_LAZY)

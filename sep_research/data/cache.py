@@ -24,15 +24,17 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sep_research._util import atomic_write_bytes
 from sep_research.data.candles import (
     GRANULARITY_SECONDS,
     CandleError,
@@ -108,20 +110,6 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _atomic_write_table(path: Path, table: pa.Table) -> None:
@@ -219,7 +207,7 @@ class CandleCache:
                     return i
             return len(SOURCE_PREFERENCE)
 
-        return sorted(found, key=rank)[0]
+        return min(found, key=rank)
 
     # -- write ---------------------------------------------------------------------------
     def write(self, frame: pd.DataFrame, *, covered: tuple[Any, Any] | None = None) -> Provenance:
@@ -284,7 +272,7 @@ class CandleCache:
             )
             meta["provenance"] = dataset_prov.to_dict()
             meta["updated_at"] = isoformat(utc_now())
-            _atomic_write_bytes(directory / "meta.json", json.dumps(meta, indent=2).encode())
+            atomic_write_bytes(directory / "meta.json", json.dumps(meta, indent=2).encode())
         return dataset_prov
 
     # -- read ----------------------------------------------------------------------------
@@ -386,7 +374,7 @@ class CandleCache:
                 meta.get("covered", []) + [[isoformat(t0), isoformat(t1)]]
             )
             meta["updated_at"] = isoformat(utc_now())
-            _atomic_write_bytes(directory / "meta.json", json.dumps(meta, indent=2).encode())
+            atomic_write_bytes(directory / "meta.json", json.dumps(meta, indent=2).encode())
 
     # -- verify --------------------------------------------------------------------------
     def verify(self) -> list[VerifyReport]:
@@ -481,5 +469,5 @@ def find_gaps(index: pd.DatetimeIndex, granularity: str) -> list[tuple[str, str,
         else:
             missing = missing[~_weekend_mask(missing)]
         if len(missing):
-            out.append((isoformat(a), isoformat(b), int(len(missing))))
+            out.append((isoformat(a), isoformat(b), len(missing)))
     return out

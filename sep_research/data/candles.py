@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -81,7 +81,7 @@ def price_components(frame: pd.DataFrame) -> str:
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def isoformat(ts: Any) -> str:
@@ -112,7 +112,7 @@ class Provenance:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Provenance":
+    def from_dict(cls, data: dict[str, Any]) -> Provenance:
         names = {f.name for f in dataclasses.fields(cls)}
         missing = names - set(data) - {"note", "extra"}
         if missing:
@@ -189,7 +189,7 @@ def make_provenance(
         price=price_components(frame),
         start=isoformat(frame.index[0]) if len(frame) else "",
         end=isoformat(frame.index[-1]) if len(frame) else "",
-        rows=int(len(frame)),
+        rows=len(frame),
         sha256=content_sha256(frame),
         obtained_at=obtained_at,
         note=note,

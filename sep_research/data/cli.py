@@ -70,8 +70,8 @@ def _cache(args: argparse.Namespace) -> Any:
 def _prov_lines(prov: Any, indent: str = "  ") -> list[str]:
     return [
         f"{indent}source       {prov.source}",
-        f"{indent}instrument   {prov.instrument}   granularity {prov.granularity}   "
-        f"price {prov.price}",
+        (f"{indent}instrument   {prov.instrument}   granularity {prov.granularity}   "
+        f"price {prov.price}"),
         f"{indent}range        {prov.start} .. {prov.end}   ({prov.rows} candles)",
         f"{indent}sha256       {prov.sha256}",
         f"{indent}obtained     {prov.obtained_at}",

@@ -32,14 +32,14 @@ def summarise(frame: pd.DataFrame) -> str:
     gaps = find_gaps(frame.index, prov.granularity)
     lines = [
         f"{prov.instrument} {prov.granularity} from {prov.source}",
-        f"  {prov.rows} candles, {prov.start} .. {prov.end}, price components "
-        f"{price_components(frame)}, sha256 {prov.sha256[:16]}…",
+        (f"  {prov.rows} candles, {prov.start} .. {prov.end}, price components "
+        f"{price_components(frame)}, sha256 {prov.sha256[:16]}…"),
         "  validation: passed (sorted unique UTC times on the grid, no NaN, low<=open,close<=high"
         + (", bid<=ask)" if "bid_close" in frame.columns and "ask_close" in frame.columns else ")"),
         f"  gaps outside weekends: {len(gaps)}"
         + (f" (largest: {max(g[2] for g in gaps)} candles)" if gaps else ""),
-        f"  close-to-close move (pips): mean {moves.mean():+.3f}, sd {moves.std(ddof=1):.2f}, "
-        f"|move| <= 0.5 pip in {100 * np.mean(np.abs(moves) <= 0.5):.1f}% of candles",
+        (f"  close-to-close move (pips): mean {moves.mean():+.3f}, sd {moves.std(ddof=1):.2f}, "
+        f"|move| <= 0.5 pip in {100 * np.mean(np.abs(moves) <= 0.5):.1f}% of candles"),
         f"  candle range (pips): median {np.median(rng):.1f}, 95th pct {np.percentile(rng, 95):.1f}",
     ]
     if "bid_close" in frame.columns and "ask_close" in frame.columns:

@@ -57,7 +57,7 @@ Behaviour in brief:
 
 from __future__ import annotations
 
-from typing import Any
+from sep_research._util import lazy_getattr
 
 _LAZY = {
     "Emulator": "sep_research.emulator.app",
@@ -69,13 +69,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sep_research.emulator' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = ["Emulator", "EmulatorConfig", "EmulatorProcess", "FaultSpec", "ReplayClock",

@@ -51,6 +51,11 @@ class Feed:
     def poll(self) -> tuple[list[Candle], list[Quote]]:
         raise NotImplementedError
 
+    def fresh_quotes(self, not_before: datetime) -> list[Quote]:
+        """Quotes at least as new as ``not_before``, fetched now if the cached ones are older
+        (a feed without a quote source returns none)."""
+        return []
+
     def batches(self) -> Iterator[tuple[list[Candle], list[Quote], float]]:
         """What :meth:`poll` returns, in batches the runner handles as each arrives:
         ``(candles, quotes, seen_at)`` with ``seen_at`` the ``perf_counter()`` when the batch
@@ -292,6 +297,14 @@ class OandaFeed(Feed):
                 yield got, [], seen
             else:
                 self._next_poll[inst] = wall + self.poll_interval
+
+    def fresh_quotes(self, not_before: datetime) -> list[Quote]:
+        with self._quote_lock:
+            stale = any(q.time < not_before for q in self._quotes.values()) or not self._quotes
+        if stale:
+            self._poll_prices()
+        with self._quote_lock:
+            return list(self._quotes.values())
 
     def _refresh_prices(self) -> None:
         wall = self._wall()

@@ -387,6 +387,14 @@ class Runner:
             return
         info = self.info[inst]
         acct = self.account
+        q = self.quotes.get(inst)
+        if q is None or q.time < d.candle_time:
+            # A quote older than the candle being acted on (its tradeable flag and prices from
+            # before the candle) is refreshed rather than trusted; the stale-data guard below
+            # still refuses if no fresh price arrives.
+            for fq in self.feed.fresh_quotes(d.candle_time):
+                self.quotes[fq.instrument] = fq
+                self.broker.on_quote(fq)
         v = self.risk.check_open(info, desired, now=now, candle_time=d.candle_time,
                                  balance=acct.balance if acct else 0.0,
                                  quote=self.quotes.get(inst), quotes=self.quotes,

@@ -15,7 +15,7 @@ reconnects). The paged candle download is :func:`sep_research.data.fetch.fetch_c
 
 from __future__ import annotations
 
-from typing import Any
+from sep_research._util import lazy_getattr
 
 _LAZY = {
     "Credentials": "sep_research.oanda.credentials",
@@ -37,13 +37,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sep_research.oanda' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

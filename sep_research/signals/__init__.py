@@ -15,7 +15,7 @@ Public API (imported lazily; nothing here imports numba or pandas at import time
 
 from __future__ import annotations
 
-from typing import Any
+from sep_research._util import lazy_getattr
 
 _LAZY = {
     "SeedParams": "sep_research.signals.seed",
@@ -43,13 +43,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sep_research.signals' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = list(_LAZY)

@@ -37,10 +37,11 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sep_research._util import atomic_write_bytes
 
 SCHEMA = "sep-model/1"
 CHECKSUM_KEY = "sha256"
@@ -137,21 +138,7 @@ def write_artifact(path: str | os.PathLike[str], payload: dict[str, Any]) -> dic
                             + "; ".join(problems))
     art[CHECKSUM_KEY] = compute_checksum(art)
     data = file_bytes(art)
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write_bytes(path, data)
     return art
 
 
