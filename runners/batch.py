@@ -7,6 +7,7 @@
     sep batch GRID.yaml --scheduler tcp://HOST:8786               # an existing cluster
     sep batch GRID.yaml --dry-run                                 # check and list the runs
     sep batch --index-only                                        # rebuild reports/index.html
+    sep batch runners/grids/sweeps/sample-sweep.yaml --gpus 2     # a sweep, one worker per GPU
 
 The grid format is documented in :mod:`sep_research.reporting.grid`. Every parameter is
 checked against the notebook's ``parameters`` cell before anything runs. Each run writes
@@ -22,6 +23,14 @@ checkout and the reports folder, e.g. on a shared file system) and have the proj
 Worker processes are made in one place, :func:`make_cluster`, which takes a per-worker
 environment hook (``worker_env(i) -> dict``): a multi-GPU sweep passes
 ``lambda i: {"CUDA_VISIBLE_DEVICES": str(i)}`` to pin one worker per GPU.
+
+Sweep grids (YAML with ``kind: sweep``, see :mod:`sep_research.sweeps.batch`) run one
+distributed parameter sweep instead of notebooks: split by instrument and by blocks of
+configurations, one Dask task each, merged into one run folder per instrument. ``--gpus N``
+starts one worker per GPU, each pinned with ``CUDA_VISIBLE_DEVICES``, and runs the sweep with
+the ``cuda`` engine; without it the workers are CPU processes (``cpu`` engine, an equal share
+of the cores each). One GPU and N GPUs give the same results in the same run folder. With
+``--gpus``, notebook grids get the same pinned workers.
 """
 
 from __future__ import annotations
@@ -48,8 +57,12 @@ def register(sub: Any) -> None:
     p.add_argument("grid", nargs="?", help="grid YAML file (see runners/grids/)")
     p.add_argument("--scheduler", help="address of an existing Dask scheduler, "
                    "e.g. tcp://HOST:8786 (default: start a LocalCluster)")
-    p.add_argument("--workers", type=int, default=2,
-                   help="worker processes of the LocalCluster (default 2)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes of the LocalCluster (default 2; with --gpus, one "
+                   "per GPU)")
+    p.add_argument("--gpus", type=int, default=None, metavar="N",
+                   help="one worker per GPU on N GPUs of this host, each pinned with "
+                   "CUDA_VISIBLE_DEVICES; sweep grids then run on the cuda engine")
     p.add_argument("--reports-dir", help="reports folder (default: $SEP_REPORTS_DIR or reports/)")
     p.add_argument("--force", action="store_true", help="re-run runs that already finished")
     p.add_argument("--dry-run", action="store_true", help="check the grid and list its runs")
@@ -233,24 +246,111 @@ def _run_on_dask(
     return summaries
 
 
+def _workers_and_env(args: argparse.Namespace) -> tuple[int, Any]:
+    """(number of workers, worker_env hook) from --workers and --gpus."""
+    gpus = getattr(args, "gpus", None)
+    if gpus is None:
+        return (2 if args.workers is None else args.workers), None
+    from sep_research.sweeps.distributed import gpu_worker_env
+
+    if args.scheduler:
+        raise ValueError("--gpus starts its own workers; it cannot be used with --scheduler")
+    if args.workers is not None and args.workers != gpus:
+        raise ValueError(f"--gpus {gpus} runs one worker per GPU: --workers must be {gpus} "
+                         f"or left out, got {args.workers}")
+    return gpus, gpu_worker_env(gpus)
+
+
+def run_sweep_batch(
+    grid: str | os.PathLike[str] | Any,
+    *,
+    scheduler: str | None = None,
+    workers: int = 2,
+    gpus: int | None = None,
+    reports: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    progress: bool = True,
+    build_index: bool = True,
+    log: Callable[[str], None] = print,
+) -> BatchResult:
+    """Run a sweep grid (a path or a loaded ``SweepGrid``) on Dask: ``gpus`` workers pinned one
+    per GPU with the cuda engine, else ``workers`` CPU workers; one run folder per instrument,
+    then the index. See :mod:`sep_research.sweeps.batch`."""
+    from distributed import Client
+
+    from sep_research.reporting.html import build_index as _build_index
+    from sep_research.reporting.paths import reports_dir
+    from sep_research.sweeps.batch import SweepGrid, load_sweep_grid, run_sweep_grid
+    from sep_research.sweeps.distributed import cpu_worker_env, gpu_worker_env
+
+    sg = grid if isinstance(grid, SweepGrid) else load_sweep_grid(grid)
+    root = reports_dir(reports)
+    (root / "runs").mkdir(parents=True, exist_ok=True)
+    result = BatchResult(reports=root)
+    engine = "cuda" if gpus else "cpu"
+    cluster = None
+    t0 = time.perf_counter()
+    try:
+        if scheduler:
+            client = Client(scheduler)
+            log(f"connected to the Dask scheduler at {scheduler}")
+        else:
+            n = int(gpus) if gpus else int(workers)
+            env = gpu_worker_env(n) if gpus else cpu_worker_env(n)
+            cluster = make_cluster(n, worker_env=env)
+            client = Client(cluster)
+            log(f"started a LocalCluster with {n} worker process(es)"
+                + (f", one per GPU ({', '.join(env(i)['CUDA_VISIBLE_DEVICES'] for i in range(n))})"
+                   if gpus else ""))
+        try:
+            result.results, result.skipped = run_sweep_grid(
+                sg, root, client=client, engine=engine, gpus=int(gpus or 0), force=force,
+                progress=progress, log=log)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    finally:
+        result.seconds = time.perf_counter() - t0
+        if build_index:
+            result.index = _build_index(root)
+    return result
+
+
 def _cmd_batch(args: argparse.Namespace) -> int:
     from sep_research.reporting.grid import load_grid
     from sep_research.reporting.html import build_index
     from sep_research.reporting.paths import reports_dir
+    from sep_research.sweeps.batch import is_sweep_grid, load_sweep_grid
 
     if args.index_only:
         print(f"wrote {build_index(reports_dir(args.reports_dir))}")
         return 0
     if not args.grid:
         raise ValueError("a grid file is needed (or --index-only)")
-    grid = load_grid(args.grid)  # GridError (a ValueError) is printed without a traceback
-    if args.dry_run:
-        print(f"grid {grid.name}: {len(grid.runs)} run(s) of {grid.notebook}")
-        for spec in grid.runs:
-            print(f"  {spec.run_id}  {spec.parameters}")
-        return 0
-    res = run_batch(grid, scheduler=args.scheduler, workers=args.workers,
-                    reports=args.reports_dir, force=args.force, progress=not args.no_progress)
+    if is_sweep_grid(args.grid):
+        sg = load_sweep_grid(args.grid)  # SweepGridError (a ValueError): no traceback
+        if args.dry_run:
+            print(f"sweep grid {sg.name}: {sg.n_configs} configuration(s) x "
+                  f"{len(sg.instruments)} instrument(s) ({sg.data} {sg.granularity})")
+            for inst in sg.instruments:
+                print(f"  {sg.run_id(inst)}  {inst}")
+            return 0
+        workers, _ = _workers_and_env(args)
+        res = run_sweep_batch(sg, scheduler=args.scheduler, workers=workers, gpus=args.gpus,
+                              reports=args.reports_dir, force=args.force,
+                              progress=not args.no_progress)
+    else:
+        grid = load_grid(args.grid)  # GridError (a ValueError) is printed without a traceback
+        if args.dry_run:
+            print(f"grid {grid.name}: {len(grid.runs)} run(s) of {grid.notebook}")
+            for spec in grid.runs:
+                print(f"  {spec.run_id}  {spec.parameters}")
+            return 0
+        workers, env = _workers_and_env(args)
+        res = run_batch(grid, scheduler=args.scheduler, workers=workers,
+                        reports=args.reports_dir, force=args.force,
+                        progress=not args.no_progress, worker_env=env)
     print(f"done in {res.seconds:.1f} s: {len(res.ok)} ok, {len(res.failed)} failed, "
           f"{len(res.skipped)} skipped (already finished)")
     for r in res.failed:

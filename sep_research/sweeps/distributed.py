@@ -1,0 +1,352 @@
+"""The seed-rule sweep spread over Dask workers: one task per (instrument, block of configs).
+
+::
+
+    sweep_distributed(datasets, grid, *, client=None, score_start=0, score_end=None,
+                      spread_pips=None, params=SEED, alignment="causal", engine="auto",
+                      chunk=8192, cuda_block=128, block_configs=None, n_blocks=None,
+                      progress=False) -> DistributedSweep
+    plan_blocks(grid, *, params=SEED, block_configs=None, n_blocks=None) -> list[np.ndarray]
+    gpu_worker_env(n_gpus, *, visible=None, cpus=None) -> (i -> env of worker i)
+    cpu_worker_env(n_workers, *, cpus=None) -> (i -> env of worker i)
+    visible_gpu_ids() -> list[str]
+
+``datasets`` maps an instrument name to its candles (a candle frame or a mapping of arrays, as
+:func:`~sep_research.signals.sweep.sweep_seed` takes them). ``grid`` is the configuration grid
+of ``sweep_seed`` (a structured array from ``product_grid`` or a mapping of equal-length
+arrays), the same for every instrument.
+
+**How the work is split.** The grid's rows are ordered by (window, w_s, w_c, w_e), as
+``sweep_seed`` orders them, and cut into contiguous blocks, so that a block needs the features
+of one or two window lengths only. Each (instrument, block) is one Dask task that calls
+``sweep_seed`` on that block with the given engine; the per-block arrays are put back in grid
+order. Each configuration's counts and sums depend on that configuration and the candles only
+(features are computed per window, partial sums per configuration in a fixed chunk order), so
+the merged result is bit-identical to one ``sweep_seed`` call over the whole grid on the same
+engine, whatever the number of workers or blocks (the tests check this on the real sample).
+
+**Data** travels once: each instrument's arrays are scattered to every worker
+(``client.scatter(..., broadcast=True)``) before any task is submitted; tasks hold a reference.
+
+**GPUs.** One worker per GPU, each pinned with ``CUDA_VISIBLE_DEVICES`` (see
+:func:`gpu_worker_env`, meant for ``runners.batch.make_cluster(n, worker_env=...)``), and
+``engine="cuda"``: inside a worker, numba-cuda sees its one GPU as device 0. Nothing but Dask
+and numba-cuda places work; no NCCL, no NVLink multicast.
+
+Without a ``client`` the tasks run one after another in this process (same results).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sep_research.signals.seed import SEED, SeedParams
+
+#: largest block of configurations per task by default (GPU memory per task grows with it:
+#: 11 partial sums x 8 bytes x candles/chunk per configuration)
+MAX_BLOCK_CONFIGS = 131_072
+#: blocks per worker by default, so that a slow block does not leave the other workers idle
+BLOCKS_PER_WORKER = 2
+#: the fields sweep_seed sorts its rows by (the window first: a block needs few windows)
+_SORT_FIELDS = ("window", "w_s", "w_c", "w_e")
+_DATA_COLUMNS = ("open", "high", "low", "close", "volume", "bid_close", "ask_close")
+
+
+@dataclass
+class DistributedSweep:
+    """What :func:`sweep_distributed` returns.
+
+    ``results[instrument]`` holds ``sweep_seed``'s arrays in grid order; ``tasks`` one record per
+    task (instrument, block, rows, worker, ``CUDA_VISIBLE_DEVICES``, engine, seconds).
+    """
+
+    results: dict[str, dict[str, np.ndarray]]
+    n_configs: int
+    scored: dict[str, int]
+    seconds: float
+    n_workers: int
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def config_candles(self) -> int:
+        """Configurations x scored candles, summed over instruments."""
+        return int(self.n_configs * sum(self.scored.values()))
+
+    @property
+    def rate(self) -> float:
+        """Configuration-candles per second of wall time (scatter, tasks and merge)."""
+        return self.config_candles / self.seconds if self.seconds > 0 else float("nan")
+
+
+def _grid_dict(grid: Any) -> dict[str, np.ndarray]:
+    if isinstance(grid, np.ndarray) and grid.dtype.names:
+        cols = {k: np.asarray(grid[k]) for k in grid.dtype.names}
+    elif isinstance(grid, Mapping):
+        cols = {str(k): np.atleast_1d(np.asarray(v)) for k, v in grid.items()}
+    else:
+        raise ValueError("grid must be a numpy structured array or a mapping of equal-length "
+                         "arrays (field -> values)")
+    sizes = {k: v.shape for k, v in cols.items()}
+    if not cols or len(set(sizes.values())) != 1 or any(len(s) != 1 for s in sizes.values()):
+        raise ValueError(f"grid fields must be 1-D arrays of one length, got {sizes}")
+    if next(iter(cols.values())).shape[0] == 0:
+        raise ValueError("the grid is empty")
+    return cols
+
+
+def plan_blocks(grid: Any, *, params: SeedParams = SEED, block_configs: int | None = None,
+                n_blocks: int | None = None) -> list[np.ndarray]:
+    """Row indices of each block: rows ordered by (window, w_s, w_c, w_e), cut into contiguous
+    blocks of at most ``block_configs`` rows, or into ``n_blocks`` near-equal blocks (one of
+    the two, or neither: one block). Every row is in exactly one block."""
+    cols = _grid_dict(grid)
+    k = next(iter(cols.values())).shape[0]
+    if block_configs is not None and n_blocks is not None:
+        raise ValueError("give block_configs or n_blocks, not both")
+    if block_configs is not None:
+        if int(block_configs) < 1:
+            raise ValueError(f"block_configs must be at least 1, got {block_configs}")
+        n_blocks = -(-k // int(block_configs))
+    n_blocks = 1 if n_blocks is None else int(n_blocks)
+    if n_blocks < 1:
+        raise ValueError(f"n_blocks must be at least 1, got {n_blocks}")
+    n_blocks = min(n_blocks, k)
+    keys = []
+    for name in reversed(_SORT_FIELDS):  # np.lexsort: the last key is the primary one
+        if name in cols:
+            keys.append(np.asarray(cols[name], dtype=np.float64))
+        else:
+            keys.append(np.full(k, float(getattr(params, name))))
+    order = np.lexsort(keys)
+    return [b for b in np.array_split(order, n_blocks) if b.size]
+
+
+def default_n_blocks(n_configs: int, n_workers: int) -> int:
+    """Blocks for ``n_configs`` on ``n_workers``: at least BLOCKS_PER_WORKER per worker, none
+    larger than MAX_BLOCK_CONFIGS."""
+    return max(1, min(n_configs, max(BLOCKS_PER_WORKER * max(1, n_workers),
+                                     -(-n_configs // MAX_BLOCK_CONFIGS))))
+
+
+def _payload(data: Any) -> dict[str, np.ndarray]:
+    """The candle columns sweep_seed reads, as plain float64 arrays (what is scattered)."""
+    out = {}
+    for name in _DATA_COLUMNS:
+        try:
+            col = data[name]
+        except (KeyError, IndexError, TypeError):
+            continue
+        out[name] = np.ascontiguousarray(np.asarray(col, dtype=np.float64))
+    for need in ("high", "low", "close", "volume"):
+        if need not in out:
+            raise ValueError(f"candle data has no {need!r} column")
+    return out
+
+
+def _sweep_task(data: dict[str, np.ndarray], grid_block: dict[str, np.ndarray],
+                kwargs: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """One task: sweep_seed over one block of configurations (runs on a worker)."""
+    from sep_research.kernels.engine import resolve_engine
+    from sep_research.signals.sweep import sweep_seed
+
+    t0 = time.perf_counter()
+    res = sweep_seed(data, grid_block, **kwargs)
+    info = {"seconds": time.perf_counter() - t0, "pid": os.getpid(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "engine": resolve_engine(kwargs.get("engine", "auto"))}
+    try:
+        from distributed import get_worker
+
+        info["worker"] = str(get_worker().address)
+    except (ImportError, ValueError):
+        info["worker"] = None
+    return res, info
+
+
+def _per_instrument(value: Any, name: str, default: Any) -> Any:
+    if isinstance(value, Mapping):
+        return value.get(name, default)
+    return default if value is None else value
+
+
+def sweep_distributed(
+    datasets: Mapping[str, Any],
+    grid: Any,
+    *,
+    client: Any = None,
+    score_start: int | Mapping[str, int] = 0,
+    score_end: int | Mapping[str, int] | None = None,
+    spread_pips: Any = None,
+    params: SeedParams = SEED,
+    alignment: str = "causal",
+    engine: str = "auto",
+    chunk: int | None = None,
+    cuda_block: int = 128,
+    block_configs: int | None = None,
+    n_blocks: int | None = None,
+    progress: bool = False,
+) -> DistributedSweep:
+    """Sweep ``grid`` over every instrument of ``datasets`` on the workers of ``client``.
+
+    ``score_start`` / ``score_end`` / ``spread_pips``: one value for all instruments or a
+    mapping by instrument; ``score_end=None`` scores up to the last candle that has a label.
+    ``engine``: what each worker runs (``"cuda"`` on GPU workers). Blocks: ``block_configs``
+    rows each, or ``n_blocks``, else :func:`default_n_blocks`. See the module docstring.
+    """
+    from sep_research.kernels.engine import ENGINES, SWEEP_CHUNK
+
+    if not isinstance(datasets, Mapping) or not datasets:
+        raise ValueError("datasets must be a non-empty mapping: instrument -> candles")
+    if engine not in ENGINES:
+        raise ValueError(f"engine={engine!r} is unknown: expected one of {', '.join(ENGINES)}")
+    cols = _grid_dict(grid)
+    k = next(iter(cols.values())).shape[0]
+    n_workers = 1
+    if client is not None:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    if block_configs is None and n_blocks is None:
+        n_blocks = default_n_blocks(k, n_workers)
+    blocks = plan_blocks(cols, params=params, block_configs=block_configs, n_blocks=n_blocks)
+
+    t0 = time.perf_counter()
+    payloads = {str(name): _payload(data) for name, data in datasets.items()}
+    jobs = []  # (instrument, block index, kwargs)
+    scored = {}
+    for name, data in payloads.items():
+        n = data["close"].shape[0]
+        start = int(_per_instrument(score_start, name, 0))
+        end = _per_instrument(score_end, name, None)
+        if end is None:
+            end = n - 1 if alignment == "causal" else n
+        scored[name] = max(0, int(end) - start)
+        kwargs = {"score_start": start, "score_end": int(end),
+                  "spread_pips": _per_instrument(spread_pips, name, None), "params": params,
+                  "alignment": alignment, "engine": engine,
+                  "chunk": SWEEP_CHUNK if chunk is None else int(chunk),
+                  "cuda_block": int(cuda_block)}
+        for b in range(len(blocks)):
+            jobs.append((name, b, kwargs))
+    block_grids = [{f: v[idx] for f, v in cols.items()} for idx in blocks]
+
+    outputs: dict[tuple[str, int], tuple[dict[str, np.ndarray], dict[str, Any]]] = {}
+    bar = _progress_bar(len(jobs), progress)
+    if client is None:
+        for name, b, kwargs in jobs:
+            outputs[(name, b)] = _sweep_task(payloads[name], block_grids[b], kwargs)
+            bar(1)
+    else:
+        from distributed import as_completed
+
+        # every worker gets every instrument's arrays once; tasks refer to them
+        scattered = dict(zip(payloads, client.scatter(list(payloads.values()), broadcast=True,
+                                                      hash=False), strict=True))
+        futures = {}
+        for name, b, kwargs in jobs:
+            fut = client.submit(_sweep_task, scattered[name], block_grids[b], kwargs,
+                                key=f"sweep-{name}-{b}-{time.time_ns()}", pure=False)
+            futures[fut] = (name, b)
+        for fut in as_completed(futures):
+            outputs[futures[fut]] = fut.result()
+            bar(1)
+        client.cancel(list(scattered.values()))
+    bar(None)
+
+    results: dict[str, dict[str, np.ndarray]] = {}
+    tasks = []
+    for name in payloads:
+        merged: dict[str, np.ndarray] = {}
+        for b, idx in enumerate(blocks):
+            res, info = outputs[(name, b)]
+            for key, arr in res.items():
+                if key not in merged:
+                    merged[key] = np.empty(k, dtype=arr.dtype)
+                merged[key][idx] = arr
+            tasks.append({"instrument": name, "block": b, "rows": int(idx.size), **info})
+        results[name] = merged
+    return DistributedSweep(results=results, n_configs=k, scored=scored,
+                            seconds=time.perf_counter() - t0, n_workers=n_workers, tasks=tasks)
+
+
+def _progress_bar(total: int, enabled: bool) -> Callable[[int | None], None]:
+    if not enabled:
+        return lambda step: None
+    import sys
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc="sweep blocks", unit="block", file=sys.stderr)
+
+    def step(n: int | None) -> None:
+        if n is None:
+            bar.close()
+        else:
+            bar.update(n)
+
+    return step
+
+
+# -- worker environments -----------------------------------------------------------------------
+
+def _cpus(cpus: int | None) -> int:
+    if cpus is not None:
+        return max(1, int(cpus))
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def visible_gpu_ids() -> list[str]:
+    """The GPUs this process may use: the entries of ``CUDA_VISIBLE_DEVICES`` when it is set,
+    else the devices numba-cuda lists ([] without a usable driver)."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
+    try:
+        from numba import cuda
+
+        if not cuda.is_available():
+            return []
+        return [str(d.id) for d in cuda.list_devices()]
+    except Exception:  # noqa: BLE001 - no driver, no GPUs
+        return []
+
+
+def gpu_worker_env(n_gpus: int, *, visible: list[str] | None = None,
+                   cpus: int | None = None) -> Callable[[int], dict[str, str]]:
+    """``worker_env`` for ``make_cluster``: worker ``i`` sees only GPU ``visible[i]``.
+
+    ``visible`` defaults to :func:`visible_gpu_ids`; asking for more GPUs than it holds is an
+    error. Each worker also gets an equal share of the CPU threads for numba, and NVLink
+    multicast stays off (``NCCL_NVLS_ENABLE=0``; nothing here uses NCCL).
+    """
+    n_gpus = int(n_gpus)
+    ids = visible_gpu_ids() if visible is None else [str(v) for v in visible]
+    if n_gpus < 1:
+        raise ValueError(f"--gpus must be at least 1, got {n_gpus}")
+    if n_gpus > len(ids):
+        raise ValueError(f"--gpus {n_gpus}: only {len(ids)} GPU(s) visible here "
+                         f"({', '.join(ids) or 'none'}; CUDA_VISIBLE_DEVICES="
+                         f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
+    threads = str(max(1, _cpus(cpus) // n_gpus))
+    chosen = ids[:n_gpus]
+
+    def env(i: int) -> dict[str, str]:
+        return {"CUDA_VISIBLE_DEVICES": chosen[i], "NUMBA_NUM_THREADS": threads,
+                "NCCL_NVLS_ENABLE": "0"}
+
+    return env
+
+
+def cpu_worker_env(n_workers: int, *, cpus: int | None = None) -> Callable[[int], dict[str, str]]:
+    """``worker_env`` for CPU workers: an equal share of the CPU threads for numba each, so
+    that N workers do not run N x all-cores threads."""
+    if int(n_workers) < 1:
+        raise ValueError(f"--workers must be at least 1, got {n_workers}")
+    threads = str(max(1, _cpus(cpus) // int(n_workers)))
+    return lambda i: {"NUMBA_NUM_THREADS": threads}
