@@ -329,8 +329,11 @@ class Runner:
         """Signal, then act at once (the latency that matters), then journal the rest."""
         self.metrics.inc("candles")
         self.broker.on_candle(c)  # paper broker: stops and take-profits on this candle
-        if isinstance(self.broker, PaperBroker):
-            self._poll_events()  # local, no network
+        if isinstance(self.broker, PaperBroker) or self._positions(c.instrument):
+            # Learn of stops and take-profits that fired inside this candle before acting on
+            # it (as the backtest does); at a real broker this costs one request, and only
+            # while a position is open.
+            self._poll_events()
         path = self.paths[c.instrument]
         d = path.update(c)
         self.history[c.instrument].append(c)
