@@ -336,12 +336,18 @@ def write_sweep_run(
     atomic_write_bytes(run_dir / RESULTS_FILE, buf.getvalue())
     rec.artifact("results", run_dir / RESULTS_FILE)
     metrics, top_table = _summary(table, res, sg.top)
-    rec.metrics(**metrics)
-    rec.table(top_table, "top", show=False)
     files = []
     for fig, name, title in _figures(table, res, f"{sg.name}: {instrument} {sg.granularity}"):
-        rec.figure(fig, name, title=title, key=True)
+        # saved here rather than with rec.figure, which needs IPython (absent on a bare GPU
+        # host); recorded in the same metrics.json layout
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=rec.dpi)
+        atomic_write_bytes(run_dir / "figures" / f"{name}.png", png.getvalue())
         files.append(f"figures/{name}.png")
+        rec.record["figures"].append({"name": name, "title": title, "key": True,
+                                      "file": files[-1]})
+    rec.metrics(**metrics)
+    rec.table(top_table, "top", show=False)
     atomic_write_text(run_dir / "report.html", _report_html(run_id, sg, metrics, top_table,
                                                             files))
     rec.finish()
