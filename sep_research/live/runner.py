@@ -329,10 +329,10 @@ class Runner:
         """Signal, then act at once (the latency that matters), then journal the rest."""
         self.metrics.inc("candles")
         self.broker.on_candle(c)  # paper broker: stops and take-profits on this candle
-        if isinstance(self.broker, PaperBroker) or self._positions(c.instrument):
+        if isinstance(self.broker, PaperBroker) or self._exit_may_have_fired(c):
             # Learn of stops and take-profits that fired inside this candle before acting on
-            # it (as the backtest does); at a real broker this costs one request, and only
-            # while a position is open.
+            # it (as the backtest does). At a real broker this costs a request, so it is made
+            # only when the candle's bid/ask range reached a stop or take-profit level.
             self._poll_events()
         path = self.paths[c.instrument]
         d = path.update(c)
@@ -345,6 +345,24 @@ class Runner:
                             "confidence": None if math.isnan(d.confidence) else d.confidence}
         self.journal.record_candle(c.instrument, c.time, c.c)
         self.last_candle[c.instrument] = {"time": fmt_time(c.time), "close": c.c}
+
+    def _exit_may_have_fired(self, c: Candle) -> bool:
+        held = self._positions(c.instrument)
+        if not held:
+            return False
+        if c.bid is None or c.ask is None:
+            return True  # no bid/ask range to judge by: ask the broker
+        (_, bid_h, bid_l, _), (_, ask_h, ask_l, _) = c.bid, c.ask
+        for p in held:
+            sl, tp = p.get("stop_loss"), p.get("take_profit")
+            if p["units"] > 0:  # a long closes at the bid
+                if (sl is not None and bid_l <= sl) or (tp is not None and bid_h >= tp):
+                    return True
+            elif (sl is not None and ask_h >= sl) or (tp is not None and ask_l <= tp):
+                return True
+            if sl is None and tp is None and p.get("origin") != "runner":
+                return True
+        return False
 
     def _positions(self, instrument: str | None = None, managed: bool = True
                    ) -> list[dict[str, Any]]:
