@@ -280,6 +280,7 @@ def run_sweep_batch(
 
     from sep_research.reporting.html import build_index as _build_index
     from sep_research.reporting.paths import reports_dir
+    from sep_research.reporting.runs import is_finished
     from sep_research.sweeps.batch import SweepGrid, load_sweep_grid, run_sweep_grid
     from sep_research.sweeps.distributed import cpu_worker_env, gpu_worker_env
 
@@ -290,6 +291,10 @@ def run_sweep_batch(
     engine = "cuda" if gpus else "cpu"
     cluster = None
     t0 = time.perf_counter()
+    if not force and all(is_finished(root, sg.run_id(i)) for i in sg.instruments):
+        result.results, result.skipped = run_sweep_grid(sg, root, engine=engine, log=log)
+        result.index = _build_index(root) if build_index else None
+        return result  # nothing to run: no cluster
     try:
         if scheduler:
             client = Client(scheduler)
