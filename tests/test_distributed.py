@@ -154,6 +154,11 @@ def test_cli_dry_run_and_argument_errors(tmp_path: Path, capsys, monkeypatch) ->
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     assert main(["batch", str(path), "--gpus", "2", "--reports-dir", str(tmp_path)]) == 2
     assert "--gpus 2: only 1 GPU(s) visible" in capsys.readouterr().err
+    nb_grid = str(ROOT / "runners" / "grids" / "sample-exploration.yaml")  # notebook grids too
+    assert main(["batch", nb_grid, "--gpus", "1", "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    assert "cannot be used with --scheduler" in capsys.readouterr().err
+    assert main(["batch", nb_grid, "--gpus", "2", "--reports-dir", str(tmp_path)]) == 2
+    assert "--gpus 2: only 1 GPU(s) visible" in capsys.readouterr().err
     bad = _sweep_yaml(tmp_path, grid={"window": [1]})
     assert main(["batch", str(bad)]) == 2
     assert "grid['window'] must hold integers >= 2" in capsys.readouterr().err
