@@ -88,8 +88,18 @@ def test_blocks_in_process_are_bit_identical_to_one_sweep(sample) -> None:
         assert out.scored == {"A": 4999 - 150, "B": 2500 - 300}
         assert out.config_candles == 48 * (4849 + 2200)
         assert sum(t["rows"] for t in out.tasks) == 2 * 48
+    # spread from bid/ask closes (a made-up varying spread on the real mid prices)
+    quoted = sample.copy()
+    half = 0.00004 + 0.00003 * (np.arange(len(sample)) % 5)
+    quoted["bid_close"], quoted["ask_close"] = sample["close"] - half, sample["close"] + half
+    ref_q = sweep_seed(quoted, g, score_start=150, score_end=4999, engine="cpu")
+    assert not np.array_equal(ref_q["sum_pips_net"], ref_a["sum_pips_net"])
+    out = sweep_distributed({"Q": quoted}, g, score_start=150, engine="cpu", n_blocks=3)
+    _equal(out.results["Q"], ref_q)
     with pytest.raises(ValueError, match="non-empty mapping"):
         sweep_distributed({}, g)
+    with pytest.raises(ValueError, match="no 'volume' column"):
+        sweep_distributed({"A": sample.drop(columns="volume")}, g)
     with pytest.raises(ValueError, match="engine='gpu' is unknown"):
         sweep_distributed({"A": sample}, g, engine="gpu")
 

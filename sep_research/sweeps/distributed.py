@@ -55,7 +55,9 @@ MAX_BLOCK_CONFIGS = 131_072
 BLOCKS_PER_WORKER = 2
 #: the fields sweep_seed sorts its rows by (the window first: a block needs few windows)
 _SORT_FIELDS = ("window", "w_s", "w_c", "w_e")
-_DATA_COLUMNS = ("open", "high", "low", "close", "volume", "bid_close", "ask_close")
+#: what the sweep reads of the candles (open is not read; bid/ask only for the spread)
+_DATA_COLUMNS = ("high", "low", "close", "volume")
+_SPREAD_COLUMNS = ("bid_close", "ask_close")
 
 
 @dataclass
@@ -134,18 +136,18 @@ def default_n_blocks(n_configs: int, n_workers: int) -> int:
                                      -(-n_configs // MAX_BLOCK_CONFIGS))))
 
 
-def _payload(data: Any) -> dict[str, np.ndarray]:
-    """The candle columns sweep_seed reads, as plain float64 arrays (what is scattered)."""
+def _payload(data: Any, *, with_spread: bool) -> dict[str, np.ndarray]:
+    """The candle columns sweep_seed reads, as plain float64 arrays (what is scattered):
+    high, low, close, volume, and bid/ask closes when the spread comes from them."""
     out = {}
-    for name in _DATA_COLUMNS:
+    for name in _DATA_COLUMNS + (_SPREAD_COLUMNS if with_spread else ()):
         try:
             col = data[name]
         except (KeyError, IndexError, TypeError):
-            continue
+            if name in _SPREAD_COLUMNS:
+                continue
+            raise ValueError(f"candle data has no {name!r} column") from None
         out[name] = np.ascontiguousarray(np.asarray(col, dtype=np.float64))
-    for need in ("high", "low", "close", "volume"):
-        if need not in out:
-            raise ValueError(f"candle data has no {need!r} column")
     return out
 
 
@@ -215,7 +217,9 @@ def sweep_distributed(
     blocks = plan_blocks(cols, params=params, block_configs=block_configs, n_blocks=n_blocks)
 
     t0 = time.perf_counter()
-    payloads = {str(name): _payload(data) for name, data in datasets.items()}
+    payloads = {str(name): _payload(data, with_spread=_per_instrument(spread_pips, str(name),
+                                                                      None) is None)
+                for name, data in datasets.items()}
     jobs = []  # (instrument, block index, kwargs)
     scored = {}
     for name, data in payloads.items():
