@@ -181,6 +181,24 @@ def run_id_for(batch: str, notebook_rel: str, params: dict[str, Any]) -> str:
     return "-".join([*parts, digest])
 
 
+def read_grid_document(
+    source: str | os.PathLike[str] | dict[str, Any], error: type[Exception] = ValueError
+) -> tuple[Path | None, Any]:
+    """A grid's parsed YAML (or the dict given) and its path; ``error`` names a missing file or
+    bad YAML."""
+    import yaml
+
+    if isinstance(source, dict):
+        return None, source
+    path = Path(source)
+    if not path.is_file():
+        raise error(f"grid file {path} does not exist")
+    try:
+        return path, yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise error(f"grid file {path} is not valid YAML: {exc}") from None
+
+
 def load_grid(
     source: str | os.PathLike[str] | dict[str, Any], *, root: str | os.PathLike[str] | None = None
 ) -> Grid:
@@ -188,22 +206,11 @@ def load_grid(
 
     Raises :class:`GridError` listing every problem, before anything runs.
     """
-    import yaml
 
     from sep_research.reporting.paths import project_root
 
     root = Path(root) if root else project_root()
-    path: Path | None = None
-    if isinstance(source, dict):
-        doc = source
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise GridError(f"grid file {path} does not exist")
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise GridError(f"grid file {path} is not valid YAML: {exc}") from None
+    path, doc = read_grid_document(source, GridError)
     where = str(path) if path else "grid"
     if not isinstance(doc, dict):
         raise GridError(f"{where}: a grid must be a YAML mapping")

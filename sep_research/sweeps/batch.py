@@ -136,21 +136,11 @@ def _int(doc: dict[str, Any], key: str, default: Any, problems: list[str], *,
 def load_sweep_grid(source: str | os.PathLike[str] | dict[str, Any]) -> SweepGrid:
     """Read and check a sweep grid (a YAML path or a parsed dict); raises
     :class:`SweepGridError` listing every problem."""
-    import yaml
 
+    from sep_research.reporting.grid import read_grid_document
     from sep_research.signals.sweep import GRID_FIELDS
 
-    path: Path | None = None
-    if isinstance(source, dict):
-        doc = source
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise SweepGridError(f"grid file {path} does not exist")
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise SweepGridError(f"grid file {path} is not valid YAML: {exc}") from None
+    path, doc = read_grid_document(source, SweepGridError)
     where = str(path) if path else "sweep grid"
     if not isinstance(doc, dict) or doc.get("kind") != "sweep":
         raise SweepGridError(f"{where}: a sweep grid is a YAML mapping with 'kind: sweep'")
