@@ -43,6 +43,28 @@ def check_stop_take_nb(direction, stop, take, bo, bh, bl, ao, ah, al):  # pragma
 
 
 @njit(cache=True)
+def _record_trade_nb(trades_i, trades_f, costs, nt, entry_idx, t, pos_dir, reason, pos_units,
+                     entry, px, cost, pip, quote_to_account):  # pragma: no cover
+    """Write trade ``nt`` (closed at ``px`` on candle ``t``); returns ``(pips, pnl)``."""
+    pips = (px - entry) * pos_dir / pip
+    pnl = (px - entry) * pos_dir * pos_units * quote_to_account
+    trades_i[nt, 0] = entry_idx
+    trades_i[nt, 1] = t
+    trades_i[nt, 2] = pos_dir
+    trades_i[nt, 3] = reason
+    trades_f[nt, 0] = pos_units
+    trades_f[nt, 1] = entry
+    trades_f[nt, 2] = px
+    trades_f[nt, 3] = pips
+    trades_f[nt, 4] = pnl
+    trades_f[nt, 5] = cost / pip
+    trades_f[nt, 6] = cost * pos_units * quote_to_account
+    costs[0] += trades_f[nt, 5]
+    costs[1] += trades_f[nt, 6]
+    return pips, pnl
+
+
+@njit(cache=True)
 def backtest_nb(
     target, units, bid, ask, pip, stop_loss_pips, take_profit_pips,
     sizing, risk_fraction, initial_balance, quote_to_account,
@@ -98,21 +120,9 @@ def backtest_nb(
                 if pos_dir != 0:
                     px = bo if pos_dir > 0 else ao
                     cost = entry_cost + (ao - bo) / 2.0
-                    pips = (px - entry) * pos_dir / pip
-                    pnl = (px - entry) * pos_dir * pos_units * quote_to_account
-                    trades_i[nt, 0] = entry_idx
-                    trades_i[nt, 1] = t
-                    trades_i[nt, 2] = pos_dir
-                    trades_i[nt, 3] = EXIT_SIGNAL
-                    trades_f[nt, 0] = pos_units
-                    trades_f[nt, 1] = entry
-                    trades_f[nt, 2] = px
-                    trades_f[nt, 3] = pips
-                    trades_f[nt, 4] = pnl
-                    trades_f[nt, 5] = cost / pip
-                    trades_f[nt, 6] = cost * pos_units * quote_to_account
-                    costs[0] += trades_f[nt, 5]
-                    costs[1] += trades_f[nt, 6]
+                    pips, pnl = _record_trade_nb(trades_i, trades_f, costs, nt, entry_idx, t, pos_dir,
+                                                 EXIT_SIGNAL, pos_units, entry, px, cost, pip,
+                                                 quote_to_account)
                     realized_pips += pips
                     realized_ccy += pnl
                     nt += 1
@@ -150,21 +160,9 @@ def backtest_nb(
                 else:
                     hs = (al - bl) / 2.0
                 cost = entry_cost + hs
-                pips = (px - entry) * pos_dir / pip
-                pnl = (px - entry) * pos_dir * pos_units * quote_to_account
-                trades_i[nt, 0] = entry_idx
-                trades_i[nt, 1] = t
-                trades_i[nt, 2] = pos_dir
-                trades_i[nt, 3] = reason
-                trades_f[nt, 0] = pos_units
-                trades_f[nt, 1] = entry
-                trades_f[nt, 2] = px
-                trades_f[nt, 3] = pips
-                trades_f[nt, 4] = pnl
-                trades_f[nt, 5] = cost / pip
-                trades_f[nt, 6] = cost * pos_units * quote_to_account
-                costs[0] += trades_f[nt, 5]
-                costs[1] += trades_f[nt, 6]
+                pips, pnl = _record_trade_nb(trades_i, trades_f, costs, nt, entry_idx, t, pos_dir,
+                                             reason, pos_units, entry, px, cost, pip,
+                                             quote_to_account)
                 realized_pips += pips
                 realized_ccy += pnl
                 nt += 1
@@ -174,21 +172,9 @@ def backtest_nb(
         if pos_dir != 0 and t == n - 1:
             px = bc if pos_dir > 0 else ac
             cost = entry_cost + (ac - bc) / 2.0
-            pips = (px - entry) * pos_dir / pip
-            pnl = (px - entry) * pos_dir * pos_units * quote_to_account
-            trades_i[nt, 0] = entry_idx
-            trades_i[nt, 1] = t
-            trades_i[nt, 2] = pos_dir
-            trades_i[nt, 3] = EXIT_END
-            trades_f[nt, 0] = pos_units
-            trades_f[nt, 1] = entry
-            trades_f[nt, 2] = px
-            trades_f[nt, 3] = pips
-            trades_f[nt, 4] = pnl
-            trades_f[nt, 5] = cost / pip
-            trades_f[nt, 6] = cost * pos_units * quote_to_account
-            costs[0] += trades_f[nt, 5]
-            costs[1] += trades_f[nt, 6]
+            pips, pnl = _record_trade_nb(trades_i, trades_f, costs, nt, entry_idx, t, pos_dir,
+                                         EXIT_END, pos_units, entry, px, cost, pip,
+                                         quote_to_account)
             realized_pips += pips
             realized_ccy += pnl
             nt += 1
