@@ -118,7 +118,7 @@ def _sep(*args: str, env_cache: Path) -> subprocess.CompletedProcess[str]:
 
     env = dict(os.environ, SEP_CACHE_DIR=str(env_cache))
     return subprocess.run([sys.executable, "-m", "sep_research.cli", *args], capture_output=True,
-                          text=True, env=env, timeout=120)
+                          text=True, env=env, timeout=120, check=False)
 
 
 def test_cli_sample_then_list_shows_provenance(tmp_path: Path) -> None:

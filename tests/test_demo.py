@@ -31,7 +31,7 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
                SEP_REPORTS_DIR=str(tmp_path / "reports"), PYTHONUNBUFFERED="1")
     r = subprocess.run([sys.executable, "-m", "sep_research", "demo", "--grid", "small",
                         "--candles", "80"], cwd=ROOT, env=env, capture_output=True, text=True,
-                       timeout=600)
+                       timeout=600, check=False)
     out = r.stdout
     assert r.returncode == 0, out[-3000:] + r.stderr[-3000:]
     for step in range(1, 7):
@@ -42,6 +42,7 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert (tmp_path / "reports" / "index.html").is_file()
     (artifact,) = (tmp_path / "reports" / "runs").glob("*/model.json")
     v = subprocess.run([sys.executable, "-m", "sep_research", "model", "verify", str(artifact)],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+                       cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       check=False)
     assert v.returncode == 0, v.stdout + v.stderr
     assert not _processes_mentioning(str(tmp_path)), "the demo left a process running"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import tomllib
-
 from pathlib import Path
 
 import yaml
@@ -50,7 +49,7 @@ def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make demo" in readme
-    assert re.search(r"^make test$", ci, re.M)
+    assert re.search(r"^make test$", ci, re.MULTILINE)
     makefile = (ROOT / "Makefile").read_text()
     for target in ("demo", "test", "lab", "help"):
-        assert re.search(rf"^{target}:", makefile, re.M)
+        assert re.search(rf"^{target}:", makefile, re.MULTILINE)

@@ -28,7 +28,7 @@ CHEAP = [
 
 
 def _readme_commands() -> list[str]:
-    blocks = re.findall(r"```sh\n(.*?)```", README, re.S)
+    blocks = re.findall(r"```sh\n(.*?)```", README, re.DOTALL)
     return [line.split("#")[0].strip() for b in blocks for line in b.splitlines() if line.strip()]
 
 
@@ -36,7 +36,8 @@ def _run(cmd: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     argv = shlex.split(cmd)
     assert argv[0] == ".venv/bin/sep"
     argv = [sys.executable, "-m", "sep_research", *argv[1:]]
-    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+                          check=False)
 
 
 def test_readme_shows_the_two_commands() -> None:
