@@ -420,19 +420,13 @@ def _compare(frame: Any, artifact: Path, rehearsal: dict[str, Any]) -> dict[str,
 def _summary(run: dict[str, Any], seed: dict[str, Any] | None, comparison: dict[str, Any],
              reports: Path) -> None:
     from sep_research.training.artifact import load_artifact
+    from sep_research.training.report import artifact_oos_table
 
     art = load_artifact(run["artifact"])
     print("      out of sample (walk-forward on the training part, "
           f"{art['metrics']['tuned']['trading'].get('price_source', '')}):")
-    for line in oos_lines(art):
+    for line in artifact_oos_table(art).splitlines():
         print(f"        {line}")
-    for name, text in (art.get("verdict") or {}).items():
-        print(f"      verdict ({name}): {text}")
-    ov = art.get("overfitting") or {}
-    pbo = (ov.get("pbo") or {}).get("pbo")
-    spa = (ov.get("spa") or {}).get("pvalue_consistent", (ov.get("spa") or {}).get("pvalue"))
-    print(f"      overfitting: {ov.get('n_configurations')} configurations tried; PBO "
-          f"{_num(pbo, '.2f')}, SPA p {_num(spa, '.2f')}, median DSR {_num(ov.get('dsr_median'), '.3f')}")
     if seed:
         print(f"      the seed's headline: {seed['legacy']['hc_accuracy']:.2f} % with look-ahead, "
               f"{seed['causal']['hc_accuracy']:.2f} % causally (base rate "
@@ -444,54 +438,3 @@ def _summary(run: dict[str, Any], seed: dict[str, Any] | None, comparison: dict[
     print(f"      report:   {reports / 'index.html'}")
     print(f"      artifact: {run['artifact']}")
     print(f"                (sep model verify {run['artifact']})")
-
-
-def _num(x: Any, fmt: str) -> str:
-    return format(x, fmt) if isinstance(x, (int, float)) else "n/a"
-
-
-def _pct_ci(rate: Any, ci: Any) -> str:
-    if not isinstance(rate, (int, float)):
-        return "n/a"
-    text = f"{100 * rate:.1f} %"
-    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(c, (int, float)) for c in ci):
-        text += f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
-    return text
-
-
-def _pips_ci(p: Any, ci: Any) -> str:
-    if not isinstance(p, (int, float)):
-        return "n/a"
-    text = f"{p:+.0f}"
-    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(c, (int, float)) for c in ci):
-        text += f" [{ci[0]:+.0f}, {ci[1]:+.0f}]"
-    return text
-
-
-def oos_lines(art: dict[str, Any]) -> list[str]:
-    """The artifact's out-of-sample table: tuned and seed rules against the baselines."""
-    head = (f"{'rule':<26}{'HC signals':>10}  {'HC hit rate [95% CI]':<24}{'chance':>7}  "
-            f"{'net pips [95% CI]':<22}{'p vs random':>11}")
-    lines = [head]
-    metrics = art.get("metrics") or {}
-    for name, label in (("tuned", "tuned (walk-forward)"), ("seed", "seed preset (untuned)")):
-        m = metrics.get(name) or {}
-        sig, tr, te = m.get("signals") or {}, m.get("trading") or {}, m.get("tests") or {}
-        lines.append(
-            f"{label:<26}{sig.get('n_hc', 'n/a')!s:>10}  "
-            f"{_pct_ci(sig.get('hc_hit_rate'), sig.get('hc_hit_rate_ci95')):<24}"
-            f"{_num(100 * sig['hc_chance_rate'] if isinstance(sig.get('hc_chance_rate'), float) else None, '.1f'):>7}  "
-            f"{_pips_ci(tr.get('net_pips'), tr.get('net_pips_ci95')):<22}"
-            f"{_num(te.get('pvalue_net_pips_vs_random'), '.3f'):>11}"
-        )
-    base = (art.get("baselines") or {}).get("tuned") or {}
-    for key, label in (("always_long", "always long"), ("always_short", "always short")):
-        b = base.get(key) or {}
-        lines.append(f"{label:<26}{'-':>10}  {_pct_ci(b.get('hit_rate'), b.get('hit_rate_ci95')):<24}"
-                     f"{'':>7}  {_pips_ci((b.get('trading') or {}).get('net_pips'), None):<22}")
-    r = base.get("random") or {}
-    if r:
-        lines.append(f"{'random, same rate and mix':<26}{'-':>10}  "
-                     f"{_pct_ci(r.get('hc_hit_rate_mean'), r.get('hc_hit_rate_95')):<24}{'':>7}  "
-                     f"{_pips_ci(r.get('net_pips_mean'), r.get('net_pips_95')):<22}")
-    return lines

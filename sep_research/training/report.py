@@ -131,7 +131,17 @@ def _num(x: float | None, fmt: str = ".1f") -> str:
 
 def oos_table(result: WalkForwardResult) -> str:
     """The out-of-sample table: tuned and seed rules beside the baselines, with intervals."""
-    ev = result.evaluation
+    return _oos_table(result.evaluation, result.overfitting, result.stability)
+
+
+def artifact_oos_table(art: dict[str, Any]) -> str:
+    """The same table from a model artifact (what :func:`build_payload` stored)."""
+    ev = {name: {**art["metrics"][name], "baselines": art["baselines"][name]}
+          for name in ("tuned", "seed")}
+    return _oos_table(ev, art["overfitting"], art["stability"])
+
+
+def _oos_table(ev: dict[str, Any], of: dict[str, Any], st: dict[str, Any]) -> str:
     lines = []
     head = (f"{'rule (out of sample)':<28} {'HC':>5} {'HC hit rate [95% CI]':>24} {'chance':>7} "
             f"{'net pips [95% CI]':>28} {'Sharpe/yr [95% CI]':>24} {'maxDD':>7} {'trades':>6} "
@@ -172,7 +182,6 @@ def oos_table(result: WalkForwardResult) -> str:
         f"{_pct(s['base_rate_up'])}, < -0.5 pip {_pct(s['base_rate_down'])}; "
         f"'chance' = hit rate of random timing with the same BUY/SELL mix; "
         f"random row: mean [2.5%, 97.5%]; p(rand): net pips vs random signals")
-    of = result.overfitting
     pbo = of.get("pbo")
     spa = of.get("spa")
     lines.append(
@@ -185,7 +194,6 @@ def oos_table(result: WalkForwardResult) -> str:
     if pbo and pbo["pbo"] < 0.5 and ev["tuned"]["trading"]["net_pips"] <= 0:
         lines.append("  note: a low PBO here ranks configurations against each other only; the "
                      "chosen ones still lose money out of sample (see net pips and SPA)")
-    st = result.stability
     lines.append(
         f"stability: {st.get('folds_with_choice', 0)}/{st['folds']} folds chose, "
         f"{st.get('distinct_configurations', 0)} distinct configurations, modal share "
