@@ -36,3 +36,14 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     d = tmp_path / "cache"
     monkeypatch.setenv("SEP_CACHE_DIR", str(d))
     return d
+
+
+@pytest.fixture
+def fast_oanda_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Generous process-wide OANDA rate limiters, so that tests do not wait on them."""
+    from sep_research.oanda import client as oclient
+
+    monkeypatch.setattr(oclient, "_default_limiters", {
+        "request": oclient.RateLimiter(10_000, 10_000),
+        "connection": oclient.RateLimiter(10_000, 10_000),
+    })

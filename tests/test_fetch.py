@@ -16,7 +16,7 @@ import math
 import threading
 from collections import deque
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -27,8 +27,11 @@ from sep_research.data.cache import CandleCache
 from sep_research.data.candles import GRANULARITY_SECONDS, CandleError, get_provenance
 from sep_research.data.fetch import fetch_candles, missing_ranges
 from sep_research.oanda import client as oclient
-from sep_research.oanda.client import AuthError, RateLimiter
+from sep_research.oanda.client import AuthError
 from sep_research.oanda.credentials import Credentials, CredentialsError
+from tests.loopback import serve_loopback, stop_loopback
+
+pytestmark = pytest.mark.usefixtures("fast_oanda_limits")
 
 TOKEN = "test-token-0123456789abcdef"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -76,15 +79,10 @@ class CandleServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True,
-                                       kwargs={"poll_interval": 0.05})
-        self.thread.start()
+        self.httpd, self.url = serve_loopback(Handler)
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        stop_loopback(self.httpd)
 
     # -- the data: a deterministic synthetic function of the candle time ----------------
     @staticmethod
@@ -184,12 +182,6 @@ class CandleServer:
         return 200, json.dumps({"instrument": parts[2], "granularity": gran, "candles": candles})
 
 
-@pytest.fixture(autouse=True)
-def fast_limits(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Generous process-wide limiters so that tests do not wait on the rate limit."""
-    monkeypatch.setattr(oclient, "_default_limiters", {
-        "request": RateLimiter(10_000, 10_000), "connection": RateLimiter(10_000, 10_000),
-    })
 
 
 @pytest.fixture

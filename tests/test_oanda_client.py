@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import requests
@@ -24,7 +24,6 @@ from oandapyV20.endpoints.orders import OrderCreate, OrderReplace
 from oandapyV20.endpoints.trades import TradeClose
 from oandapyV20.exceptions import V20Error
 
-from sep_research.oanda import client as oclient
 from sep_research.oanda.client import (
     AuthError,
     ErrorKind,
@@ -38,6 +37,9 @@ from sep_research.oanda.client import (
     source_label,
 )
 from sep_research.oanda.credentials import CredentialsError
+from tests.loopback import serve_loopback, stop_loopback
+
+pytestmark = pytest.mark.usefixtures("fast_oanda_limits")
 
 TOKEN = "client-test-token-SECRET-42"
 ACCOUNT = "101-004-1435156-001"
@@ -77,21 +79,12 @@ class ScriptServer:
 
             do_GET = do_POST = do_PUT = _answer
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
+        self.httpd, self.url = serve_loopback(Handler)
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        stop_loopback(self.httpd)
 
 
-@pytest.fixture(autouse=True)
-def fast_limits(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(oclient, "_default_limiters", {
-        "request": RateLimiter(10_000, 10_000), "connection": RateLimiter(10_000, 10_000),
-    })
 
 
 @pytest.fixture

@@ -11,15 +11,17 @@ import json
 import threading
 import time
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from oandapyV20.endpoints.pricing import PricingStream
 from oandapyV20.endpoints.transactions import TransactionsStream
 
-from sep_research.oanda import client as oclient
-from sep_research.oanda.client import AuthError, RateLimiter, make_api
+from sep_research.oanda.client import AuthError, make_api
 from sep_research.oanda.stream import ResilientStream, TooManyReconnects
+from tests.loopback import serve_loopback, stop_loopback
+
+pytestmark = pytest.mark.usefixtures("fast_oanda_limits")
 
 TOKEN = "stream-test-token-SECRET"
 ACCOUNT = "101-004-1435156-001"
@@ -94,23 +96,13 @@ class StreamServer:
                 except OSError:
                     pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
+        self.httpd, self.url = serve_loopback(Handler)
 
     def close(self) -> None:
         self.done.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        stop_loopback(self.httpd)
 
 
-@pytest.fixture(autouse=True)
-def fast_limits(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(oclient, "_default_limiters", {
-        "request": RateLimiter(10_000, 10_000), "connection": RateLimiter(10_000, 10_000),
-    })
 
 
 @pytest.fixture
