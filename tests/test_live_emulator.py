@@ -26,8 +26,9 @@ HALF_SPREAD = 0.7
 # A Monday-to-Friday stretch of the sample (no weekend inside the traded range).
 START = "2017-06-12T00:00:00Z"
 RISK = {"fixed_units": 1000, "max_spread_pips": None, "weekend_cutoff_minutes": None,
-        "cooldown_losses": None, "daily_loss_limit": None, "max_drawdown": None,
-        "stop_loss_pips": 20.0}
+        "cooldown_losses": None, "daily_loss_limit": None, "max_drawdown": None}
+#: the policy the artifacts of these tests carry (the runner trades it)
+STOP = 20.0
 
 
 def sample_frame():
@@ -50,7 +51,8 @@ class Rig:
         self.emu = Emulator(EmulatorConfig(candles=frames, start=start, faults=faults,
                                            half_spread_pips=HALF_SPREAD,
                                            heartbeat_s=0.5)).start()
-        self.models = [str(make_artifact(tmp / f"{i}.json", i, "H1", **params))
+        self.models = [str(make_artifact(tmp / f"{i}.json", i, "H1", stop_loss_pips=STOP,
+                                         **params))
                        for i in instruments]
         cfg = {"instruments": list(instruments), "granularity": "H1",
                "journal": str(tmp / "journal.sqlite"), "risk": {**RISK, **(risk or {})},
@@ -150,7 +152,8 @@ def test_end_to_end_fills_match_backtest(tmp_path: Path, monkeypatch: pytest.Mon
     # trades entered at the open after `last` are not in the runner's range
     target[last + 1:] = 0
     bt = run_backtest(frame.iloc[: last + 2], target, instrument="EUR_USD", units=1000.0,
-                      stop_loss_pips=20.0, half_spread_pips=HALF_SPREAD)
+                      stop_loss_pips=r.models["EUR_USD"].policy.stop_loss_pips,
+                      half_spread_pips=HALF_SPREAD)
     trades = bt.trades[bt.trades.exit_reason != "end_of_data"]
     pos = r.journal._query("SELECT * FROM positions WHERE state='closed' ORDER BY opened_at")
     assert len(trades) >= 10

@@ -26,14 +26,21 @@ T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)  # a Tuesday
 EUR = InstrumentInfo.default("EUR_USD")
 
 
-def make_artifact(path: Path, instrument: str = "EUR_USD", granularity: str = "H1",
-                  **params: float) -> Path:
+def make_artifact(path: Path, instrument: str = "EUR_USD", granularity: str = "H1", *,
+                  stop_loss_pips: float | None = None, take_profit_pips: float | None = None,
+                  trade_on: str = "hc", hold: str = "flat", **params: float) -> Path:
+    """A schema-2 artifact of the seed rule (``params`` change the preset) with a policy."""
+    from sep_research.signals.seed import SEED
+    from sep_research.strategy import CostModel, Policy, StrategySpec
+
+    spec = StrategySpec(instrument=instrument, granularity=granularity,
+                        params=SEED.with_(**params),
+                        policy=Policy(trade_on, hold, stop_loss_pips, take_profit_pips),
+                        costs=CostModel("mid", 0.5))
     write_artifact(path, {
-        "created_at": "2026-11-24T00:00:00Z", "instrument": instrument,
-        "granularity": granularity, "alignment": "causal", "preset": "seed",
-        "signal_params": {"window": 11, **params}, "objective": {"name": "test"},
-        "data": {"provenance": {"source": "synthetic"}}, "windows": {}, "metrics": {},
-        "baselines": {}, "overfitting": {}, "code": {}, "packages": {}})
+        "created_at": "2026-11-24T00:00:00Z", **spec.to_dict(), "objective": {"name": "test"},
+        "selection_gap": {}, "data": {"provenance": {"source": "synthetic"}}, "windows": {},
+        "metrics": {}, "baselines": {}, "overfitting": {}, "code": {}, "packages": {}})
     return path
 
 
@@ -104,7 +111,10 @@ def _risk(**kw: object) -> RiskManager:
     base = {"max_spread_pips": 3.0, "weekend_cutoff_minutes": 120, "cooldown_losses": 2,
             "cooldown_candles": 3}
     base.update(kw)
-    return RiskManager(RiskConfig(**base), granularity_seconds=3600)
+    r = RiskManager(RiskConfig(**base), granularity_seconds=3600)
+    r.set_stops({"EUR_USD": kw.get("stop_loss_pips", 20.0),
+                 "USD_JPY": kw.get("stop_loss_pips", 20.0)})  # the models' policy stops
+    return r
 
 
 def _q(bid: float = 1.10000, ask: float = 1.10010, t: datetime = T0) -> Quote:

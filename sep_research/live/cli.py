@@ -71,7 +71,7 @@ def build(args: argparse.Namespace) -> Any:
         cfg = cfg.model_copy(update={"status": cfg.status.model_copy(
             update={"port": args.status_port})})
     try:
-        models = load_models(args.model, cfg.instruments, cfg.granularity)
+        models = load_models(args.model, cfg.instruments, cfg.granularity, risk=cfg.risk)
     except (ModelError, ValueError) as exc:
         raise _error(f"model refused: {exc}") from None
 

@@ -60,14 +60,23 @@ class FeedConfig(_Strict):
 
 
 class RiskConfig(_Strict):
-    """Risk rules; each can be switched off with ``null`` (or 0 where stated)."""
+    """Risk rules; each can be switched off with ``null`` (or 0 where stated).
 
-    #: fraction of the balance risked per trade; size = risk / (stop distance in account ccy).
+    The trading policy (which signals trade, stop-loss, take-profit) is the model artifact's,
+    the one training evaluated; this config may only tighten risk (limits, sizing, guards).
+    """
+
+    #: fraction of the balance risked per trade; size = risk / (stop distance in account ccy),
+    #: the stop being the model's ``policy.stop_loss_pips``.
     risk_per_trade: float = Field(0.005, gt=0, le=0.1)
-    #: stop-loss distance in pips (required for sizing); take-profit optional.
-    stop_loss_pips: float = Field(20.0, gt=0)
-    take_profit_pips: float | None = Field(None, gt=0)
-    #: fixed units instead of risk-based size (null: size from risk_per_trade).
+    #: null (default): the model's ``policy.stop_loss_pips`` / ``policy.take_profit_pips``.
+    #: A number must equal the model's (a different one is refused at start-up, naming both:
+    #: the runner trades the policy the report evaluated; retrain to trade another).
+    stop_loss_pips: float | None = Field(None, gt=0, allow_inf_nan=False)
+    take_profit_pips: float | None = Field(None, gt=0, allow_inf_nan=False)
+    #: fixed units per trade instead of risk-based size (null: size from risk_per_trade over
+    #: the model's stop-loss). A model whose policy has no stop-loss needs fixed_units: start-up
+    #: refuses risk-based sizing without a stop.
     fixed_units: int | None = Field(None, ge=1)
     max_units_per_order: int = Field(100_000, ge=1)
     max_open_positions: int = Field(4, ge=1)

@@ -45,7 +45,7 @@ from sep_research.live.brokers import (
 from sep_research.live.config import RunnerConfig
 from sep_research.live.feed import Feed
 from sep_research.live.journal import Journal
-from sep_research.live.model import Model, SignalPath, load_models
+from sep_research.live.model import Model, SignalPath, check_policy, load_models
 from sep_research.live.risk import RiskManager, market_open
 from sep_research.live.status import prometheus
 from sep_research.live.types import Candle, Decision, InstrumentInfo, Quote, fmt_time, parse_time
@@ -79,6 +79,10 @@ class Runner:
         self.metrics = Metrics()
         self.risk = RiskManager(cfg.risk, granularity_seconds=cfg.granularity_seconds,
                                 account_currency=cfg.account_currency)
+        # the runner trades each artifact's policy; the config may only tighten risk
+        for m in models.values():
+            check_policy(m, cfg.risk)
+        self.risk.set_stops({i: m.policy.stop_loss_pips for i, m in models.items()})
         self.paths: dict[str, SignalPath] = {}
         self.info: dict[str, InstrumentInfo] = {}
         self.quotes: dict[str, Quote] = {}
@@ -429,14 +433,16 @@ class Runner:
         self._open(info, desired * v.units, d, seen_at)
 
     def _levels(self, info: InstrumentInfo, direction: int) -> tuple[str | None, str | None]:
+        """Stop-loss and take-profit of the model's policy (the artifact's), from the quote."""
         q = self.quotes.get(info.name)
         if q is None:
             return None, None
         entry = q.ask if direction > 0 else q.bid
         from sep_research.backtest.fills import stop_take_levels
 
-        stop, take = stop_take_levels(direction, entry, info.pip, self.cfg.risk.stop_loss_pips,
-                                      self.cfg.risk.take_profit_pips)
+        pol = self.models[info.name].policy
+        stop, take = stop_take_levels(direction, entry, info.pip, pol.stop_loss_pips,
+                                      pol.take_profit_pips, info.display_precision)
         return (info.price(stop) if not math.isnan(stop) else None,
                 info.price(take) if not math.isnan(take) else None)
 
@@ -482,9 +488,10 @@ class Runner:
             return req
         from sep_research.backtest.fills import entry_price, stop_take_levels
 
+        pol = self.models[info.name].policy
         stop, take = stop_take_levels(direction, entry_price(direction, q.bid, q.ask), info.pip,
-                                      self.cfg.risk.stop_loss_pips,
-                                      self.cfg.risk.take_profit_pips)
+                                      pol.stop_loss_pips, pol.take_profit_pips,
+                                      info.display_precision)
         req.stop_loss = repr(stop) if not math.isnan(stop) else None
         req.take_profit = repr(take) if not math.isnan(take) else None
         return req
@@ -664,7 +671,25 @@ class Runner:
             "account": {"balance": a.balance, "nav": a.nav, "unrealized": a.unrealized,
                         "currency": a.currency} if a else None,
             "risk": {**self.risk.state(), "blocked": self.blocked},
+            "policy": self._policies(),
         }
+
+    def _policies(self) -> dict[str, Any]:
+        """The policy in force per instrument: the artifact's, and how trades are sized."""
+        r = self.cfg.risk
+        out = {}
+        for inst, m in self.models.items():
+            pol = m.policy
+            if r.fixed_units is not None:
+                sizing = f"fixed {r.fixed_units} units"
+            elif pol.stop_loss_pips is not None:
+                sizing = (f"risk {r.risk_per_trade:g} of the balance over the "
+                          f"{pol.stop_loss_pips:g}-pip stop")
+            else:
+                sizing = "none (risk-based sizing without a stop is refused)"
+            out[inst] = {**pol.to_dict(), "source": m.path, "model_id": m.model_id,
+                         "describe": pol.describe(), "sizing": sizing}
+        return out
 
     def positions(self) -> list[dict[str, Any]]:
         return self.journal.positions("open")
@@ -736,7 +761,8 @@ class Runner:
             if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
                 return {"ok": False, "error": "models must be a list of artifact paths"}
             try:
-                models = load_models(paths, self.cfg.instruments, self.cfg.granularity)
+                models = load_models(paths, self.cfg.instruments, self.cfg.granularity,
+                                     risk=self.cfg.risk)
             except ValueError as exc:
                 self.journal.record_decision("reload", False, str(exc), rule="api")
                 return {"ok": False, "error": str(exc)}
@@ -754,6 +780,7 @@ class Runner:
         old = self._model_ids()
         self.models = models
         self.model_paths = paths
+        self.risk.set_stops({i: m.policy.stop_loss_pips for i, m in models.items()})
         for inst, m in models.items():
             # a new signal path, warmed up on the same recent candles the old one saw
             path = m.new_stream()
