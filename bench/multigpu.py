@@ -100,7 +100,7 @@ def run_dask(datasets, grid, *, n_workers: int, gpus: bool, block_configs: int,
              score_start: int, repeat: int) -> tuple[dict, dict]:
     from distributed import Client
 
-    from runners.batch import make_cluster
+    from sep_research.sweeps.cli import make_cluster
     from sep_research.sweeps.distributed import cpu_worker_env, gpu_worker_env, sweep_distributed
 
     env = gpu_worker_env(n_workers) if gpus else cpu_worker_env(n_workers)
