@@ -152,8 +152,10 @@ def test_cost_model_for_data() -> None:
 
 
 def test_data_instrument() -> None:
-    class Frame(dict):
-        attrs = {"provenance": {"instrument": "USD_JPY"}}
+    from types import SimpleNamespace
+
+    def Frame() -> SimpleNamespace:  # stands for a candle frame
+        return SimpleNamespace(attrs={"provenance": {"instrument": "USD_JPY"}})
 
     assert data_instrument(Frame()) == "USD_JPY"
     assert data_instrument({}, "EUR_USD") == "EUR_USD"
