@@ -145,3 +145,42 @@ def test_reload_keeps_the_policy_rules(tmp_path: Path, sample) -> None:
         assert runner.status()["policy"]["EUR_USD"]["stop_loss_pips"] == 20.0
     finally:
         runner.shutdown()
+
+
+@pytest.mark.slow
+def test_sep_train_with_and_without_a_stop_and_sep_run_trades_each(tmp_path: Path) -> None:
+    """Issue 19's done-when: `sep train --stop-loss-pips 20` and `sep train` write artifacts
+    whose policy differs and whose out-of-sample trading figures differ; `sep run` with the
+    first trades a 20-pip stop, with the second none."""
+    from sep_research.cli import main
+    from sep_research.live.journal import Journal
+
+    arts = {}
+    for name, extra in (("stop", ["--stop-loss-pips", "20"]), ("none", [])):
+        out = tmp_path / f"{name}.json"
+        assert main(["train", "--grid", "small", "--folds", "3", "--random", "30",
+                     "--no-progress", "--out", str(out), *extra]) == 0
+        arts[name] = json.loads(out.read_text())
+    assert arts["stop"]["policy"]["stop_loss_pips"] == 20.0
+    assert arts["none"]["policy"]["stop_loss_pips"] is None
+    t_stop, t_none = (arts[k]["metrics"]["tuned"]["trading"] for k in ("stop", "none"))
+    assert t_stop["n_stop_loss"] > 0 and t_none["n_stop_loss"] == 0
+    assert t_stop["net_pips"] != t_none["net_pips"]
+    assert arts["stop"]["signal_params"] == arts["none"]["signal_params"]  # same choice
+    for name, has_stop in (("stop", True), ("none", False)):
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        out = _run_cli(run_dir, tmp_path / f"{name}.json", "{fixed_units: 1000, "
+                       "max_spread_pips: null, weekend_cutoff_minutes: null}")
+        assert out.returncode == 0, out.stderr[-2000:]
+        j = Journal(run_dir / "j.sqlite")
+        pos = j._query("SELECT * FROM positions")
+        j.close()
+        assert pos, "the runner traded nothing"
+        for p in pos:
+            if has_stop:
+                direction = 1 if p["units"] > 0 else -1
+                assert p["stop_loss"] == pytest.approx(p["entry_price"] - direction * 0.0020,
+                                                       abs=1e-9)
+            else:
+                assert p["stop_loss"] is None
