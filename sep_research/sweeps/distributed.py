@@ -162,13 +162,15 @@ def _payload(data: Any, *, with_spread: bool) -> dict[str, np.ndarray]:
     return out
 
 
-def _instrument_of(name: str, data: Any) -> str:
-    """The instrument of one dataset: its key when that is an instrument name (checked against
-    the frame's provenance), else the provenance's."""
-    try:
-        key = fx.check_instrument(name)
-    except fx.FxError:
-        key = None
+def _instrument_of(name: str, data: Any, given: str | None = None) -> str:
+    """The instrument of one dataset: ``given``, else its key when that is an instrument name,
+    else the frame's provenance's (checked against each other)."""
+    key = given
+    if key is None:
+        try:
+            key = fx.check_instrument(name)
+        except fx.FxError:
+            key = None
     try:
         return data_instrument(data, key, what=f"the candles of {name!r}")
     except ValueError as exc:
@@ -209,6 +211,7 @@ def sweep_distributed(
     score_start: int | Mapping[str, int] = 0,
     score_end: int | Mapping[str, int] | None = None,
     half_spread_pips: Any = None,
+    instrument: str | Mapping[str, str] | None = None,
     params: SeedParams = SEED,
     alignment: str = "causal",
     engine: str = "auto",
@@ -220,8 +223,9 @@ def sweep_distributed(
 ) -> DistributedSweep:
     """Sweep ``grid`` over every instrument of ``datasets`` on the workers of ``client``.
 
-    ``score_start`` / ``score_end`` / ``half_spread_pips``: one value for all instruments or a
-    mapping by instrument; ``score_end=None`` scores up to the last candle that has a label.
+    ``score_start`` / ``score_end`` / ``half_spread_pips`` / ``instrument`` (the instrument of
+    a dataset whose key is not one and whose data carry no provenance): one value for all
+    datasets or a mapping by dataset; ``score_end=None`` scores up to the last candle that has a label.
     ``engine``: what each worker runs (``"cuda"`` on GPU workers). Blocks: ``block_configs``
     rows each, or ``n_blocks``, else :func:`default_n_blocks`. See the module docstring.
     """
@@ -241,7 +245,9 @@ def sweep_distributed(
     blocks = plan_blocks(cols, params=params, block_configs=block_configs, n_blocks=n_blocks)
 
     t0 = time.perf_counter()
-    instruments = {str(name): _instrument_of(str(name), data) for name, data in datasets.items()}
+    instruments = {str(name): _instrument_of(str(name), data,
+                                             _per_instrument(instrument, str(name), None))
+                   for name, data in datasets.items()}
     payloads = {str(name): _payload(data, with_spread=_per_instrument(half_spread_pips,
                                                                       str(name), None) is None)
                 for name, data in datasets.items()}
