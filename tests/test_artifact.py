@@ -126,8 +126,9 @@ def test_failed_write_keeps_existing_file(tmp_path: Path) -> None:
     assert sorted(x.name for x in tmp_path.iterdir()) == ["m.json"]
 
 
-def test_artifact_module_is_standard_library_only() -> None:
-    code = ("import sys, sep_research.training.artifact; "
+@pytest.mark.parametrize("module", ["sep_research.training.artifact", "sep_research.strategy"])
+def test_artifact_and_strategy_modules_are_standard_library_only(module: str) -> None:
+    code = (f"import sys, {module}; "
             "bad=[m for m in ('numpy','numba','pandas','scipy') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True,

@@ -125,19 +125,24 @@ def test_paper_replay_on_packaged_sample(tmp_path: Path) -> None:
     assert n > 10
 
 
-def test_paper_mode_needs_no_credentials(tmp_path: Path) -> None:
-    """`sep run --paper` with a file feed runs with an empty environment (no OANDA_*)."""
-    from sep_research.data import load_sample
+def write_candle_json(frame, path: Path) -> Path:
+    """The candles as an OANDA candles JSON file (mid prices), for a file feed."""
+    import json
 
-    frame = load_sample().iloc[:300]
     data = {"candles": [{"time": t.strftime("%Y-%m-%dT%H:%M:%S.000000000Z"), "complete": True,
                          "volume": int(r.volume),
                          "mid": {k[0]: f"{getattr(r, k):.5f}" for k in
                                  ("open", "high", "low", "close")}}
                         for t, r in frame.iterrows()]}
-    import json
+    path.write_text(json.dumps(data))
+    return path
 
-    (tmp_path / "c.json").write_text(json.dumps(data))
+
+def test_paper_mode_needs_no_credentials(tmp_path: Path) -> None:
+    """`sep run --paper` with a file feed runs with an empty environment (no OANDA_*)."""
+    from sep_research.data import load_sample
+
+    write_candle_json(load_sample().iloc[:300], tmp_path / "c.json")
     make_artifact(tmp_path / "m.json")
     (tmp_path / "r.yaml").write_text(
         "instruments: [EUR_USD]\ngranularity: H1\n"

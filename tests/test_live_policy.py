@@ -14,7 +14,7 @@ import pytest
 
 from sep_research.live.config import config_from_dict
 from sep_research.live.model import ModelError, load_models
-from tests.test_live_paper import QUIET_RISK, run_paper
+from tests.test_live_paper import QUIET_RISK, run_paper, write_candle_json
 from tests.test_live_units import make_artifact
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,13 +89,7 @@ def test_risk_sizing_without_a_stop_needs_fixed_units(tmp_path: Path) -> None:
 def _run_cli(tmp_path: Path, model: Path, risk: str) -> subprocess.CompletedProcess:
     from sep_research.data import load_sample
 
-    frame = load_sample().iloc[:120]
-    data = {"candles": [{"time": t.strftime("%Y-%m-%dT%H:%M:%S.000000000Z"), "complete": True,
-                         "volume": int(r.volume),
-                         "mid": {k[0]: f"{getattr(r, k):.5f}" for k in
-                                 ("open", "high", "low", "close")}}
-                        for t, r in frame.iterrows()]}
-    (tmp_path / "c.json").write_text(json.dumps(data))
+    write_candle_json(load_sample().iloc[:120], tmp_path / "c.json")
     (tmp_path / "r.yaml").write_text(
         "instruments: [EUR_USD]\ngranularity: H1\n"
         f"journal: {tmp_path / 'j.sqlite'}\n"
