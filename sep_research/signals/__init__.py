@@ -8,7 +8,8 @@ Public API (imported lazily; nothing here imports numba or pandas at import time
         seed_features, seed_signals, qfh_features_batch, # vectorised features and signals
         label_moves,                                     # the spec's label (scoring:
                                                          #   evaluation.metrics.score_signals)
-        sweep_seed, config_signals, product_grid,        # the fused sweep (training)
+        sweep_seed, config_signals, product_grid,        # the fused sweep (training, batch)
+        prepare_sweep, run_prepared, sweep_spread_pips,  # its one preparation and spread
         SeedSignalStream, Signal,                        # the live runner's pure path
         check_causality, check_preset,                   # the look-ahead check
     )
@@ -31,7 +32,10 @@ _LAZY = {
     "sweep_seed": "sep_research.signals.sweep",
     "config_signals": "sep_research.signals.sweep",
     "product_grid": "sep_research.signals.sweep",
-    "spread_from": "sep_research.signals.sweep",
+    "sweep_spread_pips": "sep_research.signals.sweep",
+    "prepare_sweep": "sep_research.signals.sweep",
+    "run_prepared": "sep_research.signals.sweep",
+    "SweepInputs": "sep_research.signals.sweep",
     "GRID_FIELDS": "sep_research.signals.sweep",
     "SeedSignalStream": "sep_research.signals.live",
     "Signal": "sep_research.signals.live",
