@@ -42,7 +42,7 @@ def test_range_load_and_merge(tmp_path: Path) -> None:
     part = cache.load("EUR_USD", "M1", "2024-02-01", "2024-02-01T01:00", allow_synthetic=True)
     assert len(part) == 60 and part.index[0] == pd.Timestamp("2024-02-01T00:00Z")
     assert get_provenance(part).rows == 60
-    with pytest.raises(CandleError, match="bad start date"):
+    with pytest.raises(CandleError, match="start: .not-a-date. is not"):
         cache.load("EUR_USD", "M1", "not-a-date", allow_synthetic=True)
 
 
@@ -150,3 +150,31 @@ def test_coverage_of_an_empty_range_is_recorded_without_a_dataset(tmp_path: Path
     empty.attrs = synthetic_candles(5, granularity="M1").attrs
     cache.write(empty, covered=("2024-01-13", "2024-01-14"))
     assert len(cache.covered("EUR_USD", "M1", "synthetic")) == 1
+
+
+def test_gaps_follow_the_one_market_hours_rule(tmp_path: Path) -> None:
+    """The gap check asks fx.market_open: weekends in summer and winter, and daily candles at
+    17:00 New York, are not gaps; a weekday hole is; `sep data verify` on the sample lists only
+    the two holiday closures."""
+    from sep_research import fx
+
+    # M1 around a winter weekend (close Fri 22:00Z, open Sun 22:00Z) and a summer one (21:00Z)
+    for fri, close_h in (("2024-01-05", 22), ("2024-07-05", 21)):
+        close = pd.Timestamp(f"{fri}T{close_h:02d}:00Z")
+        before = pd.date_range(close - pd.Timedelta(minutes=5), periods=5, freq="1min")
+        after = pd.date_range(close + pd.Timedelta(days=2), periods=5, freq="1min")
+        assert not fx.market_open(close.to_pydatetime())
+        assert fx.market_open((close - pd.Timedelta(minutes=1)).to_pydatetime())
+        assert find_gaps(before.append(after), "M1") == []
+        # one minute short on either side is a gap
+        assert len(find_gaps(before[:-1].append(after), "M1")) == 1
+        assert len(find_gaps(before.append(after[1:]), "M1")) == 1
+    # OANDA daily candles start at 17:00 New York: Sun..Thu; no Friday candle is expected
+    days = pd.DatetimeIndex(["2024-01-07T22:00Z", "2024-01-08T22:00Z", "2024-01-09T22:00Z",
+                             "2024-01-10T22:00Z", "2024-01-11T22:00Z", "2024-01-14T22:00Z"])
+    assert find_gaps(days, "D") == []
+    assert find_gaps(days.delete(2), "D") == [("2024-01-08T22:00:00Z", "2024-01-10T22:00:00Z", 1)]
+    cache = CandleCache(tmp_path)
+    cache.write(load_sample())
+    (rep,) = cache.verify()
+    assert rep.ok and [g[0][:10] for g in rep.gaps] == ["2017-12-22", "2017-12-29"]

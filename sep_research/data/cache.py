@@ -34,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sep_research import fx
 from sep_research._util import atomic_write_bytes
 from sep_research.data.candles import (
     GRANULARITY_SECONDS,
@@ -46,6 +47,7 @@ from sep_research.data.candles import (
     get_provenance,
     isoformat,
     make_provenance,
+    to_timestamp,
     utc_now,
     validate,
 )
@@ -406,15 +408,7 @@ class CandleCache:
 
 
 def _to_utc(value: Any, name: str) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
-        raise CandleError(f"bad {name} date {value!r} ({exc})") from None
-    if ts is pd.NaT:
-        raise CandleError(f"bad {name} date {value!r}")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return None if value is None else to_timestamp(value, name)
 
 
 def _file_overlaps(fname: str, period: str, t0: pd.Timestamp | None, t1: pd.Timestamp | None) -> bool:
@@ -442,19 +436,37 @@ def _merge_ranges(ranges: list[list[str]]) -> list[list[str]]:
 
 
 def is_weekend_closure(t: pd.Timestamp) -> bool:
-    """True inside the FX weekend: Friday 20:00 UTC to Sunday 23:00 UTC (either DST side)."""
-    dow, hour = t.day_of_week, t.hour
-    return (dow == 4 and hour >= 20) or dow == 5 or (dow == 6 and hour < 23)
+    """True while the FX market is closed for the weekend (the one rule,
+    :func:`sep_research.fx.market_open`: Sunday 17:00 to Friday 17:00 New York)."""
+    return not fx.market_open(pd.Timestamp(t).to_pydatetime())
 
 
-def _weekend_mask(index: pd.DatetimeIndex) -> np.ndarray:
-    dow = np.asarray(index.day_of_week)
-    hour = np.asarray(index.hour)
-    return ((dow == 4) & (hour >= 20)) | (dow == 5) | ((dow == 6) & (hour < 23))
+_HOUR_NS = 3600 * 10**9
+
+
+def _market_open_mask(times: pd.DatetimeIndex, step: pd.Timedelta) -> np.ndarray:
+    """For each candle ``[t, t + step)``: is the market open at some moment of it?
+
+    Market hours change only on whole UTC hours (17:00 New York is a whole hour in UTC), so
+    :func:`sep_research.fx.market_open` is asked once per distinct hour; for ``step`` up to a
+    day (the weekend closure is about two days) a candle is open somewhere exactly when it is
+    open at its first or its last moment.
+    """
+    ns = times.as_unit("ns").asi8
+    if not len(ns):
+        return np.zeros(0, dtype=bool)
+    first = ns - ns % _HOUR_NS
+    last_ns = ns + step.value - 1
+    last = last_ns - last_ns % _HOUR_NS
+    hours = np.unique(np.r_[first, last])
+    is_open = {int(h): fx.market_open(fx.from_ns(int(h))) for h in hours}
+    look = np.vectorize(is_open.__getitem__, otypes=[bool])
+    return look(first) | look(last)
 
 
 def find_gaps(index: pd.DatetimeIndex, granularity: str) -> list[tuple[str, str, int]]:
-    """Runs of missing candles that are not (wholly) inside a weekend closure."""
+    """Runs of missing candles that are not wholly inside a weekend closure (the market hours
+    of :func:`sep_research.fx.market_open`); a holiday is a gap."""
     if len(index) < 2 or granularity in ("W", "M"):
         return []
     step = pd.Timedelta(seconds=GRANULARITY_SECONDS[granularity])
@@ -464,10 +476,7 @@ def find_gaps(index: pd.DatetimeIndex, granularity: str) -> list[tuple[str, str,
     for pos in np.flatnonzero(diffs > step.value):
         a, b = index[pos], index[pos + 1]
         missing = pd.date_range(a + step, b - step, freq=step)
-        if granularity == "D":
-            missing = missing[missing.day_of_week < 5]
-        else:
-            missing = missing[~_weekend_mask(missing)]
+        missing = missing[_market_open_mask(missing, step)]
         if len(missing):
             out.append((isoformat(a), isoformat(b), len(missing)))
     return out

@@ -18,24 +18,22 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from sep_research import fx
 
 MID = ("open", "high", "low", "close")
 BID = ("bid_open", "bid_high", "bid_low", "bid_close")
 ASK = ("ask_open", "ask_high", "ask_low", "ask_close")
 COLUMN_ORDER = (*MID, *BID, *ASK, "volume", "complete")
 
-#: OANDA granularities and their nominal length in seconds (D/W/M are nominal).
-GRANULARITY_SECONDS: dict[str, int] = {
-    "S5": 5, "S10": 10, "S15": 15, "S30": 30,
-    "M1": 60, "M2": 120, "M4": 240, "M5": 300, "M10": 600, "M15": 900, "M30": 1800,
-    "H1": 3600, "H2": 7200, "H3": 10800, "H4": 14400, "H6": 21600, "H8": 28800,
-    "H12": 43200, "D": 86400, "W": 604800, "M": 2592000,
-}
+#: OANDA granularities and their nominal length in seconds: the one table, in :mod:`sep_research.fx`
+#: (re-exported here because other modules import it from the data layer).
+GRANULARITY_SECONDS = fx.GRANULARITY_SECONDS
 
 SOURCE_KINDS = ("oanda:practice", "oanda:live", "file:", "package:", "synthetic", "emulator:")
 
@@ -48,26 +46,27 @@ class SyntheticDataError(CandleError):
     """Synthetic data was handed to a research entry point that did not ask for it."""
 
 
-def check_granularity(granularity: str) -> str:
-    if granularity not in GRANULARITY_SECONDS:
-        known = ", ".join(GRANULARITY_SECONDS)
-        raise CandleError(f"unknown granularity {granularity!r} (known: {known})")
-    return granularity
+def check_granularity(granularity: Any) -> str:
+    """:func:`sep_research.fx.check_granularity`, raising :class:`CandleError`."""
+    try:
+        return fx.check_granularity(granularity)
+    except fx.FxError as exc:
+        raise CandleError(str(exc)) from None
 
 
-def check_instrument(instrument: str) -> str:
-    """OANDA instrument names: two currency (or asset) codes joined by '_', e.g. EUR_USD."""
-    parts = instrument.split("_") if isinstance(instrument, str) else []
-    if len(parts) != 2 or not all(p.isalnum() and p.isupper() and 2 <= len(p) <= 6 for p in parts):
-        raise CandleError(
-            f"unknown instrument {instrument!r}: expected OANDA form such as 'EUR_USD'"
-        )
-    return instrument
+def check_instrument(instrument: Any) -> str:
+    """:func:`sep_research.fx.check_instrument` (two codes joined by '_', e.g. EUR_USD),
+    raising :class:`CandleError`."""
+    try:
+        return fx.check_instrument(instrument)
+    except fx.FxError as exc:
+        raise CandleError(f"unknown {exc}") from None
 
 
-def pip_size(instrument: str) -> float:
-    """Pip size: 0.01 for JPY-quoted pairs, else 0.0001 (OANDA pipLocation -2 / -4)."""
-    return 0.01 if instrument.endswith("_JPY") else 0.0001
+#: Price per pip (0.0001 for EUR_USD, 0.01 for USD_JPY): :func:`sep_research.fx.pip_size`.
+pip_size = fx.pip_size
+#: The current time, tz-aware UTC: :func:`sep_research.fx.utc_now`.
+utc_now = fx.utc_now
 
 
 def price_components(frame: pd.DataFrame) -> str:
@@ -80,12 +79,21 @@ def price_components(frame: pd.DataFrame) -> str:
     return comp
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def isoformat(ts: Any) -> str:
     return pd.Timestamp(ts).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def to_timestamp(value: Any, name: str) -> pd.Timestamp:
+    """One time argument (a date or time string, UNIX seconds, a datetime or Timestamp; naive
+    means UTC) as a UTC :class:`pandas.Timestamp`, read by the one parser
+    :func:`sep_research.fx.parse_time_ns` (1970..2100, finite); :class:`CandleError` naming
+    ``name`` otherwise."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise CandleError(f"{name}: a date is required (e.g. 2024-01-01)")
+    try:
+        return pd.Timestamp(fx.parse_time_ns(value, name=name), tz="UTC")
+    except fx.FxError as exc:
+        raise CandleError(str(exc)) from None
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from sep_research import fx
 from sep_research.data.candles import (
     ASK,
     BID,
@@ -45,6 +47,7 @@ from sep_research.data.candles import (
     check_instrument,
     finish_frame,
     isoformat,
+    to_timestamp,
     utc_now,
 )
 
@@ -92,19 +95,6 @@ class FetchReport:
 
 
 # --------------------------------------------------------------------------- arguments
-
-
-def parse_time(value: Any, name: str) -> pd.Timestamp:
-    """A UTC timestamp from a date/time string, datetime or Timestamp (naive means UTC)."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise CandleError(f"{name}: a date is required (e.g. 2024-01-01)")
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise CandleError(f"{name}: bad date {value!r} ({exc})") from None
-    if ts is pd.NaT:
-        raise CandleError(f"{name}: bad date {value!r}")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def check_price(price: str) -> str:
@@ -163,7 +153,7 @@ def candles_to_records(
             continue
         try:
             cols["time"].append(c["time"])
-            cols["volume"].append(int(c.get("volume", 0)))
+            cols["volume"].append(c.get("volume", 0))  # checked by normalise()
             cols["complete"].append(True)
             for comp in price:
                 key, names = _COMPONENTS[comp]
@@ -177,8 +167,12 @@ def candles_to_records(
     return cols, dropped
 
 
-def records_to_frame(cols: dict[str, list[Any]]) -> pd.DataFrame:
-    idx = pd.DatetimeIndex(pd.to_datetime(cols["time"], utc=True, format="ISO8601"), name="time")
+def records_to_frame(cols: dict[str, list[Any]], *, where: str = "candles") -> pd.DataFrame:
+    try:
+        ns = [fx.parse_time_ns(t, name=f"{where}: candle time") for t in cols["time"]]
+    except fx.FxError as exc:
+        raise CandleError(str(exc)) from None
+    idx = pd.DatetimeIndex(np.asarray(ns, dtype="datetime64[ns]"), name="time").tz_localize("UTC")
     data = {k: v for k, v in cols.items() if k != "time"}
     return pd.DataFrame(data, index=idx)
 
@@ -280,8 +274,8 @@ def fetch_candles(
         check_granularity(granularity)
     except CandleError as exc:
         raise CandleError(f"granularity (--granularity): {exc}") from None
-    t0 = parse_time(start, "start (--start)")
-    t1 = parse_time(end, "end (--end)")
+    t0 = to_timestamp(start, "start (--start)")
+    t1 = to_timestamp(end, "end (--end)")
     if t1 <= t0:
         raise CandleError(
             f"end (--end) {isoformat(t1)} must be after start (--start) {isoformat(t0)}"
@@ -322,7 +316,7 @@ def fetch_candles(
     # Only the ranges recorded by earlier downloads count as fetched: the span of the stored
     # candles (which CandleCache.covered() adds) would hide a hole between two downloads.
     covered = [
-        (parse_time(a, "cache coverage"), parse_time(b, "cache coverage"))
+        (to_timestamp(a, "cache coverage"), to_timestamp(b, "cache coverage"))
         for a, b in (stored.covered if stored is not None else [])
     ]
     todo = missing_ranges(t0, t1, covered)
@@ -428,7 +422,7 @@ def fetch_candles(
                 cols, dropped = candles_to_records(
                     candles, price, where=f"{source} {instrument} {granularity}"
                 )
-                frame = records_to_frame(cols)
+                frame = records_to_frame(cols, where=f"{source} {instrument} {granularity}")
                 report.candles_received += len(candles)
                 report.incomplete_dropped += dropped
                 stop = False
@@ -437,7 +431,7 @@ def fetch_candles(
                     # incomplete candle, or just past the last complete one.
                     forming = [c["time"] for c in candles if not c.get("complete", False)]
                     if forming:
-                        hi = min(parse_time(forming[0], "candle time"), b)
+                        hi = min(to_timestamp(forming[0], "candle time"), b)
                         stop = True
                     elif len(frame):
                         hi = min(frame.index[-1] + _ONE_SECOND, b)
@@ -450,7 +444,7 @@ def fetch_candles(
                     forming = [c["time"] for c in candles if not c.get("complete", False)]
                     hi = w_end
                     if forming:
-                        hi = min(parse_time(forming[0], "candle time"), w_end)
+                        hi = min(to_timestamp(forming[0], "candle time"), w_end)
                         stop = True
                 if hi > cursor:
                     batch.add(frame, cursor, hi)
