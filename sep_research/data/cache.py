@@ -53,7 +53,8 @@ from sep_research.data.candles import (
 )
 
 META_KEY = b"sep.provenance"
-#: When a dataset exists under several sources, load() picks the first in this order.
+#: When a dataset exists under several sources, load() picks the first kind in this order;
+#: two sources of the kind it would pick (two ``file:`` imports, say) are refused as ambiguous.
 SOURCE_PREFERENCE = ("oanda:live", "oanda:practice", "emulator:", "file:", "package:", "synthetic")
 
 
@@ -209,7 +210,21 @@ class CandleCache:
                     return i
             return len(SOURCE_PREFERENCE)
 
-        return min(found, key=rank)
+        best = min(rank(d) for d in found)
+        tied = [d for d in found if rank(d) == best]
+        if len(tied) > 1:
+            listed = "\n".join(
+                f"  - source={d.provenance.source!r}: {d.provenance.rows} candles, "
+                f"{d.provenance.start} .. {d.provenance.end} ({d.path})" for d in tied
+            )
+            raise CacheError(
+                f"{len(tied)} cached datasets for {instrument} {granularity} in {self.root}, "
+                f"none preferred over the others:\n{listed}\n"
+                "choose one: source=SOURCE (CandleCache.load, load_candles(cache_source=...), "
+                "sep data summary --cache-source SOURCE), or keep one per cache folder "
+                "(--cache-dir / SEP_CACHE_DIR)"
+            )
+        return tied[0]
 
     # -- write ---------------------------------------------------------------------------
     def write(self, frame: pd.DataFrame, *, covered: tuple[Any, Any] | None = None) -> Provenance:

@@ -237,31 +237,104 @@ def normalise(frame: pd.DataFrame, *, name: str = "frame") -> pd.DataFrame:
     missing = [c for c in MID if c not in frame.columns]
     if missing:
         raise CandleError(f"{name}: missing price columns {missing}")
-    out = pd.DataFrame(index=frame.index)
-    for col in (*MID, *BID, *ASK):
-        if col in frame.columns:
-            try:
-                out[col] = pd.to_numeric(frame[col], errors="raise").astype("float64")
-            except (TypeError, ValueError) as exc:
-                raise CandleError(f"{name}: column {col!r} is not numeric ({exc})") from None
-    if "volume" in frame.columns:
-        vol = pd.to_numeric(frame["volume"], errors="coerce")
-        if vol.isna().any():
-            raise CandleError(f"{name}: column 'volume' has missing or non-numeric values")
-        out["volume"] = vol.astype("int64")
-    else:
-        out["volume"] = np.zeros(len(frame), dtype="int64")
-    if "complete" in frame.columns:
-        out["complete"] = frame["complete"].astype(bool)
-    else:
-        out["complete"] = np.ones(len(frame), dtype=bool)
-    idx = out.index
+    idx = frame.index
     if not isinstance(idx, pd.DatetimeIndex):
         raise CandleError(f"{name}: index must be a DatetimeIndex of candle start times")
     if idx.tz is None:
         raise CandleError(f"{name}: times must be timezone-aware UTC (naive times are bugs)")
-    out.index = idx.tz_convert("UTC").as_unit("ns").rename("time")
+    idx = idx.tz_convert("UTC").as_unit("ns").rename("time")
+    out = pd.DataFrame(index=idx)
+    for col in (*MID, *BID, *ASK):
+        if col in frame.columns:
+            try:
+                out[col] = pd.to_numeric(frame[col].to_numpy(), errors="raise").astype("float64")
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise CandleError(f"{name}: column {col!r} is not numeric ({exc})") from None
+    if "volume" in frame.columns:
+        out["volume"] = _volume(frame["volume"].to_numpy(), idx, name)
+    else:
+        out["volume"] = np.zeros(len(frame), dtype="int64")
+    if "complete" in frame.columns:
+        out["complete"] = _complete(frame["complete"].to_numpy(), idx, name)
+    else:
+        out["complete"] = np.ones(len(frame), dtype=bool)
     out.attrs = dict(frame.attrs)
+    return out
+
+
+#: Tick volumes above this are refused (it is far above any real count, and below 2**53, so
+#: every accepted value is exact in a float64 and fits an int64).
+MAX_VOLUME = 10**15
+#: Prices at or above this are refused as absurd (no OANDA instrument quotes near it; 1e300
+#: would overflow squared returns); NaN and infinities are refused as not finite.
+MAX_PRICE = 1e7
+
+_TRUE = frozenset(("true", "1"))
+_FALSE = frozenset(("false", "0"))
+
+
+def _volume(values: np.ndarray, index: pd.DatetimeIndex, name: str) -> np.ndarray:
+    """Tick volume as int64: numbers that are whole, finite, ``0 <= v <= MAX_VOLUME``."""
+    if values.dtype.kind in "iu":
+        vol = values.astype("float64")  # int64 values beyond 2**53 only matter above the cap
+    else:
+        try:
+            vol = pd.to_numeric(values, errors="coerce").astype("float64")
+        except (TypeError, ValueError, OverflowError):
+            vol = np.array([_float_or_nan(v) for v in values], dtype="float64")
+    vol = np.asarray(vol, dtype="float64")
+    for mask, what in (
+        (np.isnan(vol), "missing or non-numeric volume"),
+        (np.isinf(vol) | (vol > MAX_VOLUME), f"volume too large (above {MAX_VOLUME:.0e})"),
+        (vol < 0, "negative volume"),
+        (np.isfinite(vol) & (vol != np.floor(vol)), "volume not a whole number of ticks"),
+    ):
+        if mask.any():
+            pos = int(np.flatnonzero(mask)[0])
+            raise CandleError(f"{name}: {what}: {_first_bad(mask, index)}: {_shown(values[pos])}")
+    if values.dtype.kind in "iu":
+        return values.astype("int64")
+    return vol.astype("int64")
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message, cut to 40 characters."""
+    text = repr(value.item() if isinstance(value, np.generic) else value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _float_or_nan(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return np.nan
+
+
+def complete_flag(value: Any) -> bool | None:
+    """A candle's ``complete`` read strictly: a boolean, 1/0, or the strings true/false/1/0
+    (any case); None for anything else (``"no"`` is not read as true)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, np.integer, np.floating)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    return None
+
+
+def _complete(values: np.ndarray, index: pd.DatetimeIndex, name: str) -> np.ndarray:
+    """The ``complete`` column through :func:`complete_flag`; CandleError names the row."""
+    if values.dtype == bool:
+        return values.astype(bool)
+    out = np.empty(len(values), dtype=bool)
+    for pos, v in enumerate(values):
+        flag = complete_flag(v)
+        if flag is None:
+            raise CandleError(
+                f"{name}: 'complete' must be true or false (or 1/0), got {_shown(v)} at "
+                f"{isoformat(index[pos])} (row {pos})"
+            )
+        out[pos] = flag
     return out
 
 
@@ -279,9 +352,10 @@ def validate(
 ) -> pd.DataFrame:
     """Check a candle frame; raise :class:`CandleError` naming ``name`` and the first bad candle.
 
-    Checks: canonical columns, UTC index, strictly increasing (monotonic, unique) times, no NaN
-    prices, ``low <= open, close <= high`` for each price component, ``bid <= ask``, a known
-    granularity, and (``check_grid``) times on the granularity's grid.
+    Checks: canonical columns, UTC index, times in 1970..2100, strictly increasing (monotonic,
+    unique) times, finite prices below :data:`MAX_PRICE`, ``low <= open, close <= high`` for
+    each price component, ``bid <= ask``, integer non-negative volume, a known granularity,
+    and (``check_grid``) times on the granularity's grid.
     """
     check_granularity(granularity)
     idx = frame.index
@@ -294,6 +368,11 @@ def validate(
             raise CandleError(f"{name}: missing column {col!r}")
     if len(frame) == 0:
         return frame
+    ns = idx.as_unit("ns").asi8
+    outside = (ns < fx.MIN_TIME_NS) | (ns >= fx.MAX_TIME_NS)
+    if outside.any():
+        raise CandleError(f"{name}: candle times outside 1970-01-01 .. 2100-01-01: "
+                          f"{_first_bad(outside, idx)}")
     if idx.has_duplicates:
         dup = idx.duplicated(keep="first")
         raise CandleError(f"{name}: duplicate candle times: {_first_bad(dup, idx)}")
@@ -307,9 +386,14 @@ def validate(
         if len(present) != 4:
             raise CandleError(f"{name}: incomplete price columns {present}: need all of {list(cols)}")
         o, h, lo, c = (frame[col].to_numpy(dtype="float64") for col in cols)
-        nan = np.isnan(o) | np.isnan(h) | np.isnan(lo) | np.isnan(c)
-        if nan.any():
-            raise CandleError(f"{name}: NaN prices in {list(cols)}: {_first_bad(nan, idx)}")
+        finite = np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & np.isfinite(c)
+        if not finite.all():
+            raise CandleError(f"{name}: prices not finite (NaN or infinity) in {list(cols)}: "
+                              f"{_first_bad(~finite, idx)}")
+        huge = h >= MAX_PRICE
+        if huge.any():
+            raise CandleError(f"{name}: prices too large (at or above {MAX_PRICE:.0e}) in "
+                              f"{list(cols)}: {_first_bad(huge, idx)}")
         bad = (lo > o) | (lo > c) | (o > h) | (c > h) | (lo > h)
         if bad.any():
             raise CandleError(
@@ -323,6 +407,8 @@ def validate(
             crossed = frame[b].to_numpy() > frame[a].to_numpy()
             if crossed.any():
                 raise CandleError(f"{name}: bid above ask ({b} > {a}): {_first_bad(crossed, idx)}")
+    if "volume" in frame.columns and frame["volume"].dtype.kind not in "iu":
+        raise CandleError(f"{name}: volume must be integers, not {frame['volume'].dtype}")
     if "volume" in frame.columns and (frame["volume"].to_numpy() < 0).any():
         raise CandleError(f"{name}: negative volume: {_first_bad(frame['volume'].to_numpy() < 0, idx)}")
     if check_grid:

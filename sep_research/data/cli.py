@@ -57,6 +57,9 @@ def register(sub: Any) -> None:
     p.add_argument("--source", default="sample", help="sample, cache or a file path")
     p.add_argument("--instrument", default="EUR_USD")
     p.add_argument("--granularity", default="H1")
+    p.add_argument("--cache-source", default=None,
+                   help="with --source cache: which cached source, e.g. file:NAME.csv "
+                   "(needed when two of one kind are cached)")
     common_cache(p)
     p.set_defaults(func=_cmd_summary)
 
@@ -134,9 +137,18 @@ def _cmd_import(args: argparse.Namespace) -> int:
     frame = read_candle_file(
         args.file, instrument=args.instrument, granularity=args.granularity, tz=args.tz
     )
+    read = len(frame)
+    incomplete = int((~frame["complete"].to_numpy(dtype=bool)).sum())
+    if read == incomplete:
+        print(f"sep data import: {args.file}: read {read} candles, {incomplete} incomplete "
+              "('complete': false): nothing was stored (only complete candles are stored)",
+              file=sys.stderr)
+        return 1
     cache = _cache(args)
     prov = cache.write(frame)
-    print(f"imported {len(frame)} candles from {args.file}; dataset now:")
+    dropped = f" ({incomplete} incomplete, not stored)" if incomplete else ""
+    print(f"stored {read - incomplete} of {read} candles from {args.file}{dropped}; "
+          "dataset now:")
     print("\n".join(_prov_lines(prov)))
     return 0
 
@@ -158,7 +170,8 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     from sep_research.data.summary import summarise
 
     frame = load_candles(
-        args.source, args.instrument, args.granularity, cache_dir=args.cache_dir
+        args.source, args.instrument, args.granularity, cache_dir=args.cache_dir,
+        cache_source=args.cache_source,
     )
     print(summarise(frame))
     return 0

@@ -45,6 +45,7 @@ from sep_research.data.candles import (
     CandleError,
     check_granularity,
     check_instrument,
+    complete_flag,
     finish_frame,
     isoformat,
     to_timestamp,
@@ -148,7 +149,7 @@ def candles_to_records(
             cols[name] = []
     dropped = 0
     for c in candles:
-        if not c.get("complete", False):
+        if not _is_complete(c, where):
             dropped += 1
             continue
         try:
@@ -165,6 +166,16 @@ def candles_to_records(
                 f"{where}: malformed candle at {c.get('time', '?')}: missing or bad {exc}"
             ) from None
     return cols, dropped
+
+
+def _is_complete(candle: Any, where: str) -> bool:
+    """A candle's ``complete`` flag, strictly (missing means false: not stored)."""
+    flag = complete_flag(candle.get("complete", False)) if isinstance(candle, dict) else None
+    if flag is None:
+        at = candle.get("time", "?") if isinstance(candle, dict) else "?"
+        raise CandleError(f"{where}: malformed candle at {str(at)[:40]}: 'complete' must be "
+                          "true or false")
+    return flag
 
 
 def records_to_frame(cols: dict[str, list[Any]], *, where: str = "candles") -> pd.DataFrame:
@@ -429,7 +440,7 @@ def fetch_candles(
                 if use_count:
                     # The server decided where the answer ends: cover up to the first
                     # incomplete candle, or just past the last complete one.
-                    forming = [c["time"] for c in candles if not c.get("complete", False)]
+                    forming = [c["time"] for c in candles if not _is_complete(c, source)]
                     if forming:
                         hi = min(to_timestamp(forming[0], "candle time"), b)
                         stop = True
@@ -441,7 +452,7 @@ def fetch_candles(
                         stop = True
                     frame = frame[frame.index < hi]
                 else:
-                    forming = [c["time"] for c in candles if not c.get("complete", False)]
+                    forming = [c["time"] for c in candles if not _is_complete(c, source)]
                     hi = w_end
                     if forming:
                         hi = min(to_timestamp(forming[0], "candle time"), w_end)

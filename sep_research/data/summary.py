@@ -34,7 +34,8 @@ def summarise(frame: pd.DataFrame) -> str:
         f"{prov.instrument} {prov.granularity} from {prov.source}",
         (f"  {prov.rows} candles, {prov.start} .. {prov.end}, price components "
         f"{price_components(frame)}, sha256 {prov.sha256[:16]}…"),
-        "  validation: passed (sorted unique UTC times on the grid, no NaN, low<=open,close<=high"
+        "  validation: passed (sorted unique UTC times on the grid, finite prices, "
+        "low<=open,close<=high"
         + (", bid<=ask)" if "bid_close" in frame.columns and "ask_close" in frame.columns else ")"),
         f"  gaps outside weekends: {len(gaps)}"
         + (f" (largest: {max(g[2] for g in gaps)} candles)" if gaps else ""),
