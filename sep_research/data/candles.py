@@ -69,9 +69,28 @@ pip_size = fx.pip_size
 utc_now = fx.utc_now
 
 
-def price_components(frame: pd.DataFrame) -> str:
-    """'M', 'MB', 'MA' or 'MBA' according to the columns present."""
-    comp = "M"
+#: ``Provenance.extra`` key saying which price the ``open .. close`` columns hold when it is not
+#: mid: ``"ask"`` or ``"bid"`` (a file that has only one side). Such a frame's ``price`` is
+#: ``"A"`` or ``"B"``, never ``"M"``.
+OHLC_PRICE_KEY = "ohlc_price"
+_OHLC_PRICES = {"mid": "M", "bid": "B", "ask": "A"}
+
+
+def price_components(frame: pd.DataFrame, extra: dict[str, Any] | None = None) -> str:
+    """'M', 'MB', 'MA' or 'MBA' according to the columns present; 'A' (or 'B') for a frame whose
+    ``open .. close`` hold ask (or bid) prices and no mid, as its provenance ``extra`` (or
+    ``extra`` given here) says under :data:`OHLC_PRICE_KEY`."""
+    if extra is None:
+        extra = (frame.attrs.get("provenance") or {}).get("extra") or {}
+    ohlc = extra.get(OHLC_PRICE_KEY, "mid")
+    if ohlc not in _OHLC_PRICES:
+        raise CandleError(f"provenance extra {OHLC_PRICE_KEY!r}: {ohlc!r} is not mid, bid or ask")
+    comp = _OHLC_PRICES[ohlc]
+    if ohlc != "mid":
+        if any(c in frame.columns for c in (*BID, *ASK)):
+            raise CandleError(f"open .. close hold {ohlc} prices: a frame with separate bid/ask "
+                              "columns must have mid in open .. close")
+        return comp
     if all(c in frame.columns for c in BID):
         comp += "B"
     if all(c in frame.columns for c in ASK):
@@ -103,7 +122,7 @@ class Provenance:
     source: str  # oanda:practice | oanda:live | file:NAME | package:NAME==VERSION | synthetic
     instrument: str
     granularity: str
-    price: str  # M, MB, MA or MBA
+    price: str  # M, MB, MA or MBA; A (or B): open..close are ask (or bid) prices, no mid
     start: str  # first candle start, ISO UTC
     end: str  # last candle start, ISO UTC
     rows: int
@@ -194,7 +213,7 @@ def make_provenance(
         source=_check_source(source),
         instrument=instrument,
         granularity=granularity,
-        price=price_components(frame),
+        price=price_components(frame, dict(extra or {})),
         start=isoformat(frame.index[0]) if len(frame) else "",
         end=isoformat(frame.index[-1]) if len(frame) else "",
         rows=len(frame),

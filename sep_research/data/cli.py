@@ -15,7 +15,12 @@ def register(sub: Any) -> None:
     def common_cache(p: argparse.ArgumentParser) -> None:
         p.add_argument("--cache-dir", help="cache folder (default: $SEP_CACHE_DIR or ./data/cache)")
 
-    p = dsub.add_parser("sample", help="put the packaged real EUR_USD H1 sample in the cache")
+    p = dsub.add_parser("sample", help="put a packaged real sample (default: EUR_USD H1 mid from "
+                        "the backtesting package) in the cache")
+    p.add_argument("--name", default=None,
+                   help="which packaged sample (see --list; default backtesting-eurusd-h1)")
+    p.add_argument("--list", action="store_true",
+                   help="list the packaged samples and their provenance, cache nothing")
     common_cache(p)
     p.set_defaults(func=_cmd_sample)
 
@@ -82,13 +87,26 @@ def _prov_lines(prov: Any, indent: str = "  ") -> list[str]:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    from sep_research.data.sample import load_sample
+    from sep_research.data.sample import DEFAULT_SAMPLE, SAMPLES, load_sample
 
-    frame = load_sample()
+    if args.list:
+        for spec in SAMPLES.values():
+            default = " (the default)" if spec.name == DEFAULT_SAMPLE else ""
+            print(f"{spec.name}{default}: {spec.instrument} {spec.granularity}, "
+                  f"{spec.price.upper()} prices")
+            print(f"  package  {spec.distribution}   file {spec.file}")
+            print(f"  times    {spec.times}")
+            print(f"  note     {spec.note}")
+        return 0
+    frame = load_sample(args.name or DEFAULT_SAMPLE)
     cache = _cache(args)
     prov = cache.write(frame)
-    print(f"cached the packaged sample in {cache.root}:")
+    extra = prov.extra
+    print(f"cached the packaged sample {extra.get('sample', DEFAULT_SAMPLE)} in {cache.root}:")
     print("\n".join(_prov_lines(prov)))
+    for key in ("file", "licence", "price", "times"):
+        if key in extra:
+            print(f"  {key:<12} {extra[key]}")
     return 0
 
 
