@@ -274,13 +274,21 @@ def _write(path: Path, data: bytes) -> Path:
 
 
 def test_refused_files_never_change_the_cache(tmp_path: Path) -> None:
-    """Findings 5 and 20: a refused import leaves every stored byte as it was."""
+    """Findings 5, 18 and 20: a refused import leaves every stored byte as it was."""
     cache = CandleCache(tmp_path / "c")
     cache.write(load_sample())
     before = snapshot(tmp_path / "c")
     bad = [csv(tmp_path, "2017-05-01T00:00:00Z,1.1,inf,1.0,1.1,3", name="x1.csv"),
+           csv(tmp_path, "2017-05-01T00:00:00Z,1.1,1e300,1.0,1.1,3", name="x1b.csv"),
            csv(tmp_path, "2017-05-01T00:00:00Z,1.1,1.2,1.0,1.1,2.5", name="x2.csv"),
-           csv(tmp_path, "1900-05-01T00:00:00Z,1.1,1.2,1.0,1.1,2", name="x3.csv")]
+           csv(tmp_path, "2017-05-01T00:00:00Z,1.1,1.2,1.0,1.1,1e30", name="x2b.csv"),
+           csv(tmp_path, "1900-05-01T00:00:00Z,1.1,1.2,1.0,1.1,2", name="x3.csv"),
+           oanda_json(tmp_path, [candle("2017-05-01T00:00:00Z", complete="no")], "x4.json"),
+           _write(tmp_path / "x5.csv", b"time,open,high,low,close\n2017-05-01T00:00:00Z,1\x00,"
+                  b"1,1,1\n"),
+           _write(tmp_path / "x6.json", b"[" * 50_000 + b"]" * 50_000),
+           _write(tmp_path / "x7.json", b'{"candles": [{"time": "2017-05-01T00:00:00Z", '
+                  b'"mid": {"o": NaN, "h": 1, "l": 1, "c": 1}}]}')]
     for p in bad:
         with pytest.raises(CandleError):
             cache.write(read_candle_file(p, instrument="EUR_USD", granularity="H1"))

@@ -317,9 +317,8 @@ def _volume(values: np.ndarray, index: pd.DatetimeIndex, name: str) -> np.ndarra
 
 
 def _shown(value: Any) -> str:
-    """A value for an error message, cut to 40 characters."""
-    text = repr(value.item() if isinstance(value, np.generic) else value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    """A value for an error message, cut to 40 characters (as :mod:`sep_research.fx` does)."""
+    return fx._shown(value.item() if isinstance(value, np.generic) else value)
 
 
 def _float_or_nan(value: Any) -> float:
