@@ -269,7 +269,7 @@
       box.dataset.points = String(pts.length);
       return;
     }
-    var W = 900, H = 220, L = 70, R = 12, T = 12, B = 28;
+    var W = 1000, H = 220, L = 78, R = 12, T = 12, B = 28;
     var t0 = pts[0][0], t1 = pts[pts.length - 1][0];
     var lo = Math.min.apply(null, pts.map(function (p) { return p[1]; }));
     var hi = Math.max.apply(null, pts.map(function (p) { return p[1]; }));
@@ -277,8 +277,7 @@
     var pad = (hi - lo) * 0.08; lo -= pad; hi += pad;
     var x = function (v) { return L + (t1 > t0 ? (v - t0) / (t1 - t0) : 0.5) * (W - L - R); };
     var y = function (v) { return T + (1 - (v - lo) / (hi - lo)) * (H - T - B); };
-    var s = svg("svg", {viewBox: "0 0 " + W + " " + H, preserveAspectRatio: "none",
-                        role: "img", "aria-label": "equity curve"});
+    var s = svg("svg", {viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": "equity curve"});
     s.appendChild(svg("line", {"class": "axis", x1: L, y1: H - B, x2: W - R, y2: H - B}));
     s.appendChild(svg("line", {"class": "axis", x1: L, y1: T, x2: L, y2: H - B}));
     var line = pts.map(function (p) { return x(p[0]).toFixed(1) + "," + y(p[1]).toFixed(1); });
@@ -379,7 +378,8 @@
     clear(tb);
     decisions.slice(0, 25).forEach(function (d) {
       var row = el("tr");
-      var cells = [when(d.time), d.instrument || "\u2014"].concat(decisionCells(d).slice(1));
+      var cells = [when(d.time), d.candle_time ? when(d.candle_time) : "\u2014",
+                   d.instrument || "\u2014"].concat(decisionCells(d).slice(1));
       cells.forEach(function (c) {
         row.appendChild(Array.isArray(c) ? el("td", c[1], c[0]) : el("td", null, c));
       });
@@ -388,7 +388,7 @@
     if (!decisions.length) {
       var none = el("tr");
       var td = el("td", "empty", "no decision yet");
-      td.colSpan = 6;
+      td.colSpan = 7;
       none.appendChild(td);
       tb.appendChild(none);
     }
@@ -406,7 +406,7 @@
         var bad = k[0] === "stream_reconnects" || k[0] === "stream_stalls";
         return [k[1], num(stats[k[0]], 0), bad && stats[k[0]] > 0 ? "warn" : null];
       });
-    if (!pairs.length) { pairs.push(["source", "replayed file (no network feed)"]); }
+    if (!pairs.length) { pairs.push(["counters", "none from this feed (a replayed file has none)"]); }
     kv($("feed"), pairs);
     var c = (feed && feed.counters) || {};
     var names = Object.keys(c).sort();
