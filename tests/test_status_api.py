@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from sep_research.live.status import MAX_REASON, StatusError, StatusServer, prometheus
+from tests.test_httpd import _raw
 
 TOKEN = "fake-status-token-for-tests"
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,26 +84,6 @@ def _req(url: str, method: str = "GET", token: str | None = None, data: bytes | 
             return r.status, dict(r.headers), r.read()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read()
-
-
-def _raw(port: int, data: bytes, *, timeout: float = 5.0) -> bytes:
-    """Send raw bytes, return what comes back until the answer is complete or the server closes
-    (a TimeoutError here means the server neither answered nor closed: the test fails)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(data)
-        out = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-            head, sep, rest = out.partition(b"\r\n\r\n")
-            if sep:
-                n = [int(h.split(b":")[1]) for h in head.split(b"\r\n")
-                     if h.lower().startswith(b"content-length:")]
-                if n and len(rest) >= n[0]:
-                    break
-        return out
 
 
 def _status(resp: bytes) -> int:

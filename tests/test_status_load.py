@@ -12,14 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sep_research.live.brokers import PaperBroker
-from sep_research.live.config import config_from_dict
-from sep_research.live.feed import FileFeed
-from sep_research.live.journal import Journal
-from sep_research.live.model import load_models
-from sep_research.live.runner import Runner, resident_memory_bytes
-from tests.test_live_paper import QUIET_RISK, frame_candles
-from tests.test_live_units import make_artifact
+from sep_research.live.runner import resident_memory_bytes
+from tests.status_rig import paper_runner
 
 TOKEN = "fake-status-token-for-load-tests"
 IDLE = 2000
@@ -99,18 +93,7 @@ def test_finding_1_idle_connections_and_a_huge_post_while_trading(tmp_path: Path
             pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is below the {need} this test needs")
         resource.setrlimit(resource.RLIMIT_NOFILE, (need if hard == resource.RLIM_INFINITY
                                                     else hard, hard))
-    frame = load_sample()
-    art = make_artifact(tmp_path / "m.json", "EUR_USD", "H1", conf_threshold=0.0,
-                        coh_threshold=0.0)
-    cfg = config_from_dict({"instruments": ["EUR_USD"], "granularity": "H1",
-                            "journal": str(tmp_path / "j.sqlite"), "risk": QUIET_RISK,
-                            "status": {"port": 0}})
-    models = load_models([str(art)], cfg.instruments, cfg.granularity)
-    feed = FileFeed({"EUR_USD": frame_candles(frame, "EUR_USD")}, cfg.granularity_seconds,
-                    half_spread={"EUR_USD": 0.00005})
-    runner = Runner(cfg, models, PaperBroker(balance=10_000, half_spread_pips=0.5), feed,
-                    Journal(cfg.journal), mode="paper", status_token=TOKEN)
-    runner.start()
+    runner = paper_runner(tmp_path, load_sample(), token=TOKEN)
     port = runner.status_port
     assert port
     srv = runner._status

@@ -111,27 +111,10 @@ def runner(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A paper runner on the packaged real EUR_USD H1 sample, stepped until it holds a
     position, with its status API on a free loopback port."""
     from sep_research.data import load_sample
-    from sep_research.live.brokers import PaperBroker
-    from sep_research.live.config import config_from_dict
-    from sep_research.live.feed import FileFeed
-    from sep_research.live.journal import Journal
-    from sep_research.live.model import load_models
-    from sep_research.live.runner import Runner
-    from tests.test_live_paper import QUIET_RISK, frame_candles
-    from tests.test_live_units import make_artifact
+    from tests.status_rig import paper_runner
 
-    tmp = tmp_path_factory.mktemp("page")
-    frame = load_sample().iloc[:600]
-    art = make_artifact(tmp / "m.json", "EUR_USD", "H1", conf_threshold=0.0, coh_threshold=0.0)
-    cfg = config_from_dict({"instruments": ["EUR_USD"], "granularity": "H1",
-                            "journal": str(tmp / "j.sqlite"), "risk": QUIET_RISK,
-                            "status": {"port": 0}})
-    models = load_models([str(art)], cfg.instruments, cfg.granularity)
-    feed = FileFeed({"EUR_USD": frame_candles(frame, "EUR_USD")}, cfg.granularity_seconds,
-                    half_spread={"EUR_USD": 0.00005})
-    r = Runner(cfg, models, PaperBroker(balance=10_000, half_spread_pips=0.5), feed,
-               Journal(cfg.journal), mode="paper", status_token=TOKEN)
-    r.start()
+    r = paper_runner(tmp_path_factory.mktemp("page"), load_sample().iloc[:600], token=TOKEN)
+    feed = r.feed
     steps = 0
     while not feed.exhausted and (steps < 300 or not r.positions()):
         if steps % 20 == 0 and hasattr(r, "_last_equity_row"):
