@@ -254,16 +254,30 @@ def test_browser_off_loopback_asks_for_the_token(runner: Any, browser: Chromium)
         srv.stop()
 
 
-def test_screenshot(runner: Any, tmp_path: Path) -> None:
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_screenshot(runner: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The demo's call: the whole page, once its script has shown the runner's data."""
     _need_browser()
     out = screenshot(f"http://127.0.0.1:{runner.status_port}/", tmp_path / "page.png")
     assert out == tmp_path / "page.png"
     data = out.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
-    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    assert width == 1280 and height > 900  # the whole page, not only the first screen
+    width, height = _png_size(data)
+    assert width == 1280 and height > 900 and len(data) > 20_000  # more than the first screen
+    assert "not ready" not in caplog.text
     if os.environ.get("SEP_KEEP_SCREENSHOT"):
         Path(os.environ["SEP_KEEP_SCREENSHOT"]).write_bytes(data)
+    # off loopback, with the token typed into the page (never in the URL)
+    srv = StatusServer(runner, host="0.0.0.0", port=0, token=TOKEN).start()
+    try:
+        out = screenshot(f"http://127.0.0.1:{srv.port}/", tmp_path / "auth.png", token=TOKEN)
+    finally:
+        srv.stop()
+    assert out is not None and _png_size(out.read_bytes())[1] > 900
+    assert "not ready" not in caplog.text
 
 
 def test_screenshot_without_a_browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -327,10 +327,12 @@
 
       // policy (when the runner reports it)
       var pol = policies[inst];
-      if (pol && typeof pol === "object") {
+      if (pol !== undefined && pol !== null) {
         card.appendChild(el("h4", null, "Policy in force"));
         var dl = el("dl", "kv policy");
-        kv(dl, Object.keys(pol).map(function (k) { return [k, compact(pol[k])]; }));
+        kv(dl, typeof pol === "object" && !Array.isArray(pol)
+          ? Object.keys(pol).map(function (k) { return [k, compact(pol[k])]; })
+          : [["policy", compact(pol)]]);
         card.appendChild(dl);
       }
 
