@@ -45,6 +45,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from sep_research._util import JsonInputError, loads_json
 from sep_research.httpd import BoundedHandler, BoundedHTTPServer, HttpError
+from sep_research.live.types import GRANULARITY_SECONDS, fmt_time, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +119,6 @@ def equity_rows(source: Any, limit: int = 1000) -> list[dict[str, Any]]:
 def _seconds_between(later: str | None, earlier: str | None) -> float | None:
     if not later or not earlier:
         return None
-    from sep_research.live.types import parse_time
-
     try:
         a, b = parse_time(later), parse_time(earlier)
     except ValueError:
@@ -135,8 +134,6 @@ def feed_state(source: Any) -> dict[str, Any]:
     the market is closed); ``quote_age_s``, the runner's clock minus the time of its last price.
     ``stats``: the feed's counters (stream connects, reconnects, stalls, requests, backfills);
     ``counters``: the runner's event counters (candles, orders, refusals by rule, errors)."""
-    from sep_research.live.types import GRANULARITY_SECONDS, fmt_time
-
     st = source.status()
     now = st.get("now")
     gran = GRANULARITY_SECONDS.get(str(st.get("granularity")), 0)
