@@ -9,6 +9,7 @@
   var needToken = false; // the data endpoints answered 401: the API listens off loopback
   var timer = null;
   var busy = false;
+  var again = false; // asked to refresh while a refresh was out: do it as soon as it is back
 
   function $(id) { return document.getElementById(id); }
 
@@ -88,9 +89,9 @@
   }
 
   // ------------------------------------------------------------ requests
-  function getJSON(path) {
+  function getJSON(path, withToken) {
     var headers = {"Accept": "application/json"};
-    if (token) { headers.Authorization = "Bearer " + token; }
+    if (withToken) { headers.Authorization = "Bearer " + withToken; }
     return fetch(path, {headers: headers, cache: "no-store", credentials: "omit",
                         redirect: "error"}).then(function (r) {
       if (r.status === 401) {
@@ -104,12 +105,14 @@
   }
 
   function refresh() {
-    if (busy) { return; }
+    if (busy) { again = true; return; }
     busy = true;
+    again = false;
     if (timer) { clearTimeout(timer); timer = null; }
-    Promise.all([getJSON("/api/status"), getJSON("/api/signals?limit=300"),
-                 getJSON("/api/trades?limit=60"), getJSON("/api/equity?limit=2000"),
-                 getJSON("/api/feed")])
+    var used = token; // the answers below belong to this token (it may change meanwhile)
+    Promise.all([getJSON("/api/status", used), getJSON("/api/signals?limit=300", used),
+                 getJSON("/api/trades?limit=60", used), getJSON("/api/equity?limit=2000", used),
+                 getJSON("/api/feed", used)])
       .then(function (got) {
         render(got[0], got[1].signals || [], got[2], got[3].equity || [], got[4]);
         $("updated").textContent = "updated " + new Date().toLocaleTimeString();
@@ -117,8 +120,9 @@
       })
       .catch(function (e) {
         if (e.status === 401) {
-          if (token) { token = null; setAuthNote("that token was refused", "bad"); }
           needToken = true;
+          if (used !== token) { again = true; return; } // a new token: ask again with it
+          if (token) { token = null; setAuthNote("that token was refused", "bad"); }
           showToken();
           document.body.dataset.state = "auth";
           $("updated").textContent = "waiting for the status token";
@@ -129,7 +133,7 @@
       })
       .then(function () {
         busy = false;
-        timer = setTimeout(refresh, REFRESH_MS);
+        timer = setTimeout(refresh, again ? 0 : REFRESH_MS);
       });
   }
 
