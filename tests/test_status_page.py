@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from sep_research.live.page import FILES, READY, asset, screenshot
+from sep_research.live.page import FILES, READY, asset, enter_token, screenshot
 from sep_research.live.page.browser import Chromium, find_chromium
 from sep_research.live.status import CSP, StatusServer
 
@@ -226,12 +226,10 @@ def test_browser_off_loopback_asks_for_the_token(runner: Any, browser: Chromium)
         browser.wait_for("document.body.dataset.state === 'auth'", timeout=30)
         got = browser.evaluate(COLLECT)
         assert got["authNeeded"] and got["positions"] == [] and got["signals"] == []
-        enter = ("(() => { document.getElementById('token').value = %s;"
-                 " document.getElementById('token-form').requestSubmit(); })()")
-        browser.evaluate(enter % json.dumps("wrong-" + TOKEN))
+        enter_token(browser, "wrong-" + TOKEN)
         browser.wait_for("document.getElementById('auth-note').textContent.includes('refused')",
                          timeout=30)
-        browser.evaluate(enter % json.dumps(TOKEN))
+        enter_token(browser, TOKEN)
         browser.wait_for(READY, timeout=30)
         got = browser.evaluate(COLLECT)
         assert {p["trade_id"] for p in runner.positions()} <= {p["trade"] for p in
@@ -267,9 +265,7 @@ def test_browser_token_typed_while_a_request_is_in_flight(runner: Any,
     try:
         browser.open(f"http://127.0.0.1:{srv.port}/")
         assert browser.evaluate("document.body.dataset.state") == "loading"
-        browser.evaluate("(() => { document.getElementById('token').value = %s;"
-                         " document.getElementById('token-form').requestSubmit(); })()"
-                         % json.dumps(TOKEN))
+        enter_token(browser, TOKEN)
         browser.wait_for(READY, timeout=30)
         assert "refused" not in browser.evaluate(
             "document.getElementById('auth-note').textContent")

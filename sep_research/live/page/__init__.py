@@ -17,6 +17,7 @@ import os
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,13 @@ FILES = ("index.html", "app.js", "style.css")
 #: the page's script sets ``data-state`` on ``<body>``: ``loading``, ``ready`` (data rendered),
 #: ``auth`` (waiting for the token) or ``error`` (the last refresh failed)
 READY = "document.body && document.body.dataset.state === 'ready'"
+
+
+def enter_token(browser: Any, token: str) -> None:
+    """Type ``token`` into the page's token field and submit it, as an operator would (through
+    the browser's DevTools pipe: never in a URL or on a command line)."""
+    browser.evaluate("(() => { document.getElementById('token').value = " + json.dumps(token)
+                     + "; document.getElementById('token-form').requestSubmit(); })()")
 
 
 @cache
@@ -56,10 +64,7 @@ def screenshot(url: str, path: str | os.PathLike[str], token: str | None = None,
         with Chromium(exe, width=width, timeout=timeout) as browser:
             browser.open(url)
             if token:
-                browser.evaluate(
-                    "(() => { const f = document.getElementById('token');"
-                    f" f.value = {json.dumps(token)};"
-                    " document.getElementById('token-form').requestSubmit(); })()")
+                enter_token(browser, token)
             try:
                 browser.wait_for(READY, timeout=timeout)
             except BrowserError as exc:  # still take the picture: it shows why
