@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -58,3 +59,47 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
             pass
         raise
     return target
+
+
+class JsonInputError(ValueError):
+    """Input that is not acceptable JSON (malformed, too deep, too large); names the input."""
+
+
+def loads_json(data: bytes | str, *, what: str, max_depth: int = 64,
+               max_bytes: int | None = None) -> Any:
+    """``json.loads`` for untrusted input: a clear :class:`JsonInputError` naming ``what`` for
+    malformed or non-UTF-8 text, NaN/Infinity literals, more than ``max_bytes``, or nesting
+    deeper than ``max_depth`` (never a ``RecursionError`` or a traceback)."""
+    if max_bytes is not None and len(data) > max_bytes:
+        raise JsonInputError(f"{what}: {len(data)} bytes of JSON, more than the {max_bytes} "
+                             "allowed")
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise JsonInputError(f"{what}: not UTF-8 text (byte {exc.start})") from None
+
+    def no_constant(name: str) -> Any:
+        raise JsonInputError(f"{what}: {name} is not a JSON number")
+
+    try:
+        obj = json.loads(data, parse_constant=no_constant)
+    except RecursionError:
+        raise JsonInputError(f"{what}: JSON nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise JsonInputError(f"{what}: not valid JSON ({exc.msg} at line {exc.lineno}, "
+                             f"column {exc.colno})") from None
+    # nesting, counted without recursion
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > max_depth:
+            raise JsonInputError(f"{what}: JSON nested deeper than {max_depth} levels")
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return obj

@@ -332,8 +332,11 @@ def test_status_api_endpoints_and_token() -> None:
         StatusServer(src, host="0.0.0.0", port=0, token=None)
     srv = StatusServer(src, host="0.0.0.0", port=0, token="tok-123456").start()
     try:
-        assert _req(f"http://127.0.0.1:{srv.port}/health")[0] == 401
-        assert _req(f"http://127.0.0.1:{srv.port}/health", token="tok-123456")[0] == 200
+        # finding 15: /health (ok or not, no data) answers a container's health check
+        # without the token; data needs it (more in tests/test_status_api.py)
+        assert _req(f"http://127.0.0.1:{srv.port}/health") == (200, '{"ok":true}')
+        assert _req(f"http://127.0.0.1:{srv.port}/api/status")[0] == 401
+        assert _req(f"http://127.0.0.1:{srv.port}/api/status", token="tok-123456")[0] == 200
     finally:
         srv.stop()
 

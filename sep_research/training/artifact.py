@@ -56,7 +56,7 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any
 
-from sep_research._util import atomic_write_bytes
+from sep_research._util import JsonInputError, atomic_write_bytes, loads_json
 from sep_research.strategy import SPEC_KEYS, SpecError, StrategySpec
 
 SCHEMA = "sep-model/2"
@@ -236,36 +236,16 @@ def read_artifact_bytes(path: str | os.PathLike[str]) -> bytes:
     return b"".join(chunks)
 
 
-def _depth_ok(obj: Any) -> bool:
-    """True when no object/array is nested deeper than MAX_DEPTH (iterative: no recursion)."""
-    stack = [(obj, 1)]
-    while stack:
-        o, d = stack.pop()
-        if isinstance(o, dict):
-            if d > MAX_DEPTH:
-                return False
-            stack.extend((v, d + 1) for v in o.values())
-        elif isinstance(o, list):
-            if d > MAX_DEPTH:
-                return False
-            stack.extend((v, d + 1) for v in o)
-    return True
-
-
 def parse_artifact_bytes(raw: bytes, path: str = "artifact") -> Any:
-    """JSON from an artifact's bytes; :class:`ArtifactError` for bad UTF-8, bad JSON or
-    nesting deeper than :data:`MAX_DEPTH` (never a RecursionError)."""
+    """JSON from an artifact's bytes (:func:`sep_research._util.loads_json`, the one bounded
+    parser); :class:`ArtifactError` for bad UTF-8, bad JSON, NaN/Infinity, an integer too long
+    to read, or nesting deeper than :data:`MAX_DEPTH` (never a RecursionError)."""
     try:
-        obj = json.loads(raw.decode("utf-8"))
-    except RecursionError:
-        raise ArtifactError(f"{path}: not a model artifact: JSON nested too deeply "
-                            f"(more than {MAX_DEPTH} levels)") from None
-    except (UnicodeDecodeError, ValueError) as exc:
+        return loads_json(raw, what=path, max_depth=MAX_DEPTH, max_bytes=MAX_ARTIFACT_BYTES)
+    except JsonInputError as exc:
+        raise ArtifactError(str(exc)) from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
         raise ArtifactError(f"{path}: not valid JSON: {exc}") from None
-    if not _depth_ok(obj):
-        raise ArtifactError(f"{path}: not a model artifact: JSON nested too deeply "
-                            f"(more than {MAX_DEPTH} levels)")
-    return obj
 
 
 def _verify(p: str, raw: bytes) -> tuple[VerifyResult, Any]:
