@@ -17,10 +17,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sep_research.emulator.broker import Broker
 from sep_research.emulator.clock import ReplayClock
 from sep_research.emulator.faults import FaultSpec
 from sep_research.emulator.market import Series, make_spec
+from sep_research.emulator.venue import Venue
 from sep_research.emulator.wire import NS, fmt_time, to_ns
 
 ACCOUNT_ID_FORM = "101-001-0000000-001"
@@ -81,7 +81,8 @@ class EmulatorConfig:
 
 def load_frames(config: EmulatorConfig) -> tuple[dict[str, Any], dict[str, str]]:
     """The candle frames the config asks for and their granularities."""
-    from sep_research.data.candles import GRANULARITY_SECONDS, get_provenance
+    from sep_research.data.candles import get_provenance
+    from sep_research.fx import GRANULARITY_SECONDS
 
     frames: dict[str, Any] = {}
     if config.candles is not None:
@@ -161,12 +162,12 @@ class Emulator:
             cfg.token: [cfg.account_id, *cfg.extra_accounts],
             cfg.foreign_token: [cfg.foreign_account_id],
         }
-        self.broker = Broker(self.market, self.clock,
-                             accounts=[cfg.account_id, *cfg.extra_accounts,
-                                       cfg.foreign_account_id],
-                             balance=cfg.balance, hedging=cfg.hedging,
-                             margin_rate=cfg.margin_rate, created=start)
-        self.clock.add_listener(self.broker.sync)
+        self.venue = Venue(self.market, self.clock,
+                           accounts=[cfg.account_id, *cfg.extra_accounts,
+                                     cfg.foreign_account_id],
+                           balance=cfg.balance, hedging=cfg.hedging,
+                           margin_rate=cfg.margin_rate, created=start)
+        self.clock.add_listener(self.venue.sync)
         self._server: Any = None
         self._threads: list[threading.Thread] = []
         self._speed = cfg.speed
@@ -192,7 +193,7 @@ class Emulator:
         assert self._server is not None
         while not self._server.stopping.wait(self.price_interval_s):
             if self.clock.speed > 0:
-                self.broker.sync(self.clock.now_ns())
+                self.venue.sync(self.clock.now_ns())
 
     def stop(self) -> None:
         """End streams cleanly (final chunk), stop serving and close every connection."""
@@ -200,8 +201,8 @@ class Emulator:
         if srv is None:
             return
         srv.stopping.set()
-        with self.broker.lock:
-            for acct in self.broker.accounts.values():
+        with self.venue.lock:
+            for acct in self.venue.accounts.values():
                 with acct.cond:
                     acct.cond.notify_all()
         deadline = time.monotonic() + 2.0
@@ -265,8 +266,8 @@ class Emulator:
 
     def transactions(self, account_id: str | None = None) -> list[dict[str, Any]]:
         """A copy of an account's transactions (for tests)."""
-        acct = self.broker.accounts[account_id or self.account_id]
-        with self.broker.lock:
+        acct = self.venue.accounts[account_id or self.account_id]
+        with self.venue.lock:
             return json.loads(json.dumps(acct.txs))
 
     @classmethod

@@ -17,7 +17,7 @@ class ReplayClock:
     ``speed == 0`` (the default for the Python API) leaves time still until :meth:`advance` or
     :meth:`set` moves it; ``speed > 0`` runs it at ``speed`` times real time from the moment
     :meth:`run` (or the constructor) set the speed. Time never goes past ``end`` (the end of the
-    data) and never backwards. Listeners (the broker) are called after every manual move so that
+    data) and never backwards. Listeners (the venue) are called after every manual move so that
     orders trigger along the way.
     """
 

@@ -28,8 +28,10 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from sep_research.data.candles import ASK, BID, GRANULARITY_SECONDS, MID, validate
+from sep_research import fx
+from sep_research.data.candles import ASK, BID, MID, validate
 from sep_research.emulator.wire import NS, fmt_time
+from sep_research.fx import GRANULARITY_SECONDS
 
 HALT_GAP_NS = 12 * 3600 * NS
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -70,8 +72,8 @@ class InstrumentSpec:
 
 
 def make_spec(name: str, margin_rate: str) -> InstrumentSpec:
-    jpy = name.endswith("_JPY")
-    return InstrumentSpec(name, 3 if jpy else 5, -2 if jpy else -4, margin_rate)
+    fx.check_instrument(name)
+    return InstrumentSpec(name, fx.display_precision(name), fx.pip_location(name), margin_rate)
 
 
 class Series:

@@ -20,11 +20,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sep_research.data.candles import GRANULARITY_SECONDS
-from sep_research.emulator.broker import ApiError, Broker, invalid
+from sep_research.emulator import views
 from sep_research.emulator.faults import FaultSpec
 from sep_research.emulator.market import WEEKDAYS
-from sep_research.emulator.wire import WireError, fmt_time, parse_time
+from sep_research.emulator.venue import Venue
+from sep_research.emulator.wire import ApiError, WireError, fmt_time, invalid
+from sep_research.emulator.wire import parse_time_ns as parse_time
+from sep_research.fx import GRANULARITY_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +242,7 @@ class Handler(BaseHTTPRequestHandler):
         reason = self.responses.get(status, ("",))[0]
         head = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {ctype}",
                 f"Content-Length: {len(body)}", "Server: sep-emulator/1",
-                f"RequestID: {self.server.app.broker._request_id()}"]
+                f"RequestID: {self.server.app.venue.request_id()}"]
         if extra:
             head += [f"{k}: {v}" for k, v in extra.items()]
         if self.close_connection:
@@ -383,10 +385,10 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- REST routes: each returns (status, body) -----------------------------------------
     def _acct(self, params: dict[str, str]) -> Any:
-        return self.server.app.broker.accounts[params["acct"]]
+        return self.server.app.venue.accounts[params["acct"]]
 
     def _locked(self, fn: Any, *args: Any) -> Any:
-        b: Broker = self.server.app.broker
+        b: Venue = self.server.app.venue
         with b.lock:
             b.begin()
             return fn(*args)
@@ -397,38 +399,38 @@ class Handler(BaseHTTPRequestHandler):
         return 200, {"accounts": [{"id": a, "tags": []} for a in ids]}
 
     def r_account(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
+        b = self.server.app.venue
         acct = self._acct(params)
 
         def go() -> Any:
-            return {"account": b.details(acct), "lastTransactionID": str(acct.last_id)}
+            return {"account": views.details(b, acct), "lastTransactionID": str(acct.last_id)}
         return 200, self._locked(go)
 
     def r_summary(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
+        b = self.server.app.venue
         acct = self._acct(params)
-        return 200, self._locked(lambda: {"account": b.summary(acct),
+        return 200, self._locked(lambda: {"account": views.summary(b, acct),
                                           "lastTransactionID": str(acct.last_id)})
 
     def r_instruments(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
         app = self.server.app
         acct = self._acct(params)
-        names = list(app.broker.market)
+        names = list(app.venue.market)
         if q.get("instruments"):
             want = q["instruments"].split(",")
-            if any(w not in app.broker.market for w in want):
+            if any(w not in app.venue.market for w in want):
                 raise invalid("instruments")
             names = want
-        return 200, {"instruments": [app.broker.market[n].spec.describe() for n in names],
+        return 200, {"instruments": [app.venue.market[n].spec.describe() for n in names],
                      "lastTransactionID": str(acct.last_id)}
 
     def r_configuration(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
+        b = self.server.app.venue
         body = self._json_body()
         return 200, self._locked(b.configure, self._acct(params), body)
 
     def r_changes(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b: Broker = self.server.app.broker
+        b: Venue = self.server.app.venue
         acct = self._acct(params)
         since = _int(q, "sinceTransactionID", None, 1, None)
         if since is None:
@@ -437,64 +439,12 @@ class Handler(BaseHTTPRequestHandler):
         def go() -> Any:
             if since > acct.last_id:
                 raise invalid("sinceTransactionID")
-            txs = acct.txs[since:]
-            oids, tids, insts = set(), set(), set()
-            for tx in txs:
-                for k in ("orderID", "replacesOrderID"):
-                    if k in tx:
-                        oids.add(int(tx[k]))
-                if tx["type"].endswith("_ORDER") and int(tx["id"]) in acct.orders:
-                    oids.add(int(tx["id"]))
-                if "tradeID" in tx:
-                    tids.add(int(tx["tradeID"]))
-                for k in ("tradeOpened", "tradeReduced"):
-                    if tx.get(k):
-                        tids.add(int(tx[k]["tradeID"]))
-                for c in tx.get("tradesClosed", []):
-                    tids.add(int(c["tradeID"]))
-                if "instrument" in tx:
-                    insts.add(tx["instrument"])
-            orders = [acct.orders[i] for i in sorted(oids) if i in acct.orders]
-            trades = [acct.trades[i] for i in sorted(tids) if i in acct.trades]
-            created = [o.w for o in orders if o.id > since]
-            changes = {
-                "ordersCreated": created,
-                "ordersCancelled": [o.w for o in orders if o.state == "CANCELLED"],
-                "ordersFilled": [o.w for o in orders if o.state == "FILLED"],
-                "ordersTriggered": [],
-                "tradesOpened": [b.trade_json(t) for t in trades if t.id > since],
-                "tradesReduced": [b.trade_json(t) for t in trades
-                                  if t.id <= since and t.state == "OPEN"],
-                "tradesClosed": [b.trade_json(t) for t in trades if t.state == "CLOSED"],
-                "positions": [b.position_json(acct, n) for n in sorted(insts)],
-                "transactions": txs,
-            }
-            s = b.summary(acct)
-            state = {k: s[k] for k in (
-                "unrealizedPL", "NAV", "marginUsed", "marginAvailable", "positionValue",
-                "marginCloseoutUnrealizedPL", "marginCloseoutNAV", "marginCloseoutMarginUsed",
-                "marginCloseoutPercent", "marginCloseoutPositionValue", "withdrawalLimit",
-                "marginCallMarginUsed", "marginCallPercent")}
-            state["orders"] = [{"id": o.w["id"], **({"trailingStopValue":
-                                                     o.w["trailingStopValue"]}
-                                                    if "trailingStopValue" in o.w else {})}
-                               for o in acct.orders.values() if o.state == "PENDING"]
-            state["trades"] = [{"id": str(t.id), "unrealizedPL": b.trade_json(t)["unrealizedPL"],
-                                "marginUsed": b.trade_json(t)["marginUsed"]}
-                               for t in acct.trades.values() if t.state == "OPEN"]
-            state["positions"] = [
-                {"instrument": p["instrument"], "netUnrealizedPL": p["unrealizedPL"],
-                 "longUnrealizedPL": p["long"]["unrealizedPL"],
-                 "shortUnrealizedPL": p["short"]["unrealizedPL"],
-                 "marginUsed": p["marginUsed"]}
-                for p in b.positions(acct, only_open=True)]
-            return {"changes": changes, "state": state,
-                    "lastTransactionID": str(acct.last_id)}
+            return views.changes(b, acct, since)
         return 200, self._locked(go)
 
     def r_candles(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
         app = self.server.app
-        series = app.broker.market.get(params["inst"])
+        series = app.venue.market.get(params["inst"])
         if series is None:
             raise invalid("instrument")
         price = q.get("price", "M")
@@ -531,7 +481,7 @@ class Handler(BaseHTTPRequestHandler):
             if t_to < t_from:
                 raise invalid("to")
         n = 500 if count is None else count
-        with app.broker.lock:
+        with app.venue.lock:
             agg = series.aggregate(gran, align or 0, tz, weekly)
         nvis = agg.visible(now)
         starts = agg.start
@@ -564,7 +514,7 @@ class Handler(BaseHTTPRequestHandler):
         return 200, _Raw(body)
 
     def _instruments_param(self, q: dict[str, str]) -> list[str]:
-        market = self.server.app.broker.market
+        market = self.server.app.venue.market
         raw = q.get("instruments", "")
         names = [n for n in raw.split(",") if n]
         if not names or any(n not in market for n in names):
@@ -572,40 +522,40 @@ class Handler(BaseHTTPRequestHandler):
         return names
 
     def r_pricing(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b: Broker = self.server.app.broker
+        b: Venue = self.server.app.venue
         names = self._instruments_param(q)
         since = parse_time(q["since"], "since") if q.get("since") else None
 
         def go() -> Any:
             now = b.now()
-            prices = [b.price_object(n, now) for n in names]
+            prices = [views.price_object(b, n, now) for n in names]
             if since is not None:
                 prices = [p for p in prices if parse_time(p["time"], "time") > since]
             return {"time": fmt_time(now), "prices": prices}
         return 200, self._locked(go)
 
     def r_order_create(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
+        b = self.server.app.venue
         body = self._json_body()
         return 201, self._locked(b.create_order, self._acct(params), body)
 
     def r_order_replace(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
+        b = self.server.app.venue
         body = self._json_body()
         return 201, self._locked(b.replace_order, self._acct(params), params["oid"], body)
 
     def r_order_cancel(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
+        b = self.server.app.venue
         return 200, self._locked(b.cancel_order, self._acct(params), params["oid"])
 
     def r_order_ext(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
+        b = self.server.app.venue
         body = self._json_body()
         return 200, self._locked(b.order_client_extensions, self._acct(params), params["oid"],
                                  body)
 
     def r_order(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
+        b = self.server.app.venue
         acct = self._acct(params)
         return 200, self._locked(lambda: {"order": b.find_order(acct, params["oid"]).w,
                                           "lastTransactionID": str(acct.last_id)})
@@ -620,7 +570,7 @@ class Handler(BaseHTTPRequestHandler):
         before = _int(q, "beforeID", None, 1, None)
         ids = set(q["ids"].split(",")) if q.get("ids") else None
         inst = q.get("instrument")
-        if inst is not None and inst not in self.server.app.broker.market:
+        if inst is not None and inst not in self.server.app.venue.market:
             raise invalid("instrument")
         out = []
         for it in items:
@@ -640,7 +590,7 @@ class Handler(BaseHTTPRequestHandler):
     def _instrument_of(self, item: Any) -> str | None:
         if getattr(item, "instrument", ""):
             return item.instrument
-        for acct in self.server.app.broker.accounts.values():  # a dependent order
+        for acct in self.server.app.venue.accounts.values():  # a dependent order
             if acct.orders.get(item.id) is item and item.trade_id in acct.trades:
                 return acct.trades[item.trade_id].instrument
         return None
@@ -663,69 +613,69 @@ class Handler(BaseHTTPRequestHandler):
             "lastTransactionID": str(acct.last_id)})
 
     def r_trades(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
+        b = self.server.app.venue
         acct = self._acct(params)
 
         def go() -> Any:
             items = sorted(acct.trades.values(), key=lambda t: -t.id)
             got = self._list(q, items, ("OPEN", "CLOSED", "CLOSE_WHEN_TRADEABLE", "ALL"), "OPEN")
-            return {"trades": [b.trade_json(t) for t in got],
+            return {"trades": [views.trade_json(b, acct, t) for t in got],
                     "lastTransactionID": str(acct.last_id)}
         return 200, self._locked(go)
 
     def r_open_trades(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
+        b = self.server.app.venue
         acct = self._acct(params)
         return 200, self._locked(lambda: {
-            "trades": [b.trade_json(t) for t in sorted(acct.trades.values(), key=lambda t: -t.id)
+            "trades": [views.trade_json(b, acct, t) for t in sorted(acct.trades.values(), key=lambda t: -t.id)
                        if t.state == "OPEN"],
             "lastTransactionID": str(acct.last_id)})
 
     def r_trade(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
+        b = self.server.app.venue
         acct = self._acct(params)
         return 200, self._locked(lambda: {
-            "trade": b.trade_json(b.find_trade(acct, params["tid"])),
+            "trade": views.trade_json(b, acct, b.find_trade(acct, params["tid"])),
             "lastTransactionID": str(acct.last_id)})
 
     def r_trade_close(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
+        b = self.server.app.venue
         body = self._json_body()
         return 200, self._locked(b.close_trade, self._acct(params), params["tid"], body)
 
     def r_trade_orders(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
+        b = self.server.app.venue
         body = self._json_body()
         return 200, self._locked(b.trade_orders, self._acct(params), params["tid"], body)
 
     def r_trade_ext(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
+        b = self.server.app.venue
         body = self._json_body()
         return 200, self._locked(b.trade_client_extensions, self._acct(params), params["tid"],
                                  body)
 
     def r_positions(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
+        b = self.server.app.venue
         acct = self._acct(params)
-        return 200, self._locked(lambda: {"positions": b.positions(acct, only_open=False),
+        return 200, self._locked(lambda: {"positions": views.positions(b, acct, only_open=False),
                                           "lastTransactionID": str(acct.last_id)})
 
     def r_open_positions(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
+        b = self.server.app.venue
         acct = self._acct(params)
-        return 200, self._locked(lambda: {"positions": b.positions(acct, only_open=True),
+        return 200, self._locked(lambda: {"positions": views.positions(b, acct, only_open=True),
                                           "lastTransactionID": str(acct.last_id)})
 
     def r_position(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
+        b = self.server.app.venue
         acct = self._acct(params)
         if params["inst"] not in b.market:
             raise invalid("instrument")
-        return 200, self._locked(lambda: {"position": b.position_json(acct, params["inst"]),
+        return 200, self._locked(lambda: {"position": views.position_json(b, acct, params["inst"]),
                                           "lastTransactionID": str(acct.last_id)})
 
     def r_position_close(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
+        b = self.server.app.venue
         body = self._json_body()
         return 200, self._locked(b.close_position, self._acct(params), params["inst"], body)
 
@@ -741,7 +691,7 @@ class Handler(BaseHTTPRequestHandler):
         host = self.headers.get("Host") or f"127.0.0.1:{self.server.server_address[1]}"
 
         def go() -> Any:
-            now = self.server.app.broker.now()
+            now = self.server.app.venue.now()
             t1 = parse_time(q["to"], "to") if q.get("to") else now
             if t1 < t0:
                 raise invalid("to")
@@ -842,7 +792,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _stream(self, route: str, params: dict[str, str], q: dict[str, str]) -> None:
         app = self.server.app
-        b: Broker = app.broker
+        b: Venue = app.venue
         acct = self._acct(params)
         names = self._instruments_param(q) if route == "pricing_stream" else []
         faults: FaultSpec = app.faults
@@ -850,7 +800,7 @@ class Handler(BaseHTTPRequestHandler):
         cut = faults.draw("cut") if faults else None
         head = ("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                 "Transfer-Encoding: chunked\r\nServer: sep-emulator/1\r\n"
-                f"RequestID: {b._request_id()}\r\n\r\n")
+                f"RequestID: {b.request_id()}\r\n\r\n")
         try:
             self.wfile.write(head.encode())
         except OSError:
@@ -866,7 +816,7 @@ class Handler(BaseHTTPRequestHandler):
                 b.begin()
                 now = b.now()
                 for n in names:
-                    p = b.price_object(n, now)
+                    p = views.price_object(b, n, now)
                     last[n] = (p["bids"], p["asks"], p["tradeable"])
                     self._chunk(p)
         next_hb = time.monotonic() + hb_every
@@ -894,7 +844,7 @@ class Handler(BaseHTTPRequestHandler):
                     now = b.now()
                     out = []
                     for n in names:
-                        p = b.price_object(n, now)
+                        p = views.price_object(b, n, now)
                         key = (p["bids"], p["asks"], p["tradeable"])
                         if key != last.get(n):
                             last[n] = key
