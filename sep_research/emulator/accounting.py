@@ -158,6 +158,9 @@ class Accounting:
         if sl is not None and sl.price is not None and (
                 (sl.price >= px) if long else (sl.price <= px)):
             return "STOP_LOSS_ON_FILL_LOSS"
+        if sl is not None and sl.distance is not None and \
+                self.stop_price(name, long, sl.distance, t) <= 0:
+            return "STOP_LOSS_ON_FILL_PRICE_DISTANCE_MAXIMUM_EXCEEDED"
         return None
 
     def execute(self, acct: VenueAccount, o: VenueOrder, name: str, units: int, px: Decimal,

@@ -189,6 +189,19 @@ def parse_price(value: Any, prec: int, missing: str, bad: str, precision: str) -
     return d
 
 
+def _gtd_time(raw: Mapping[str, Any], tif: Any, param: str) -> int | None:
+    """The GTD time of a GTD order: a Reject when missing, a 400 naming ``param`` when it is
+    not a time (malformed, not finite, before 1970 or after 2100); None for other TIFs."""
+    if tif != "GTD":
+        return None
+    if raw.get("gtdTime") is None:
+        raise Reject("TIME_IN_FORCE_GTD_TIMESTAMP_MISSING")
+    try:
+        return parse_time_ns(raw["gtdTime"], param)
+    except WireError:
+        raise invalid(param) from None
+
+
 def _attached_common(kind: str, raw: dict[str, Any], price: Decimal | None,
                      distance: Decimal | None, param: str) -> Attached:
     """Time in force, GTD time, trigger and client extensions of a TP/SL/TS."""
@@ -196,14 +209,7 @@ def _attached_common(kind: str, raw: dict[str, Any], price: Decimal | None,
     tif = raw.get("timeInForce", "GTC")
     if tif not in DEPENDENT_TIFS:
         raise Reject("TIME_IN_FORCE_INVALID")
-    gtd = None
-    if tif == "GTD":
-        if raw.get("gtdTime") is None:
-            raise Reject("TIME_IN_FORCE_GTD_TIMESTAMP_MISSING")
-        try:
-            gtd = parse_time_ns(raw["gtdTime"], f"{param}gtdTime")
-        except WireError:
-            raise Reject("TIME_IN_FORCE_GTD_TIMESTAMP_MISSING") from None
+    gtd = _gtd_time(raw, tif, f"{param}gtdTime")
     trigger = raw.get("triggerCondition", "DEFAULT")
     if trigger not in TRIGGERS:
         raise Reject("TRIGGER_CONDITION_INVALID")
@@ -264,6 +270,8 @@ def parse_attached(kind: str, raw: dict[str, Any], ins: InstrumentSpec, *, param
         d = parse_price(raw.get("distance"), prec, reason, reason, reason)
         if d < Decimal(ins.describe()["minimumTrailingStopDistance"]):
             raise Reject(reason)
+        if d > Decimal(ins.describe()["maximumTrailingStopDistance"]):
+            raise Reject("PRICE_DISTANCE_MAXIMUM_EXCEEDED")
         return _attached_common(kind, raw, None, d, param)
     if kind == "STOP_LOSS" and raw.get("price") is None and raw.get("distance") is not None:
         d = parse_price(raw["distance"], prec, "PRICE_MISSING", "PRICE_INVALID",
@@ -312,16 +320,9 @@ def parse_order(body: Any, instruments: Mapping[str, InstrumentSpec], now: int
     tif = spec.get("timeInForce", "FOK" if typ == "MARKET" else "GTC")
     if tif not in TIFS or (typ == "MARKET" and tif not in ("FOK", "IOC")):
         raise Reject("TIME_IN_FORCE_INVALID")
-    gtd = None
-    if tif == "GTD":
-        if spec.get("gtdTime") is None:
-            raise Reject("TIME_IN_FORCE_GTD_TIMESTAMP_MISSING")
-        try:
-            gtd = parse_time_ns(spec["gtdTime"], "order.gtdTime")
-        except WireError:
-            raise invalid("order.gtdTime") from None
-        if gtd <= now:
-            raise Reject("TIME_IN_FORCE_GTD_TIMESTAMP_IN_PAST")
+    gtd = _gtd_time(spec, tif, "order.gtdTime")
+    if gtd is not None and gtd <= now:
+        raise Reject("TIME_IN_FORCE_GTD_TIMESTAMP_IN_PAST")
     pf = spec.get("positionFill", "DEFAULT")
     if pf not in POSITION_FILLS:
         raise Reject("POSITION_FILL_INVALID")

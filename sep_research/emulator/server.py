@@ -24,7 +24,7 @@ from sep_research.emulator import views
 from sep_research.emulator.faults import FaultSpec
 from sep_research.emulator.market import WEEKDAYS
 from sep_research.emulator.venue import Venue
-from sep_research.emulator.wire import ApiError, WireError, fmt_time, invalid
+from sep_research.emulator.wire import ApiError, WireError, fmt_time, invalid, to_ns
 from sep_research.emulator.wire import parse_time_ns as parse_time
 from sep_research.fx import GRANULARITY_SECONDS
 
@@ -759,21 +759,32 @@ class Handler(BaseHTTPRequestHandler):
         body = self._json_body() or {}
         if not isinstance(body, dict):
             raise invalid("body")
-        try:
-            if "set" in body:
-                clock.set(body["set"])
-            if body.get("advance_candles") or body.get("advance_seconds"):
-                clock.advance(candles=int(body.get("advance_candles", 0)),
-                              seconds=float(body.get("advance_seconds", 0.0)))
+        try:  # everything is checked before the clock moves at all
+            when = to_ns(body["set"]) if "set" in body else None
+            if when is not None and when < clock.now_ns():
+                raise ValueError(f"the replay clock cannot go back (now {clock.iso()})")
+            candles = clock.check_advance(body.get("advance_candles", 0),
+                                          body.get("advance_seconds", 0.0))
+            seconds = body.get("advance_seconds", 0.0)
             if "speed" in body:
-                clock.run(float(body["speed"]))
-        except (ValueError, TypeError) as exc:
+                clock.check_speed(body["speed"])
+        except (ValueError, TypeError, OverflowError) as exc:
             raise ApiError(400, {"errorMessage": str(exc)}) from None
+        if when is not None:
+            clock.set(when)
+        if candles or seconds:
+            clock.advance(candles=candles, seconds=seconds)
+        if "speed" in body:
+            clock.run(float(body["speed"]))
         return self.r_admin_clock(params, q)
 
     def r_admin_faults(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
         body = self._json_body() or {}
-        spec = body.get("spec") if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            raise invalid("body")
+        spec = body.get("spec")
+        if spec is not None and not isinstance(spec, str):
+            raise invalid("spec")
         try:
             self.server.app.set_faults(spec)
         except ValueError as exc:

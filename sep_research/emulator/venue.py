@@ -30,6 +30,7 @@ from sep_research.emulator.market import InstrumentSpec, Series
 from sep_research.emulator.orders import (
     DEPENDENT_TYPES,
     ENTRY_TYPES,
+    ON_FILL,
     REJECT_MESSAGES,
     Attached,
     DependentRequest,
@@ -75,6 +76,7 @@ class Venue:
     def begin(self) -> None:
         """Start a request: bring the market up to the clock, new request ID."""
         self.sync(self.clock.now_ns())
+        self.log.reset_batch()
         self.log.new_request()
 
     @contextmanager
@@ -162,8 +164,8 @@ class Venue:
     def _reject(self, acct: VenueAccount, typ: str, spec: dict[str, Any], reason: str,
                 key: str = "orderRejectTransaction") -> ApiError:
         tx = self.log.write(acct, f"{typ}_ORDER_REJECT" if typ in ENTRY_TYPES + DEPENDENT_TYPES
-                            else "MARKET_ORDER_REJECT", rejectReason=reason,
-                            **reject_fields(spec))
+                            else "MARKET_ORDER_REJECT",
+                            **{**reject_fields(spec), "rejectReason": reason})
         self.log.end_batch(acct)
         return ApiError(400, {key: tx, "relatedTransactionIDs": [tx["id"]],
                               "lastTransactionID": tx["id"], "errorCode": reason,
@@ -195,8 +197,14 @@ class Venue:
 
     def _attached_for(self, tr: VenueTrade, kind: str, raw: dict[str, Any], param: str
                       ) -> Attached:
-        """Details of a TP/SL/TS for trade ``tr``, checked against the trade."""
-        return parse_attached(kind, raw, self.instruments[tr.instrument], param=param)
+        """Details of a TP/SL/TS for trade ``tr``, checked against the trade: a stop-loss
+        distance that would put the stop at zero or below is refused."""
+        att = parse_attached(kind, raw, self.instruments[tr.instrument], param=param)
+        if att.kind == "STOP_LOSS" and att.price is None and att.distance is not None and \
+                self.accounting.stop_price(tr.instrument, tr.units > 0, att.distance,
+                                           self.now()) <= 0:
+            raise Reject("PRICE_DISTANCE_MAXIMUM_EXCEEDED")
+        return att
 
     # -- orders ---------------------------------------------------------------------------
     def create_order(self, acct: VenueAccount, body: Any, *, replacing: VenueOrder | None = None
@@ -422,10 +430,14 @@ class Venue:
                 except Reject as rej:
                     raise Reject(rej.reason, kind) from None
         except Reject as rej:
-            tx = self.log.write(acct, "TAKE_PROFIT_ORDER_REJECT", tradeID=str(tr.id),
-                                rejectReason=rej.reason)
+            kind = rej.kind or "TAKE_PROFIT"
+            key = {k: key for _, k, key in ON_FILL}[kind]
+            raw = body[key] if isinstance(body.get(key), dict) else {}
+            tx = self.log.write(acct, f"{kind}_ORDER_REJECT", **{
+                **reject_fields(raw), "tradeID": str(tr.id), "clientTradeID": tr.client_id,
+                "rejectReason": rej.reason})
             self.log.end_batch(acct)
-            raise ApiError(400, {"takeProfitOrderRejectTransaction": tx,
+            raise ApiError(400, {f"{key}OrderRejectTransaction": tx,
                                  "relatedTransactionIDs": [tx["id"]],
                                  "lastTransactionID": tx["id"], "errorCode": rej.reason,
                                  "errorMessage": REJECT_MESSAGES.get(rej.reason, rej.reason)}

@@ -7,7 +7,8 @@ request parameter as OANDA's messages do (``Invalid value specified for 'order.g
 On the wire times are RFC3339 with 9 fractional digits, or ``"SECONDS.NANOSECONDS"`` when the
 client sends ``Accept-Datetime-Format: UNIX``.
 
-Decimals arrive as JSON strings or numbers and are read by :func:`parse_decimal`. An answer
+Decimals arrive as JSON strings or numbers and are read by :func:`parse_decimal`, which also
+refuses exponents that would overflow the decimal context later (``1E+1000000``). An answer
 other than success is an :class:`ApiError` (HTTP status and JSON body).
 """
 
@@ -20,6 +21,9 @@ from sep_research import fx
 
 NS = fx.NS
 MONEY = Decimal("0.0001")
+#: Largest decimal exponent accepted in a request (units, prices, distances, rates): far
+#: beyond any real value, well inside the decimal context (whose limit is 999999).
+MAX_EXPONENT = 30
 
 
 class WireError(ValueError):
@@ -89,7 +93,8 @@ def qmoney(x: Decimal) -> Decimal:
 
 
 def parse_decimal(value: Any, param: str) -> Decimal:
-    """A decimal from a JSON string or number (OANDA accepts both); bools and junk refused."""
+    """A finite decimal from a JSON string or number (OANDA accepts both); bools, junk,
+    non-finite values and exponents beyond :data:`MAX_EXPONENT` are refused."""
     if isinstance(value, bool) or value is None or isinstance(value, (dict, list)):
         raise WireError(param)
     if isinstance(value, float):
@@ -98,14 +103,18 @@ def parse_decimal(value: Any, param: str) -> Decimal:
         d = Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
         raise WireError(param) from None
-    if not d.is_finite():
+    if not d.is_finite() or (d and abs(d.adjusted()) > MAX_EXPONENT):
         raise WireError(param)
     return d
 
 
 def decimals_of(d: Decimal) -> int:
-    exp = d.normalize().as_tuple().exponent
-    return max(0, -int(exp)) if isinstance(exp, int) else 0
+    """Number of significant decimals of ``d`` (``1.2300`` -> 2), without context overflow."""
+    _, digits, exp = d.as_tuple()
+    if not isinstance(exp, int) or exp >= 0 or not any(digits):
+        return 0
+    trailing = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -exp - trailing)
 
 
 def units_str(u: int) -> str:

@@ -1,0 +1,204 @@
+"""The emulator's findings of the security review 2026-12 (issue 12; the report is
+``security-review-2026-12.md`` in the shared docs): each test reproduces one finding (its
+number in the docstring) and failed before the fix. Raw HTTP where the finding is about HTTP
+itself, ``requests`` where it is about bodies.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import requests
+
+from sep_research.emulator import Emulator, EmulatorConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def emu():
+    with Emulator(EmulatorConfig(source="sample", heartbeat_s=0.2, price_interval_s=0.05)) as e:
+        yield e
+
+
+def _session(token: str) -> requests.Session:
+    s = requests.Session()
+    s.headers["Authorization"] = f"Bearer {token}"
+    return s
+
+
+def _raw(port: int, data: bytes, *, timeout: float = 5.0) -> bytes:
+    """Send ``data`` and read until the server closes or a whole answer has arrived."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        out = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            out += chunk
+            head, sep, rest = out.partition(b"\r\n\r\n")
+            if sep:
+                n = [int(h.split(b":")[1]) for h in head.split(b"\r\n")
+                     if h.lower().startswith(b"content-length:")]
+                if n and len(rest) >= n[0]:
+                    break
+        return out
+
+
+def _status(resp: bytes) -> int:
+    return int(resp.split(b" ", 2)[1])
+
+
+def _body(resp: bytes) -> dict:
+    return json.loads(resp.partition(b"\r\n\r\n")[2])
+
+
+# -- finding 10: executed, then answered 500 --------------------------------------------------
+
+
+def test_invalid_attached_time_refuses_the_order_before_executing_it(emu):
+    """Finding 10: a MARKET order with ``takeProfitOnFill.gtdTime: 1e30`` was filled and then
+    answered 500 (``fmt_time`` overflowed after the fill), leaving the batch open; now every
+    time and number is checked first: 400, nothing executed, the next batch is clean."""
+    s = _session(emu.token)
+    url = f"{emu.base_url}/v3/accounts/{emu.account_id}/orders"
+    before = len(emu.transactions())
+    r = s.post(url, timeout=5, json={"order": {
+        "type": "MARKET", "instrument": "EUR_USD", "units": "100",
+        "takeProfitOnFill": {"price": "5.00000", "timeInForce": "GTD", "gtdTime": 1e30}}})
+    assert r.status_code == 400, r.text
+    assert "gtdTime" in r.json()["errorMessage"]
+    txs = emu.transactions()
+    assert len(txs) == before
+    assert not any(t["type"] in ("MARKET_ORDER", "ORDER_FILL") for t in txs)
+    ok = s.post(url, timeout=5, json={"order": {"type": "MARKET", "instrument": "EUR_USD",
+                                                 "units": "10"}}).json()
+    create = ok["orderCreateTransaction"]
+    assert create["batchID"] == create["id"]
+    assert ok["relatedTransactionIDs"][0] == create["id"]
+
+
+# -- finding 18: 500s on hostile numbers and times --------------------------------------------
+
+MARKET = {"type": "MARKET", "instrument": "EUR_USD", "units": "10"}
+LIMIT = {"type": "LIMIT", "instrument": "EUR_USD", "units": "10", "price": "1.00000"}
+
+
+@pytest.mark.parametrize("body", [
+    json.dumps({"order": {**MARKET, "units": "1E+999999999"}}),
+    json.dumps({"order": {**LIMIT, "price": "1E+1000000"}}),
+    json.dumps({"order": {**MARKET, "trailingStopLossOnFill": {"distance": "1E+1000000"}}}),
+    json.dumps({"order": {**MARKET, "stopLossOnFill": {"distance": "1E+1000000"}}}),
+    json.dumps({"order": {**MARKET, "priceBound": "1E+1000000"}}),
+    ('{"order": {"type": "LIMIT", "instrument": "EUR_USD", "units": "10", "price": "1.00000",'
+     ' "timeInForce": "GTD", "gtdTime": Infinity}}'),
+    ('{"order": {"type": "LIMIT", "instrument": "EUR_USD", "units": "10", "price": "1.00000",'
+     ' "timeInForce": "GTD", "gtdTime": NaN}}'),
+    json.dumps({"order": {**LIMIT, "timeInForce": "GTD", "gtdTime": 1e30}}),
+    json.dumps({"order": {**LIMIT, "timeInForce": "GTD", "gtdTime": 1e999}}),
+    json.dumps({"order": {**MARKET, "stopLossOnFill": {"price": "0.50000", "timeInForce": "GTD",
+                                                       "gtdTime": "Infinity"}}}),
+], ids=["units-1e999999999", "price-1e1000000", "tsl-distance", "sl-distance", "price-bound",
+        "gtd-Infinity", "gtd-NaN", "gtd-1e30", "gtd-1e999", "sl-gtd-string-Infinity"])
+def test_hostile_numbers_and_times_are_400_never_500(emu, body):
+    """Finding 18: units ``1E+999999999``, prices and distances ``1E+1000000``
+    (``decimal.Overflow``) and gtdTime ``Infinity``/``NaN``/``1e30`` were answered 500."""
+    s = _session(emu.token)
+    r = s.post(f"{emu.base_url}/v3/accounts/{emu.account_id}/orders", data=body, timeout=5,
+               headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.headers["Content-Type"] == "application/json"
+    assert isinstance(r.json()["errorMessage"], str)
+    assert not any(t["type"] == "ORDER_FILL" for t in emu.transactions())
+
+
+@pytest.mark.parametrize("extra", [{"rejectReason": "mine"}, {"tradeID": "1"},
+                                   {"stopLoss": {"rejectReason": "x"}}])
+def test_client_fields_named_like_ours_do_not_break_a_reject(emu, extra):
+    """Finding 18 (found while fixing it): an order carrying a field the venue writes itself
+    (``rejectReason``) was answered 500 when refused; the venue's own value wins."""
+    s = _session(emu.token)
+    r = s.post(f"{emu.base_url}/v3/accounts/{emu.account_id}/orders", timeout=5,
+               json={"order": {**MARKET, "units": "0", **extra}})
+    assert r.status_code == 400, r.text
+    assert r.json()["orderRejectTransaction"]["rejectReason"] == "UNITS_INVALID"
+    tid = s.post(f"{emu.base_url}/v3/accounts/{emu.account_id}/orders", timeout=5,
+                 json={"order": {**MARKET, "units": "10"}}).json()["orderFillTransaction"]["id"]
+    r = s.put(f"{emu.base_url}/v3/accounts/{emu.account_id}/trades/{tid}/orders", timeout=5,
+              json={"stopLoss": {"price": "1.123456", **extra}})
+    assert r.status_code == 400, r.text
+    rej = r.json()["stopLossOrderRejectTransaction"]
+    assert rej["rejectReason"] == "PRICE_PRECISION_EXCEEDED" and rej["tradeID"] == tid
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/_emulator/clock", {"advance_seconds": 1e300}),
+    ("/_emulator/clock", {"advance_seconds": -1}),
+    ("/_emulator/clock", {"advance_candles": 1e300}),
+    ("/_emulator/clock", {"advance_candles": "many"}),
+    ("/_emulator/clock", '{"speed": 1e999}'),
+    ("/_emulator/clock", '{"advance_seconds": 1e999}'),
+    ("/_emulator/clock", {"set": 1e30}),
+    ("/_emulator/clock", {"set": "2017-09-14T00:00:00Z", "advance_seconds": 1e300}),
+    ("/_emulator/clock", [1, 2]),
+    ("/_emulator/faults", {"spec": 5}),
+    ("/_emulator/faults", {"spec": ["429"]}),
+])
+def test_hostile_admin_bodies_are_400(emu, path, body):
+    """Finding 18: ``advance_seconds: 1e300`` and faults ``{"spec": 5}`` were answered 500."""
+    before = emu.clock.now()
+    s = _session(emu.token)
+    if isinstance(body, str):
+        r = s.post(emu.base_url + path, data=body, timeout=5)
+    else:
+        r = s.post(emu.base_url + path, json=body, timeout=5)
+    assert r.status_code == 400, r.text
+    assert isinstance(r.json()["errorMessage"], str)
+    assert emu.clock.now() == before and not emu.faults
+
+
+def test_deep_json_body_is_a_400(emu):
+    """Finding 18: deeply nested JSON is refused with a clear 400, never a RecursionError."""
+    r = _session(emu.token).post(f"{emu.base_url}/v3/accounts/{emu.account_id}/orders",
+                                 data=b"[" * 30000 + b"]" * 30000, timeout=10)
+    assert r.status_code == 400
+    assert r.json() == {"errorMessage": "Invalid JSON in request body"}
+
+
+# -- finding 20: cosmetic -----------------------------------------------------------------------
+
+
+def test_stop_loss_distance_beyond_the_price_is_refused(emu):
+    """Finding 20: ``stopLossOnFill {"distance": "5.00000"}`` created a stop at a negative
+    price. OANDA cancels such an order (``STOP_LOSS_ON_FILL_PRICE_DISTANCE_MAXIMUM_EXCEEDED``:
+    the stop's price would be zero or negative) and rejects such a stop on a trade."""
+    s = _session(emu.token)
+    url = f"{emu.base_url}/v3/accounts/{emu.account_id}/orders"
+    r = s.post(url, timeout=5, json={"order": {**MARKET, "units": "100",
+                                               "stopLossOnFill": {"distance": "5.00000"}}})
+    assert r.status_code == 201, r.text
+    out = r.json()
+    assert "orderFillTransaction" not in out
+    assert out["orderCancelTransaction"]["reason"] == \
+        "STOP_LOSS_ON_FILL_PRICE_DISTANCE_MAXIMUM_EXCEEDED"
+    fill = s.post(url, timeout=5, json={"order": {**MARKET, "units": "100"}}).json()
+    tid = fill["orderFillTransaction"]["tradeOpened"]["tradeID"]
+    r = s.post(url, timeout=5, json={"order": {"type": "STOP_LOSS", "tradeID": tid,
+                                               "distance": "5.00000"}})
+    assert r.status_code == 400, r.text
+    assert r.json()["errorCode"] == "PRICE_DISTANCE_MAXIMUM_EXCEEDED"
+    r = s.put(f"{emu.base_url}/v3/accounts/{emu.account_id}/trades/{tid}/orders", timeout=5,
+              json={"stopLoss": {"distance": "5.00000"}})
+    assert r.status_code == 400, r.text
+    assert r.json()["stopLossOrderRejectTransaction"]["rejectReason"] == \
+        "PRICE_DISTANCE_MAXIMUM_EXCEEDED"
+    for tx in emu.transactions():
+        if tx["type"] == "STOP_LOSS_ORDER":
+            assert float(tx["price"]) > 0, tx
