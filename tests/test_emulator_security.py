@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from pathlib import Path
 
 import pytest
 import requests
 
 from sep_research.emulator import Emulator, EmulatorConfig
+from tests.loopback import raw_http, trickle_until_closed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,28 +30,6 @@ def _session(token: str) -> requests.Session:
     s = requests.Session()
     s.headers["Authorization"] = f"Bearer {token}"
     return s
-
-
-def _raw(port: int, data: bytes, *, timeout: float = 5.0) -> bytes:
-    """Send ``data`` and read until the server closes or a whole answer has arrived."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(data)
-        out = b""
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except TimeoutError:
-                break
-            if not chunk:
-                break
-            out += chunk
-            head, sep, rest = out.partition(b"\r\n\r\n")
-            if sep:
-                n = [int(h.split(b":")[1]) for h in head.split(b"\r\n")
-                     if h.lower().startswith(b"content-length:")]
-                if n and len(rest) >= n[0]:
-                    break
-        return out
 
 
 def _status(resp: bytes) -> int:
@@ -164,15 +144,86 @@ def test_hostile_admin_bodies_are_400(emu, path, body):
     assert emu.clock.now() == before and not emu.faults
 
 
-def test_deep_json_body_is_a_400(emu):
-    """Finding 18: deeply nested JSON is refused with a clear 400, never a RecursionError."""
-    r = _session(emu.token).post(f"{emu.base_url}/v3/accounts/{emu.account_id}/orders",
-                                 data=b"[" * 30000 + b"]" * 30000, timeout=10)
-    assert r.status_code == 400
-    assert r.json() == {"errorMessage": "Invalid JSON in request body"}
+# -- finding 19: connections, time and memory bounds ------------------------------------------
+
+
+def test_connections_beyond_the_cap_get_503():
+    """Finding 19: there was no connection cap (4000 idle connections made 4005 threads)."""
+    with Emulator(EmulatorConfig(source="sample", max_connections=4)) as emu:
+        idle = [socket.create_connection(("127.0.0.1", emu.port)) for _ in range(4)]
+        try:
+            deadline = time.monotonic() + 5
+            while emu._server.active_connections < 4 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            resp = raw_http(emu.port, b"GET /v3/accounts HTTP/1.1\r\n\r\n")
+            assert _status(resp) == 503
+        finally:
+            for s in idle:
+                s.close()
+        deadline = time.monotonic() + 5
+        while emu._server.active_connections and time.monotonic() < deadline:
+            time.sleep(0.02)
+        ok = _session(emu.token).get(f"{emu.base_url}/v3/accounts", timeout=5)
+        assert ok.status_code == 200
+
+
+def test_trickled_headers_are_cut_at_the_header_deadline():
+    """Finding 19: a trickled header was held indefinitely (300 s per read)."""
+    with Emulator(EmulatorConfig(source="sample", header_timeout_s=1.0)) as emu:
+        closed_after = trickle_until_closed(emu.port, b"GET /v3/accounts HTTP/1.1\r\nX-Slow: ")
+    assert closed_after is not None, "the emulator kept a trickling client for 8 s"
+    assert closed_after < 5.0
+
+
+def test_body_is_not_read_before_authentication(emu):
+    """Finding 19: bodies of up to 10 MB were read before the token was checked."""
+    with socket.create_connection(("127.0.0.1", emu.port), timeout=5) as s:
+        s.sendall(f"POST /v3/accounts/{emu.account_id}/orders HTTP/1.1\r\n"
+                  "Content-Length: 10000000\r\n\r\n".encode())
+        resp = s.recv(65536)  # answered at once: the 10 MB are never awaited
+    assert _status(resp) == 401 and b"Connection: close" in resp
+    assert _body(resp) == {"errorMessage": "Insufficient authorization to perform request."}
+
+
+def test_authenticated_body_over_the_cap_is_refused(emu):
+    """Finding 19: with the token, a body over the cap (orders are small) is a 413 and is
+    never read."""
+    head = (f"POST /v3/accounts/{emu.account_id}/orders HTTP/1.1\r\n"
+            f"Authorization: Bearer {emu.token}\r\nContent-Length: 10000000\r\n\r\n").encode()
+    resp = raw_http(emu.port, head)
+    assert _status(resp) == 413
+    assert "errorMessage" in _body(resp)
+    assert not emu.transactions()[3:]
+
+
+def test_aggregate_cache_is_bounded(emu):
+    """Finding 19: aggregates were cached per (granularity, dailyAlignment,
+    alignmentTimezone, weeklyAlignment) without bound."""
+    from sep_research.emulator.market import MAX_AGGREGATES
+
+    s = _session(emu.token)
+    series = emu.market["EUR_USD"]
+    zones = ("UTC", "America/New_York", "Europe/London", "Asia/Tokyo")
+    n = 0
+    for align in range(24):
+        for tz in zones:
+            r = s.get(f"{emu.base_url}/v3/instruments/EUR_USD/candles", timeout=10, params={
+                "granularity": "D", "count": 2, "dailyAlignment": align,
+                "alignmentTimezone": tz})
+            assert r.status_code == 200
+            n += 1
+    assert n > MAX_AGGREGATES
+    assert series.cached_aggregates <= MAX_AGGREGATES
 
 
 # -- finding 20: cosmetic -----------------------------------------------------------------------
+
+
+def test_malformed_request_line_gets_an_http11_json_answer(emu):
+    """Finding 20: a malformed request line got a headerless HTTP/0.9 body."""
+    resp = raw_http(emu.port, b"HELLO\r\n\r\n")
+    assert resp.startswith(b"HTTP/1.1 400 ")
+    assert isinstance(_body(resp)["errorMessage"], str)
 
 
 def test_stop_loss_distance_beyond_the_price_is_refused(emu):

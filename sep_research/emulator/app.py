@@ -60,6 +60,9 @@ class EmulatorConfig:
     price_interval_s: float = 0.25
     host: str = "127.0.0.1"
     port: int = 0
+    max_connections: int = 256
+    idle_timeout_s: float = 60.0
+    header_timeout_s: float = 30.0
 
     def check(self) -> None:
         for aid in (self.account_id, *self.extra_accounts, self.foreign_account_id):
@@ -74,6 +77,13 @@ class EmulatorConfig:
             raise ValueError(f"speed must be >= 0, got {self.speed}")
         if self.balance < 0:
             raise ValueError(f"balance must be >= 0, got {self.balance}")
+        if not (isinstance(self.max_connections, int) and self.max_connections >= 1):
+            raise ValueError(f"max_connections must be an integer >= 1, got "
+                             f"{self.max_connections!r}")
+        for name in ("idle_timeout_s", "header_timeout_s", "heartbeat_s", "price_interval_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 < value < 86400):
+                raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
         if self.source not in (None, "sample", "cache"):
             raise ValueError(f"source {self.source!r}: expected 'sample' or 'cache'")
         FaultSpec.parse(self.faults)
@@ -178,7 +188,10 @@ class Emulator:
 
         if self._server is not None:
             return self
-        self._server = EmulatorHTTPServer((self.config.host, self.config.port), self)
+        cfg = self.config
+        self._server = EmulatorHTTPServer(
+            (cfg.host, cfg.port), self, max_connections=cfg.max_connections,
+            idle_timeout=cfg.idle_timeout_s, header_timeout=cfg.header_timeout_s)
         t = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                              name="emulator-http", daemon=True)
         t.start()

@@ -14,12 +14,17 @@ plus a configured half-spread.
 The market is *halted* (``tradeable: false``) where the clock is in a gap of at least 12 hours
 between stored candles (weekends, holidays: the FX week ends on Friday and opens on Sunday), and
 before the first or after the last stored candle.
+
+Aggregates to coarser granularities are built on first use and kept in a least-recently-used
+cache of :data:`MAX_AGGREGATES` per instrument (a client may ask for every daily alignment in
+every time zone).
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -34,6 +39,8 @@ from sep_research.emulator.wire import NS, fmt_time
 from sep_research.fx import GRANULARITY_SECONDS
 
 HALT_GAP_NS = 12 * 3600 * NS
+#: Aggregates kept per instrument (least recently used dropped first).
+MAX_AGGREGATES = 32
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _FIXED = {g for g in GRANULARITY_SECONDS if g[0] in "SM" and g != "M"}
 
@@ -109,7 +116,7 @@ class Series:
             self.vert[k] = [o.tolist(), v1.tolist(), v2.tolist(), c.tolist()]
         self.first = int(self.t[0])
         self.end = int(self.t[-1]) + self.dur
-        self._aggs: dict[tuple[Any, ...], Aggregate] = {}
+        self._aggs: OrderedDict[tuple[Any, ...], Aggregate] = OrderedDict()
 
     # -- the path -------------------------------------------------------------------------
     def locate(self, t: int) -> int:
@@ -183,6 +190,7 @@ class Series:
 
     # -- aggregation ----------------------------------------------------------------------
     def aggregate(self, gran: str, align: int, tz: str, weekly: str) -> Aggregate:
+        """The ``gran`` candles for this alignment (callers hold the venue's lock)."""
         if gran in _FIXED or gran == "H1":
             key: tuple[Any, ...] = (gran,)
         else:
@@ -191,7 +199,16 @@ class Series:
         if agg is None:
             agg = Aggregate(self, gran, align, tz, weekly)
             self._aggs[key] = agg
+            while len(self._aggs) > MAX_AGGREGATES:
+                self._aggs.popitem(last=False)
+        else:
+            self._aggs.move_to_end(key)
         return agg
+
+    @property
+    def cached_aggregates(self) -> int:
+        """How many aggregates are cached now (at most :data:`MAX_AGGREGATES`)."""
+        return len(self._aggs)
 
     def supports(self, gran: str) -> bool:
         base = GRANULARITY_SECONDS[self.granularity]
@@ -293,7 +310,8 @@ class Aggregate:
     def _piece(self, comp: str, ohlc: tuple[float, float, float, float]) -> str:
         f = self._fmt
         o, h, lo, c = ohlc
-        return f'{{"o":"{f.format(o)}","h":"{f.format(h)}","l":"{f.format(lo)}","c":"{f.format(c)}"}}'
+        return (f'{{"o":"{f.format(o)}","h":"{f.format(h)}","l":"{f.format(lo)}",'
+                f'"c":"{f.format(c)}"}}')
 
     def pieces(self, comp: str) -> list[str]:
         out = self._pieces.get(comp)
