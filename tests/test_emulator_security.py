@@ -7,7 +7,11 @@ itself, ``requests`` where it is about bodies.
 from __future__ import annotations
 
 import json
+import os
+import select
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -38,6 +42,63 @@ def _status(resp: bytes) -> int:
 
 def _body(resp: bytes) -> dict:
     return json.loads(resp.partition(b"\r\n\r\n")[2])
+
+
+# -- finding 3: the built-in foreign token ---------------------------------------------------
+
+
+def test_sep_emulator_refuses_the_foreign_token():
+    """Finding 3: ``sep emulator`` accepted a built-in ``foreign-token`` that could inject
+    faults and move the clock; the CLI now starts with the given token only."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sep_research", "emulator", "--port", "0", "--token", "S",
+         "--speed", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "sep emulator printed nothing in 60 s"
+        line = proc.stdout.readline()
+        url = line.split(" at ", 1)[1].split()[0]
+        foreign = _session("foreign-token")
+        r = foreign.post(f"{url}/_emulator/faults", json={"spec": "503:1.0x1"}, timeout=5)
+        assert r.status_code == 401, r.text
+        assert foreign.get(f"{url}/v3/accounts", timeout=5).status_code == 401
+        clock = foreign.post(f"{url}/_emulator/clock", json={"advance_candles": 5}, timeout=5)
+        assert clock.status_code == 401
+        owner = _session("S")
+        assert owner.get(f"{url}/v3/accounts", timeout=5).status_code == 200  # no 503 injected
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
+
+
+def test_foreign_account_is_opt_in_and_admin_needs_the_main_token():
+    """Finding 3: the second (foreign) account exists only when a test asks for it, and even
+    then its token may not drive the clock or the faults (``/_emulator/*`` need the main
+    token)."""
+    with Emulator(EmulatorConfig(source="sample")) as emu:
+        assert emu.config.foreign_token is None
+        assert _session("foreign-token").get(f"{emu.base_url}/v3/accounts",
+                                             timeout=5).status_code == 401
+    cfg = EmulatorConfig(source="sample", foreign_token="other-token")
+    with Emulator(cfg) as emu:
+        other = _session("other-token")
+        got = other.get(f"{emu.base_url}/v3/accounts", timeout=5).json()
+        assert got == {"accounts": [{"id": cfg.foreign_account_id, "tags": []}]}
+        before = emu.clock.now()
+        for path, body in (("/_emulator/clock", {"advance_candles": 5}),
+                           ("/_emulator/faults", {"spec": "503:1.0"}),
+                           ("/_emulator/clock", None)):
+            r = other.request("GET" if body is None else "POST", emu.base_url + path,
+                              json=body, timeout=5)
+            assert r.status_code == 403 and "errorMessage" in r.json(), (path, r.text)
+        assert emu.clock.now() == before and not emu.faults
+        owner = _session(emu.token)
+        assert owner.get(f"{emu.base_url}/_emulator/clock", timeout=5).status_code == 200
 
 
 # -- finding 10: executed, then answered 500 --------------------------------------------------

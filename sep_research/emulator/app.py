@@ -37,6 +37,13 @@ class EmulatorConfig:
     first time (default: the start of the middle stored candle, so there is history behind and
     data ahead); ``speed`` 0 leaves the clock for the caller to move, otherwise it runs at that
     many times real time.
+
+    ``token`` owns ``account_id`` and ``extra_accounts`` and alone may use the admin routes
+    (``/_emulator/*``). ``foreign_token`` is off (None) unless a test turns it on: a second
+    token with its own account ``foreign_account_id``, which the main token may not touch
+    (403) and which may not drive the clock or the faults; ``sep emulator`` never sets it.
+    ``max_connections``, ``idle_timeout_s`` and ``header_timeout_s`` bound the HTTP server
+    (see :mod:`sep_research.emulator.server`).
     """
 
     candles: Mapping[str, Any] | None = None
@@ -50,7 +57,7 @@ class EmulatorConfig:
     token: str = "emulator-token"
     account_id: str = ACCOUNT_ID_FORM
     extra_accounts: tuple[str, ...] = ()
-    foreign_token: str = "foreign-token"
+    foreign_token: str | None = None
     foreign_account_id: str = "101-001-9999999-001"
     hedging: bool = False
     margin_rate: str = "0.02"
@@ -64,15 +71,27 @@ class EmulatorConfig:
     idle_timeout_s: float = 60.0
     header_timeout_s: float = 30.0
 
+    def accounts(self) -> list[str]:
+        """Every account of the emulator: the main token's, then the foreign one if any."""
+        return [self.account_id, *self.extra_accounts,
+                *([self.foreign_account_id] if self.foreign_token is not None else [])]
+
     def check(self) -> None:
-        for aid in (self.account_id, *self.extra_accounts, self.foreign_account_id):
+        for aid in self.accounts():
             parts = aid.split("-")
             if len(parts) != 4 or not all(p.isdigit() for p in parts):
                 raise ValueError(
                     f"account id {aid!r}: expected the OANDA form {ACCOUNT_ID_FORM!r}"
                 )
-        if not self.token or any(c.isspace() for c in self.token):
-            raise ValueError("token must be a non-empty string without spaces")
+        for name, tok in (("token", self.token), ("foreign_token", self.foreign_token)):
+            if tok is None and name == "foreign_token":
+                continue
+            if not isinstance(tok, str) or not tok or any(c.isspace() for c in tok):
+                raise ValueError(f"{name} must be a non-empty string without spaces")
+        if self.foreign_token == self.token:
+            raise ValueError("foreign_token must differ from token")
+        if len(set(self.accounts())) != len(self.accounts()):
+            raise ValueError("account ids must be distinct")
         if self.speed < 0:
             raise ValueError(f"speed must be >= 0, got {self.speed}")
         if self.balance < 0:
@@ -168,13 +187,11 @@ class Emulator:
         self.faults = FaultSpec.parse(cfg.faults)
         self.heartbeat_s = cfg.heartbeat_s
         self.price_interval_s = cfg.price_interval_s
-        self.tokens: dict[str, list[str]] = {
-            cfg.token: [cfg.account_id, *cfg.extra_accounts],
-            cfg.foreign_token: [cfg.foreign_account_id],
-        }
-        self.venue = Venue(self.market, self.clock,
-                           accounts=[cfg.account_id, *cfg.extra_accounts,
-                                     cfg.foreign_account_id],
+        # the main token and, only when a test asks for it, a second one with its own account
+        self.tokens: dict[str, list[str]] = {cfg.token: [cfg.account_id, *cfg.extra_accounts]}
+        if cfg.foreign_token is not None:
+            self.tokens[cfg.foreign_token] = [cfg.foreign_account_id]
+        self.venue = Venue(self.market, self.clock, accounts=cfg.accounts(),
                            balance=cfg.balance, hedging=cfg.hedging,
                            margin_rate=cfg.margin_rate, created=start)
         self.clock.add_listener(self.venue.sync)
