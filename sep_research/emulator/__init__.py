@@ -49,10 +49,15 @@ Behaviour in brief:
   market orders cancelled with ``MARKET_HALTED``.
 - Transactions: one ID sequence per account starting with CREATE, CLIENT_CONFIGURE and
   TRANSFER_FUNDS; times are replay-clock times, so runs are deterministic.
+- Answers carry the fields of OANDA's v20 reference with their wire types and links
+  (``relatedTransactionIDs``, ``lastTransactionID``, ``batchID``, ``orderFillTransactionID``
+  of orders created on fill, ``replacesOrderID``/``replacedByOrderID``; ``Location`` on 201,
+  ``Link`` on lists cut by ``count``); ``tests/test_emulator_fields.py`` pins each endpoint.
+  A take-profit or stop set on a trade at a price already reached fills in the same answer.
 - Not emulated: financing, commission and slippage (all "0.0000"), partial fills, FIFO
   rejections of explicit trade closes, OANDA's own rate limits (120 requests/s, 20 streams;
   use the ``429`` fault instead), ``smooth`` candles (accepted, ignored), order and position
-  books (404).
+  books (404), pricing ``homeConversions``, instruments' ``commission`` and ``financing``.
 - Admin (not v20, the main token only): ``GET/POST /_emulator/clock`` (``advance_candles``,
   ``advance_seconds``, ``set``, ``speed``) and ``POST /_emulator/faults`` (``spec``).
 - Bounds: at most ``max_connections`` connections (one more gets 503), reads bounded in time,

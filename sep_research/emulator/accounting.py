@@ -255,6 +255,7 @@ class Accounting:
             tradeOpened=opened, tradesClosed=closed_w or None, tradeReduced=reduced_w,
         )
         assert tx["id"] == fill_id
+        acct.last_fill_t = t
         o.w["state"] = "FILLED"
         o.w["fillingTransactionID"] = tx["id"]
         o.w["filledTime"] = tx["time"]
@@ -308,7 +309,8 @@ class Accounting:
             fields["clientExtensions"] = dict(att.ext)
         if replaces is not None:
             fields["replacesOrderID"] = str(replaces.id)
-        tx = self.log.write(acct, f"{kind}_ORDER", reason=reason, **fields)
+        tx = self.log.write(acct, f"{kind}_ORDER", reason=reason,
+                            orderFillTransactionID=fill_id, **fields)
         w = {"id": tx["id"], "createTime": tx["time"], "type": kind, "state": "PENDING",
              **{k: v for k, v in fields.items() if v is not None}}
         o = VenueOrder(int(tx["id"]), kind, t, w)

@@ -102,6 +102,7 @@ class VenueAccount:
         self.orders: dict[int, VenueOrder] = {}
         self.trades: dict[int, VenueTrade] = {}
         self.pos_pl: dict[str, dict[str, Decimal]] = {}
+        self.last_fill_t: int | None = None
         self.cond = threading.Condition()  # notified when transactions are added
 
     @property

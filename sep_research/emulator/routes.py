@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sep_research.emulator import views
@@ -60,7 +61,8 @@ class Call:
         return self.read_body()
 
 
-Answer = tuple[int, Any]
+#: ``(status, body)`` or ``(status, body, extra headers)``.
+Answer = tuple[int, Any] | tuple[int, Any, dict[str, str] | None]
 
 
 def _bool(q: dict[str, str], name: str, default: bool) -> bool:
@@ -104,13 +106,19 @@ def _last(acct: VenueAccount) -> str:
 def _write(status: int, method: str, *path: str, body: bool = True
            ) -> Callable[[Call], Answer]:
     """An endpoint that hands the account, the path parameters ``path`` and (with ``body``)
-    the JSON body to ``Venue.<method>`` under the lock (looked up per call)."""
+    the JSON body to ``Venue.<method>`` under the lock (looked up per call). A 201 carries
+    ``Location``, the link to the order it created."""
 
     def endpoint(call: Call) -> Answer:
         args: list[Any] = [call.params[k] for k in path]
         if body:
             args.append(call.body())
-        return status, _locked(call, getattr(call.venue, method), call.account, *args)
+        out = _locked(call, getattr(call.venue, method), call.account, *args)
+        if status == 201 and "orderCreateTransaction" in out:
+            oid = out["orderCreateTransaction"]["id"]
+            return status, out, {"Location": f"http://{call.host}/v3/accounts/"
+                                             f"{call.account.id}/orders/{oid}"}
+        return status, out
 
     endpoint.__name__ = method
     return endpoint
@@ -286,7 +294,9 @@ def _instrument_of(acct: VenueAccount, item: Any) -> str | None:
 
 
 def _list(call: Call, items: list[Any], states: tuple[str, ...], default_state: str
-          ) -> list[Any]:
+          ) -> tuple[list[Any], bool]:
+    """The items the query selects (state, ids, instrument, beforeID, count), newest first,
+    and whether more would follow (OANDA's ``Link: <...>; rel="next"``)."""
     q = call.query
     state = q.get("state", default_state)
     if state not in states:
@@ -308,10 +318,19 @@ def _list(call: Call, items: list[Any], states: tuple[str, ...], default_state: 
             continue
         if inst is not None and _instrument_of(call.account, it) != inst:
             continue
-        out.append(it)
         if len(out) >= count:
-            break
-    return out
+            return out, True
+        out.append(it)
+    return out, False
+
+
+def _next_link(call: Call, what: str, got: list[Any], more: bool) -> dict[str, str] | None:
+    if not more or not got:
+        return None
+    query = urlencode({**{k: v for k, v in call.query.items() if k != "beforeID"},
+                       "beforeID": str(got[-1].id)})
+    return {"Link": f'<http://{call.host}/v3/accounts/{call.account.id}/{what}?{query}>; '
+                    'rel="next"'}
 
 
 def orders(call: Call) -> Answer:
@@ -319,10 +338,12 @@ def orders(call: Call) -> Answer:
 
     def go() -> Any:
         items = sorted(acct.orders.values(), key=lambda o: -o.id)
-        got = _list(call, items, ("PENDING", "FILLED", "TRIGGERED", "CANCELLED", "ALL"),
-                    "PENDING")
-        return {"orders": [o.w for o in got], "lastTransactionID": _last(acct)}
-    return 200, _locked(call, go)
+        got, more = _list(call, items, ("PENDING", "FILLED", "TRIGGERED", "CANCELLED", "ALL"),
+                          "PENDING")
+        return ({"orders": [o.w for o in got], "lastTransactionID": _last(acct)},
+                _next_link(call, "orders", got, more))
+    body, link = _locked(call, go)
+    return 200, body, link
 
 
 def pending_orders(call: Call) -> Answer:
@@ -340,10 +361,12 @@ def trades(call: Call) -> Answer:
 
     def go() -> Any:
         items = sorted(acct.trades.values(), key=lambda t: -t.id)
-        got = _list(call, items, ("OPEN", "CLOSED", "CLOSE_WHEN_TRADEABLE", "ALL"), "OPEN")
-        return {"trades": [views.trade_json(call.venue, acct, t) for t in got],
-                "lastTransactionID": _last(acct)}
-    return 200, _locked(call, go)
+        got, more = _list(call, items, ("OPEN", "CLOSED", "CLOSE_WHEN_TRADEABLE", "ALL"),
+                          "OPEN")
+        return ({"trades": [views.trade_json(call.venue, acct, t) for t in got],
+                 "lastTransactionID": _last(acct)}, _next_link(call, "trades", got, more))
+    body, link = _locked(call, go)
+    return 200, body, link
 
 
 def open_trades(call: Call) -> Answer:

@@ -53,7 +53,8 @@ FORBIDDEN = {"errorMessage": "The provided request was forbidden."}
 NOT_FOUND = {"errorMessage": "The requested resource could not be found."}
 INVALID_JSON = {"errorMessage": "Invalid JSON in request body"}
 TIME_KEYS = ("time", "createTime", "openTime", "closeTime", "filledTime", "cancelledTime",
-             "gtdTime", "timestamp", "createdTime", "from", "to", "triggeredTime")
+             "gtdTime", "timestamp", "createdTime", "from", "to", "triggeredTime",
+             "lastOrderFillTimestamp")
 
 
 class Closed(Exception):
@@ -187,8 +188,8 @@ class EmulatorHandler(BoundedHandler):
                     fn(call)  # carried out; the answer is lost
                     self._hold_and_drop(drop.seconds)
                     return
-            status, body = fn(call)
-            self._json(status, body)
+            answer = fn(call)
+            self._json(answer[0], answer[1], answer[2] if len(answer) > 2 else None)
         except ApiError as err:
             self._json(err.status, err.body)
         except WireError as err:

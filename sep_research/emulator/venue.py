@@ -313,7 +313,29 @@ class Venue:
         if replacing is not None:
             out["orderCancelTransaction"]["replacedByOrderID"] = \
                 out["orderCreateTransaction"]["id"]
+        done = self._fill_now(acct, int(out["orderCreateTransaction"]["id"]))
+        if done is not None:
+            out["orderFillTransaction" if done["type"] == "ORDER_FILL"
+                else "orderCancelTransaction" if replacing is None
+                else "replacingOrderCancelTransaction"] = done
         return self.log.finish(acct, out)
+
+    def _fill_now(self, acct: VenueAccount, oid: int) -> dict[str, Any] | None:
+        """Fill a new TP/SL/TS at once when the market already is at or past its price (as
+        OANDA does); the fill (or cancel) transaction, or None while it stays pending."""
+        o = acct.orders[oid]
+        t = self.now()
+        if o.state != "PENDING" or acct.trades[o.trade_id].state != "OPEN":  # type: ignore[index]
+            return None
+        name = matching.order_side(acct, o)[0]
+        if self.market[name].halted(t):
+            return None
+        ev = matching.next_event(acct, o, self.market, t, t)
+        if ev is None or ev[1] == "expire":
+            return None
+        before = acct.last_id
+        self._fire(acct, o, ev[1])
+        return acct.txs[before] if acct.last_id > before else None
 
     def replace_order(self, acct: VenueAccount, spec: str, body: Any) -> dict[str, Any]:
         """``PUT orders/{id}``: cancel the pending order and create its replacement."""
@@ -378,10 +400,10 @@ class Venue:
                 "type": "MARKET", "instrument": tr.instrument, "units": str(units),
                 "tradeClose": {"tradeID": str(tr.id), "units": str(raw)}},
                 "CLOSE_TRADE_UNITS_EXCEED_TRADE_SIZE")
-        return self._market_close(acct, tr.instrument, units, {
+        return self.log.finish(acct, self._market_close(acct, tr.instrument, units, {
             "tradeClose": {"tradeID": str(tr.id), "clientTradeID": tr.client_id,
                            "units": "ALL" if got == "ALL" else str(n)}},
-            "TRADE_CLOSE", "MARKET_ORDER_TRADE_CLOSE", target=tr)
+            "TRADE_CLOSE", "MARKET_ORDER_TRADE_CLOSE", target=tr))
 
     def _market_close(self, acct: VenueAccount, name: str, units: int, extra: dict[str, Any],
                       reason: str, fill_reason: str, target: VenueTrade | None = None,
@@ -443,6 +465,7 @@ class Venue:
                                  "errorMessage": REJECT_MESSAGES.get(rej.reason, rej.reason)}
                            ) from None
         out: dict[str, Any] = {}
+        created: list[tuple[str, int]] = []
         for key, kind, att in plan:
             old = acct.orders[tr.dep[kind]] if kind in tr.dep else None
             if old is not None:
@@ -455,6 +478,12 @@ class Venue:
                 out[f"{key}OrderTransaction"] = tx
                 if old is not None:
                     out[f"{key}OrderCancelTransaction"]["replacedByOrderID"] = tx["id"]
+                created.append((key, int(tx["id"])))
+        for key, oid in created:  # then any that the market has already reached fills
+            done = self._fill_now(acct, oid)
+            if done is not None:
+                out[f"{key}OrderFillTransaction" if done["type"] == "ORDER_FILL"
+                    else f"{key}OrderCreatedCancelTransaction"] = done
         return self.log.finish(acct, out)
 
     def trade_client_extensions(self, acct: VenueAccount, spec: str, body: Any

@@ -54,12 +54,12 @@ def summary(v: Venue, acct: VenueAccount) -> dict[str, Any]:
     open_pos = {tr.instrument for tr in open_trades}
     pending = acct.pending_orders()
     pct = (x["mu"] / x["nav"]).quantize(Decimal("0.00001")) if x["nav"] > 0 else ZERO
-    return {
+    out = {
         "id": acct.id, "alias": acct.alias, "currency": "USD",
         "balance": money(acct.balance), "createdByUserID": acct.user_id,
         "createdTime": fmt_time(acct.created), "guaranteedStopLossOrderMode": "DISABLED",
         "pl": money(acct.pl), "resettablePL": money(acct.pl), "resettablePLTime": "0",
-        "financing": "0.0000", "commission": "0.0000",
+        "financing": "0.0000", "commission": "0.0000", "dividendAdjustment": "0.0000",
         "guaranteedExecutionFees": "0.0000", "marginRate": acct.margin_rate_str,
         "openTradeCount": len(open_trades), "openPositionCount": len(open_pos),
         "pendingOrderCount": len(pending), "hedgingEnabled": acct.hedging,
@@ -73,6 +73,9 @@ def summary(v: Venue, acct: VenueAccount) -> dict[str, Any]:
         "marginCallMarginUsed": money(x["mu"]), "marginCallPercent": str(pct),
         "lastTransactionID": str(acct.last_id),
     }
+    if acct.last_fill_t is not None:
+        out["lastOrderFillTimestamp"] = fmt_time(acct.last_fill_t)
+    return out
 
 
 def details(v: Venue, acct: VenueAccount) -> dict[str, Any]:
