@@ -191,6 +191,9 @@ class Emulator:
         self.tokens: dict[str, list[str]] = {cfg.token: [cfg.account_id, *cfg.extra_accounts]}
         if cfg.foreign_token is not None:
             self.tokens[cfg.foreign_token] = [cfg.foreign_account_id]
+        #: (token bytes, accounts, main token?) for the server's constant-time comparison
+        self.token_table = [(t.encode("utf-8"), accts, t == cfg.token)
+                            for t, accts in self.tokens.items()]
         self.venue = Venue(self.market, self.clock, accounts=cfg.accounts(),
                            balance=cfg.balance, hedging=cfg.hedging,
                            margin_rate=cfg.margin_rate, created=start)

@@ -107,6 +107,9 @@ class Series:
             else:
                 comps[key] = mid + (half_spread if key == "A" else -half_spread)
         self.ohlc = {k: np.round(v, prec) for k, v in comps.items()}
+        # the same as Python lists, for the forming candle of every candles request
+        self.ohlc_l = {k: tuple(col.tolist() for col in v) for k, v in self.ohlc.items()}
+        self.volume_l: list[int] = self.volume.tolist()
         # vertices per component: shape (4, n): open, first extreme, second extreme, close
         self.vert: dict[str, list[list[float]]] = {}
         for k, (o, h, lo, c) in self.ohlc.items():
@@ -358,22 +361,23 @@ class Aggregate:
         s = self.series
         a, b = self.first_idx[j], self.bounds[j]
         k = bisect.bisect_right(s.tl, now, a, b) - 1  # last stored candle begun
-        vol = int(sum(s.volume[a:k].tolist()))
+        volume = s.volume_l
+        vol = sum(volume[a:k])
         fpart = s.inside(k, now)
-        if fpart:
-            vol += math.floor(s.volume[k] * (now - s.tl[k]) / s.dur)
+        if fpart:  # as int64 times int, then float64 division (the values numpy gave)
+            vol += math.floor(float(volume[k] * (now - s.tl[k])) / float(s.dur))
         else:
-            vol += int(s.volume[k])
+            vol += volume[k]
         bodies = []
         for c in comps:
-            o_, h_, l_, c_ = s.ohlc[c]
-            o = float(o_[a])
-            hi = float(h_[a:k].max()) if k > a else -math.inf
-            lo = float(l_[a:k].min()) if k > a else math.inf
+            o_, h_, l_, c_ = s.ohlc_l[c]
+            o = o_[a]
+            hi = max(h_[a:k]) if k > a else -math.inf
+            lo = min(l_[a:k]) if k > a else math.inf
             if fpart:
                 _, ph, pl, pc = s.partial(k, c, now)
             else:
-                ph, pl, pc = float(h_[k]), float(l_[k]), float(c_[k])
+                ph, pl, pc = h_[k], l_[k], c_[k]
             bodies.append(f'"{names[c]}":{self._piece(c, (o, max(hi, ph), min(lo, pl), pc))}')
         return vol, ",".join(bodies)
 

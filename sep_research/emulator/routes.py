@@ -46,7 +46,13 @@ class Call:
     owned: list[str]
     read_body: Callable[[], Any] = field(repr=False)
     unix: bool = False
-    host: str = ""
+    host_header: str | None = None
+    port: int = 0
+
+    @property
+    def host(self) -> str:
+        """The host the client used, for links in answers (loopback when odd)."""
+        return host_of(self.host_header, self.port)
 
     @property
     def venue(self) -> Venue:
@@ -95,7 +101,9 @@ def _int(q: dict[str, str], name: str, default: int | None, lo: int, hi: int | N
 
 
 def _locked(call: Call, fn: Callable[..., Any], *args: Any) -> Any:
-    with call.venue.request():
+    venue = call.venue
+    with venue.lock:  # Venue.request() inlined: this is every request's path
+        venue.begin()
         return fn(*args)
 
 

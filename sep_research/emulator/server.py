@@ -18,6 +18,7 @@ emulator stops.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import select
@@ -129,7 +130,7 @@ class EmulatorHandler(BoundedHandler):
     # -- writing --------------------------------------------------------------------------
     def _send(self, status: int, body: bytes, ctype: str = "application/json",
               extra: dict[str, str] | None = None) -> None:
-        if not self._body_consumed and self.headers.get("content-length", "0") not in ("", "0"):
+        if self._unread:
             self.close_connection = True  # an unread body must never be read as a request
         head = {"RequestID": self.server.app.venue.request_id()}
         if extra:
@@ -147,16 +148,19 @@ class EmulatorHandler(BoundedHandler):
     # -- dispatch -------------------------------------------------------------------------
     def _dispatch(self, method: str) -> None:
         app = self.server.app
-        self._unix = self.headers.get("Accept-Datetime-Format", "").upper() == "UNIX"
+        head = self.headers  # names are lower-cased: plain dict reads on the hot path
+        self._unix = dict.get(head, "accept-datetime-format", "").upper() == "UNIX"
         self._body_bytes = b""
+        self._unread = dict.get(head, "content-length", "") not in ("", "0")
         try:
             url = urlsplit(self.path)
             path = url.path.rstrip("/") or "/"
             q = dict(parse_qsl(url.query, keep_blank_values=True))
             route, params = self._route(method, path)
             owned = self._auth(route, params)
-            if self.body_length():
+            if self._unread:
                 self._body_bytes = self.read_body(MAX_BODY)
+                self._unread = False
             faults: FaultSpec = app.faults
             if faults:
                 if faults.draw("503"):
@@ -171,7 +175,7 @@ class EmulatorHandler(BoundedHandler):
                 if slow and self.server.stopping.wait(slow.seconds):
                     return
             call = Call(app, params, q, owned, self._json_body, self._unix,
-                        routes.host_of(self.headers.get("Host"), self.server.server_address[1]))
+                        dict.get(head, "host"), self.server.server_address[1])
             if route in STREAM_ROUTES:
                 with self.server.conns_lock:
                     self.server.streams.add(self.connection)
@@ -227,13 +231,17 @@ class EmulatorHandler(BoundedHandler):
         """The accounts the request's token owns; 401 without a known token, 403 for another
         account or, without the main token, for the admin routes."""
         app = self.server.app
+        got = self.bearer_token()
         owned = None
-        for token, accounts in app.tokens.items():
-            if self.bearer_ok(token):
-                owned = accounts
+        main = False
+        if got:
+            given = got.encode("utf-8", "replace")
+            for token, accounts, is_main in app.token_table:  # constant-time, every token
+                if hmac.compare_digest(given, token):
+                    owned, main = accounts, is_main
         if owned is None:
             raise ApiError(401, UNAUTHORIZED)
-        if route in ADMIN_ROUTES and not self.bearer_ok(app.config.token):
+        if route in ADMIN_ROUTES and not main:
             raise ApiError(403, FORBIDDEN)
         acct = params.get("acct")
         if acct is not None and acct not in owned:

@@ -51,9 +51,20 @@ def invalid(param: str, status: int = 400) -> ApiError:
 # -- times -----------------------------------------------------------------------------------
 
 
+_last_fmt: tuple[int, bool, str] = (-1, False, "")
+
+
 def fmt_time(ns: int, unix: bool = False) -> str:
-    """RFC3339 with 9 fractional digits (or ``"seconds.nanoseconds"``) of integer ns."""
-    return fx.fmt_time(int(ns), unix=unix)
+    """RFC3339 with 9 fractional digits (or ``"seconds.nanoseconds"``) of integer ns, by
+    :func:`sep_research.fx.fmt_time` (the last answer is kept: an answer often formats one
+    time several times)."""
+    global _last_fmt
+    last = _last_fmt
+    if last[0] == ns and last[1] == unix:
+        return last[2]
+    out = fx.fmt_time(int(ns), unix=unix)
+    _last_fmt = (ns, unix, out)
+    return out
 
 
 def parse_time_ns(value: Any, param: str) -> int:
