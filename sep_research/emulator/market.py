@@ -25,6 +25,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -172,7 +173,7 @@ class Series:
             return t
         return t if self.inside(i, t) else self.tl[i] + self.dur
 
-    def segments(self, comp: str, t0: int, t1: int):
+    def segments(self, comp: str, t0: int, t1: int) -> Iterator[tuple[int, float, int, float]]:
         """The path's linear pieces ``(ta, va, tb, vb)`` covering ``[t0, t1]`` in time order.
 
         Between candles the price stands still at the last close; the next candle's open is
