@@ -44,7 +44,8 @@ class Call:
     params: dict[str, str]
     query: dict[str, str]
     owned: list[str]
-    read_body: Callable[[], Any] = field(repr=False)
+    #: the JSON body (None when empty); raises a 400 when it is not acceptable JSON
+    body: Callable[[], Any] = field(repr=False)
     unix: bool = False
     host_header: str | None = None
     port: int = 0
@@ -61,10 +62,6 @@ class Call:
     @property
     def account(self) -> VenueAccount:
         return self.app.venue.accounts[self.params["acct"]]
-
-    def body(self) -> Any:
-        """The JSON body (None when empty); 400 when it is not acceptable JSON."""
-        return self.read_body()
 
 
 #: ``(status, body)`` or ``(status, body, extra headers)``.
