@@ -74,7 +74,7 @@ def test_kill9_around_orders_never_duplicates(tmp_path: Path) -> None:
         import threading
 
         hit = threading.Event()
-        broker = rig.emu.broker
+        broker = rig.emu.venue
         for name in ("create_order", "close_trade"):
             orig = getattr(broker, name)
 
