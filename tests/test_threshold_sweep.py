@@ -257,6 +257,16 @@ def test_rows_outside_the_exact_range_use_the_float_brute_force(sample):
         plan.plan_sweep(g[1:5], cv2, 30, 1199, "threshold")
 
 
+def test_planning_cache_follows_a_grid_changed_in_place(sample):
+    g, fw, cv = sweep_arrays({k: v[:800] for k, v in sample.items()}, every_field_grid())
+    a = eng.run_sweep(g, fw, cv, 30, 799, engine="cpu")
+    assert plan.plan_sweep(g, cv, 30, 799) is not plan.plan_sweep(g, cv, 30, 799)
+    g[:, qfh.G_BUY] += 0.01  # same array object, new contents: a new plan
+    b = eng.run_sweep(g, fw, cv, 30, 799, engine="cpu")
+    ref = eng.run_sweep(g, fw, cv, 30, 799, engine="cpu", method="brute")
+    assert np.array_equal(b[0], ref[0]) and not np.array_equal(a[0], b[0])
+
+
 def test_method_argument_and_empty_ranges(sample):
     g, fw, cv = sweep_arrays({k: v[:500] for k, v in sample.items()}, every_field_grid())
     with pytest.raises(ValueError, match="method='fast' is unknown"):

@@ -55,10 +55,9 @@ from sep_research.kernels.thresholds import (
     TG_E_N,
     TG_E_OFF,
     candle_bins,
-    cum_line,
+    cum_axis,
     flat_index,
     gather_row,
-    n_lines,
 )
 
 prange = range
@@ -314,10 +313,7 @@ def tsweep_into(counts, sums, h, tg, tw, tv, td, tp, rows, fw, cv, lo, hi):
     for q in prange(ng):
         tscatter_group(h, q, lo, hi, tg, tw, tv, td, fw, cv)
         for p in range(tp.shape[0]):
-            a = tp[p, 0]
-            ax = tp[p, 1]
-            for line in range(n_lines(td, q, a, ax)):
-                cum_line(h, td, q, a, ax, tp[p, 2], line)
+            cum_axis(h, td, q, tp[p, 0], tp[p, 1], tp[p, 2])
     for r in prange(rows.shape[0]):
         gather_row(counts, sums, r, rows, td, h)
 

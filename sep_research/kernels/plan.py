@@ -49,14 +49,17 @@ MAX_GROUP_CELLS = 1 << 24
 #: largest workspace of one batch of groups (int64 cells: 512 MiB)
 MAX_BATCH_CELLS = 1 << 26
 
-# cost model (nanoseconds of one CPU thread, measured on the 2-core development machine;
-# only the ratio matters, and only for speed: both methods give the same bits)
-COST_EXACT_CONFIG_CANDLE = 10.0
-COST_CANDLE = 25.0
-COST_CANDLE_SPREAD = 8.0
-COST_CELL = 2.0
+# cost model: nanoseconds of one CPU thread (CPU time, numba, the 2-core development machine,
+# training grid on the packaged sample: 2.8 ns per configuration-candle for the exact brute
+# force; for the threshold sweep about 43 ns per candle with one extra spread, 84 with four,
+# and 4-5 ns per histogram cell). Only the ratio matters, and only for speed: both methods
+# give the same bits.
+COST_EXACT_CONFIG_CANDLE = 2.8
+COST_CANDLE = 30.0
+COST_CANDLE_SPREAD = 13.0
+COST_CELL = 4.5
 COST_ROW = 20.0
-COST_GROUP = 1000.0
+COST_GROUP = 500.0
 
 #: threshold fields in tv order, with their grid columns
 _FIELDS = ((thresholds.TG_B_OFF, qfh.G_BUY), (thresholds.TG_S_OFF, qfh.G_SELL),
@@ -168,6 +171,40 @@ def candle_limits(cv: np.ndarray, lo: int, hi: int) -> tuple[float, bool]:
     return xmax, vm_ok
 
 
+@dataclass
+class _Structure:
+    """What depends on the grid alone: groups, distinct values, cells; threshold tables by
+    the set of groups they hold."""
+
+    gid: np.ndarray
+    ng: int
+    uniq: list
+    cells: np.ndarray
+    rows_per: np.ndarray
+    tables: dict = field(default_factory=dict)
+
+
+#: recently planned grids (a copy of each, and its structure): the walk-forward sweeps one
+#: grid hundreds of times over short ranges, and planning costs more than such a sweep
+_RECENT: list = []
+_RECENT_MAX = 4
+_RECENT_MAX_ROWS = 200_000
+
+
+def _structure(sub: np.ndarray) -> _Structure:
+    for gc, st in _RECENT:
+        if gc.shape == sub.shape and np.array_equal(gc, sub):
+            return st
+    gid, ng = _groups(sub)
+    uniq = [_ranks(sub[:, col], gid, ng) for _, col in _FIELDS]
+    st = _Structure(gid, ng, uniq, group_cells(*[u[1] for u in uniq]),
+                    np.bincount(gid, minlength=ng))
+    if sub.shape[0] <= _RECENT_MAX_ROWS:
+        _RECENT.insert(0, (sub.copy(), st))
+        del _RECENT[_RECENT_MAX:]
+    return st
+
+
 def plan_sweep(g: np.ndarray, cv: np.ndarray, lo: int, hi: int, method: str = "auto",
                *, max_batch_cells: int = MAX_BATCH_CELLS) -> SweepPlan:
     """Split the rows of ``g`` by method (see the module docstring) for candles lo .. hi-1."""
@@ -196,27 +233,29 @@ def plan_sweep(g: np.ndarray, cv: np.ndarray, lo: int, hi: int, method: str = "a
     ok = every[in_range]
     if ok.size == 0:
         return SweepPlan(brute, none, [])
-    sub = g[ok]
-    gid, ng = _groups(sub)
-    uniq = [_ranks(sub[:, col], gid, ng) for _, col in _FIELDS]
-    counts = [u[1] for u in uniq]
-    cells = group_cells(*counts)
-    rows_per = np.bincount(gid, minlength=ng)
+    sub = g if ok.size == k else g[ok]
+    st = _structure(sub)
+    counts = [u[1] for u in st.uniq]
     if method == "threshold":
-        too_big = cells > MAX_GROUP_CELLS
-        if too_big.any():
+        if (st.cells > MAX_GROUP_CELLS).any():
             raise ValueError(
-                f"method='threshold' cannot sweep this grid: a group needs {cells.max():.3g} "
-                f"histogram cells (at most {MAX_GROUP_CELLS}); its rows are not a product "
-                "of a few threshold values (use method='auto')")
-        use = np.ones(ng, dtype=bool)
+                f"method='threshold' cannot sweep this grid: a group needs "
+                f"{st.cells.max():.3g} histogram cells (at most {MAX_GROUP_CELLS}); its rows "
+                "are not a product of a few threshold values (use method='auto')")
+        use = np.ones(st.ng, dtype=bool)
     else:
-        use = (vm_ok & (cells <= MAX_GROUP_CELLS)
-               & (threshold_cost(n, rows_per, cells, counts[5]) < exact_cost(n, rows_per)))
-    exact_rows = ok[~use[gid]]
+        use = (vm_ok & (st.cells <= MAX_GROUP_CELLS)
+               & (threshold_cost(n, st.rows_per, st.cells, counts[5])
+                  < exact_cost(n, st.rows_per)))
+    in_exact = ~use[st.gid]
     # exact rows in group order, so that the brute force's blocks share their scores
-    exact_rows = exact_rows[np.argsort(gid[~use[gid]], kind="stable")]
-    batches = _batches(sub, ok, gid, ng, use, uniq, cells, max_batch_cells)
+    exact_rows = ok[in_exact][np.argsort(st.gid[in_exact], kind="stable")]
+    key = (use.tobytes(), int(max_batch_cells), ok.size == k)
+    batches = st.tables.get(key)
+    if batches is None:
+        batches = _batches(sub, ok, st.gid, st.ng, use, st.uniq, st.cells, max_batch_cells)
+        if ok.size == k:
+            st.tables[key] = batches
     return SweepPlan(brute, exact_rows, batches, int(use.sum()))
 
 

@@ -222,6 +222,31 @@ def cum_line(h, td, q, a, axis, suffix, line):
             h[idx] = s
 
 
+def cum_axis(h, td, q, a, axis, suffix):
+    """:func:`cum_line` over every line of ``axis`` at once (the same integers): rows of the
+    axis are added to their neighbour a whole inner block at a time (the CPU's loop order)."""
+    n = td[q, a, 1 + axis]
+    inner = 1
+    for d in range(axis + 1, N_DIMS):
+        inner *= td[q, a, 1 + d]
+    outer = 1
+    for d in range(axis):
+        outer *= td[q, a, 1 + d]
+    base0 = td[q, a, 0]
+    for o in range(outer):
+        base = base0 + o * n * inner
+        if suffix == 1:
+            for j in range(n - 2, -1, -1):
+                row = base + j * inner
+                for r in range(row, row + inner):
+                    h[r] += h[r + inner]
+        else:
+            for j in range(1, n):
+                row = base + j * inner
+                for r in range(row, row + inner):
+                    h[r] += h[r - inner]
+
+
 def gather_row(counts, sums, r, rows, td, h):
     """Counts and sums of threshold row r from the summed histograms, into column
     rows[r, R_K] of counts (7, K) and sums (4, K)."""
@@ -260,4 +285,4 @@ def gather_row(counts, sums, r, rows, td, h):
 
 #: The scalar bodies, callees first; loops.rebind compiles these with the others.
 SCALAR_FUNCTIONS = ("count_gt_scaled", "count_ge", "count_gt", "count_lt_neg", "candle_bins",
-                    "flat_index", "n_lines", "cum_line", "gather_row")
+                    "flat_index", "n_lines", "cum_line", "cum_axis", "gather_row")
