@@ -267,6 +267,19 @@ def test_planning_cache_follows_a_grid_changed_in_place(sample):
     assert np.array_equal(b[0], ref[0]) and not np.array_equal(a[0], b[0])
 
 
+def test_planning_paths_agree(sample, monkeypatch):
+    """Sorted or shuffled rows, dense or sorted distinct-value tables: the same results."""
+    g, fw, cv = sweep_arrays({k: v[:900] for k, v in sample.items()}, every_field_grid())
+    ref = eng.run_sweep(g, fw, cv, 30, 899, engine="cpu")
+    perm = np.random.default_rng(5).permutation(len(g))
+    monkeypatch.setattr(plan, "_DENSE_MAX", 0)
+    monkeypatch.setattr(plan, "_RECENT", [])
+    p = plan.plan_sweep(g[perm], cv, 30, 899)
+    assert p.n_groups == 12 and p.n_threshold_rows == len(g)
+    c, s = eng.run_sweep(g[perm], fw, cv, 30, 899, engine="cpu")
+    assert np.array_equal(c, ref[0][:, perm]) and np.array_equal(s, ref[1][:, perm])
+
+
 def test_method_argument_and_empty_ranges(sample):
     g, fw, cv = sweep_arrays({k: v[:500] for k, v in sample.items()}, every_field_grid())
     with pytest.raises(ValueError, match="method='fast' is unknown"):

@@ -124,23 +124,54 @@ def exact_cost(n_candles, rows):
 
 
 def _groups(g: np.ndarray) -> tuple[np.ndarray, int]:
-    """Group id of every row (same window index and weights), numbered in sorted order."""
+    """Group id of every row (same window index and weights), numbered in sorted order.
+
+    Rows already ordered by the key (as ``sweep_seed`` orders them) are grouped by runs
+    without a sort.
+    """
     k = g.shape[0]
     cols = (qfh.G_WINDOW_INDEX, qfh.G_WS, qfh.G_WC, qfh.G_WE)
-    order = np.lexsort(tuple(g[:, c] for c in reversed(cols)))
-    key = g[order][:, cols]
+    if k > 1:
+        eq = np.ones(k - 1, dtype=bool)
+        lt = np.zeros(k - 1, dtype=bool)
+        for c in cols:
+            a, b = g[:-1, c], g[1:, c]
+            lt |= eq & (a < b)
+            eq &= a == b
+        if np.all(lt | eq):  # ordered by the key (a NaN is neither: not ordered)
+            new = np.ones(k, dtype=bool)
+            new[1:] = ~eq
+            return np.cumsum(new) - 1, int(new.sum())
+    key = g[:, cols]
+    order = np.lexsort(tuple(key[:, j] for j in reversed(range(len(cols)))))
+    ks = key[order]
     new = np.ones(k, dtype=bool)
     if k > 1:
-        new[1:] = np.any(key[1:] != key[:-1], axis=1)
+        new[1:] = np.any(ks[1:] != ks[:-1], axis=1)
     gid = np.empty(k, dtype=np.int64)
     gid[order] = np.cumsum(new) - 1
     return gid, int(new.sum())
+
+
+#: distinct-value tables (groups x distinct values of a field) up to this size are built
+#: densely (no sort of the rows); larger ones by a sort
+_DENSE_MAX = 1 << 24
 
 
 def _ranks(values: np.ndarray, gid: np.ndarray, ng: int):
     """Per group, the sorted distinct values (concatenated in group order), their count and
     offset per group, and each row's index among its group's values."""
     k = values.shape[0]
+    u = np.unique(values)
+    if ng * u.size <= _DENSE_MAX:
+        inv = np.searchsorted(u, values)
+        present = np.zeros((ng, u.size), dtype=bool)
+        present[gid, inv] = True
+        count = present.sum(axis=1).astype(np.int64)
+        first = np.zeros(ng, dtype=np.int64)
+        first[1:] = np.cumsum(count)[:-1]
+        rank = (np.cumsum(present, axis=1, dtype=np.int64) - 1)[gid, inv]
+        return u[np.nonzero(present)[1]], count, first, rank
     order = np.lexsort((values, gid))
     v = values[order]
     gs = gid[order]
