@@ -215,7 +215,8 @@ def cold(args, size: str, method: str) -> dict:
     if args.candles:
         cmd += ["--candles", str(args.candles)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False,
-                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                       env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                           [str(ROOT)] + [q for q in [os.environ.get("PYTHONPATH")] if q])))
     if r.returncode != 0:
         return {"error": r.stderr[-800:]}
     return json.loads(r.stdout.strip().splitlines()[-1])
