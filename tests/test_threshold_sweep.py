@@ -310,7 +310,7 @@ def _simulated_checks() -> None:
     assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
     from sep_research.data import load_sample
     from sep_research.kernels import cu
-    from sep_research.signals.seed import ohlcv
+    from sep_research.signals.seed import SEED, ohlcv
 
     x = {k: v[:140] for k, v in ohlcv(load_sample()).items()}
     from sep_research.signals.sweep import product_grid
@@ -328,6 +328,19 @@ def _simulated_checks() -> None:
             p = plan.plan_sweep(g, cv, lo, hi, m)
             c, s = cu.sweep_planned_cu(p, g, fw, cv, lo, hi, 40, 32, qfast)  # several blocks
             assert np.array_equal(c, ref_c) and np.array_equal(s, ref_s), (m, qfast)
+    # large copies through the pinned staging buffer (made small here): the same bits
+    old = cu.STAGED_COPY_MIN_BYTES, cu.STAGE_BYTES
+    cu.STAGED_COPY_MIN_BYTES, cu.STAGE_BYTES = 64, 4000
+    try:
+        c, s = eng.run_sweep(g, fw, cv, lo, hi, engine="cuda", block=64)
+        f = eng.compute_features(x["close"], x["high"], x["low"], x["volume"], [5, 11],
+                                 SEED.to_vector(), engine="cuda")
+    finally:
+        cu.STAGED_COPY_MIN_BYTES, cu.STAGE_BYTES = old
+    assert np.array_equal(c, ref_c) and np.array_equal(s, ref_s)
+    assert np.array_equal(f, eng.compute_features(x["close"], x["high"], x["low"], x["volume"],
+                                                  [5, 11], SEED.to_vector(), engine="python"),
+                          equal_nan=True)
     # the exact brute force on the GPU: 3 chunks, 2 blocks
     p = plan.plan_sweep(g[:50], cv, lo, hi, "auto")
     p = plan.SweepPlan(p.brute, np.arange(50), [])

@@ -262,14 +262,59 @@ def tcum_kernel(h, td, a, axis, suffix, max_lines):
 @cuda.jit
 def tgather_kernel(counts, sums, rows, td, h):
     r = cuda.grid(1)
-    if r < rows.shape[0]:
+    if r < rows.shape[1]:
         gather_row_cu(counts, sums, r, rows, td, h)
+
+
+#: host <-> device copies of at least this many bytes go through a pinned staging buffer
+#: (measured on one H200 VM: pageable copies ran at about 2.5 GB/s)
+STAGED_COPY_MIN_BYTES = 16 << 20
+STAGE_BYTES = 32 << 20
+_STAGES: dict = {}
+
+
+def _stage(n: int, dtype):
+    """A pinned host buffer of at least n elements of dtype (kept for the next copy)."""
+    key = np.dtype(dtype).str
+    buf = _STAGES.get(key)
+    if buf is None or buf.size < n:
+        buf = cuda.pinned_array(n, dtype=dtype)
+        _STAGES[key] = buf
+    return buf
 
 
 def _to_device(a):
     # a C-ordered copy with canonical strides: a length-1 axis with stride 0 (from
     # a[None, :]) sends numba-cuda down a slow element-wise copy (seen: 2.5 s for 8 MB)
-    return cuda.to_device(np.array(a, order="C"))
+    a = np.asarray(a)
+    if a.nbytes < STAGED_COPY_MIN_BYTES:
+        return cuda.to_device(np.array(a, order="C"))
+    src = np.ascontiguousarray(a).reshape(a.size)
+    d = cuda.device_array(a.shape, dtype=a.dtype)
+    flat = d.reshape(a.size)
+    step = max(1, STAGE_BYTES // a.itemsize)
+    buf = _stage(step, a.dtype)
+    for i in range(0, a.size, step):
+        j = min(i + step, a.size)
+        buf[: j - i] = src[i:j]
+        flat[i:j].copy_to_device(buf[: j - i])
+    return d
+
+
+def _to_host(d) -> np.ndarray:
+    """Device array -> new host array, large ones through the pinned staging buffer."""
+    if d.nbytes < STAGED_COPY_MIN_BYTES:
+        return d.copy_to_host()
+    out = np.empty(d.shape, dtype=d.dtype)
+    dst = out.reshape(d.size)
+    flat = d.reshape(d.size)
+    step = max(1, STAGE_BYTES // d.dtype.itemsize)
+    buf = _stage(step, d.dtype)
+    for i in range(0, d.size, step):
+        j = min(i + step, d.size)
+        flat[i:j].copy_to_host(buf[: j - i])
+        dst[i:j] = buf[: j - i]
+    return out
 
 
 def _blocks(total: int, block: int) -> int:
@@ -291,7 +336,7 @@ def features_cu(bits, high, low, volume, windows, legacy, legacy_range, prm,
             d_out, d_in[0], d_in[1], d_in[2], d_in[3], d_in[4], legacy, d_in[5], d_in[6])
         temporal_kernel[_blocks(total, block), block](d_out, n, ncol, first, d_in[6])
     cuda.synchronize()
-    return d_out.copy_to_host()
+    return _to_host(d_out)
 
 
 def sweep_device(d_g, d_fw, d_cv, score_start: int, score_end: int, chunk: int,
@@ -334,8 +379,11 @@ def sweep_cu(g, fw, cv, score_start: int, score_end: int, chunk: int, block: int
 
 #: thread mapping of tscatter_kernel: True = neighbouring threads take different groups of
 #: one candle (fewer atomics on one address per warp), False = neighbouring candles of one
-#: group (coalesced candle reads)
-SCATTER_GROUP_FASTEST = False
+#: group (coalesced candle reads). Measured on one H200 (bench/results/sweep-*-h200.md):
+#: True is 2.7x faster on 1e6 configurations x 1e6 candles (7.2 against 19.5 ms) and 9x on
+#: the training grid (19 against 177 ms): neighbouring candles fall in the same cells, and
+#: atomics on one address serialise.
+SCATTER_GROUP_FASTEST = True
 
 
 def tsweep_device(batch, d_fw, d_cv, lo: int, hi: int, d_counts, d_sums, block: int = 128,
@@ -358,7 +406,7 @@ def tsweep_device(batch, d_fw, d_cv, lo: int, hi: int, d_counts, d_sums, block: 
             lines = int((dims[:, a, :].prod(axis=1) // dims[:, a, axis]).max())
             tcum_kernel[_blocks(nq * lines, 128), 128](d_h, d_td, int(a), int(axis),
                                                        int(suffix), lines)
-        tgather_kernel[_blocks(batch.rows.shape[0], block), block](d_counts, d_sums, d_rows,
+        tgather_kernel[_blocks(batch.rows.shape[1], block), block](d_counts, d_sums, d_rows,
                                                                     d_td, d_h)
 
 
@@ -377,9 +425,13 @@ def sweep_planned_cu(p, g, fw, cv, lo: int, hi: int, chunk: int, block: int = 12
         counts[:, rows] = dc.copy_to_host()
         sums[:, rows] = ds.copy_to_host()
     if p.batches:
-        d_counts, d_sums = _to_device(counts), _to_device(sums)
+        if p.brute.size or p.exact.size:  # the gather writes the threshold rows only
+            d_counts, d_sums = _to_device(counts), _to_device(sums)
+        else:  # all rows are threshold rows: nothing to send
+            d_counts = cuda.device_array(counts.shape, dtype=counts.dtype)
+            d_sums = cuda.device_array(sums.shape, dtype=sums.dtype)
         for b in p.batches:
             tsweep_device(b, d_fw, d_cv, lo, hi, d_counts, d_sums, block, qfast)
         cuda.synchronize()
-        counts, sums = d_counts.copy_to_host(), d_sums.copy_to_host()
+        counts, sums = _to_host(d_counts), _to_host(d_sums)
     return counts, sums

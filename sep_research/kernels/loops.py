@@ -308,13 +308,13 @@ def tscatter_group(h, q, lo, hi, tg, tw, tv, td, fw, cv):
 def tsweep_into(counts, sums, h, tg, tw, tv, td, tp, rows, fw, cv, lo, hi):
     """Threshold-space sweep of the groups in ``tg`` over candles lo .. hi-1 (see
     :mod:`~sep_research.kernels.thresholds`): ``h`` is the zeroed int64 workspace; writes
-    counts[:, k] and sums[:, k] for every k in rows[:, 0]."""
+    counts[:, k] and sums[:, k] for every k in rows[0]."""
     ng = tg.shape[0]
     for q in prange(ng):
         tscatter_group(h, q, lo, hi, tg, tw, tv, td, fw, cv)
         for p in range(tp.shape[0]):
             cum_axis(h, td, q, tp[p, 0], tp[p, 1], tp[p, 2])
-    for r in prange(rows.shape[0]):
+    for r in prange(rows.shape[1]):
         gather_row(counts, sums, r, rows, td, h)
 
 

@@ -98,7 +98,7 @@ class SweepPlan:
 
     @property
     def n_threshold_rows(self) -> int:
-        return int(sum(b.rows.shape[0] for b in self.batches))
+        return int(sum(b.rows.shape[1] for b in self.batches))
 
 
 def group_cells(nb, ns, nc, nh, nm, ne):
@@ -164,13 +164,12 @@ def _ranks(values: np.ndarray, gid: np.ndarray, ng: int):
     k = values.shape[0]
     u = np.unique(values)
     if ng * u.size <= _DENSE_MAX:
-        inv = np.searchsorted(u, values)
-        present = np.zeros((ng, u.size), dtype=bool)
-        present[gid, inv] = True
+        code = gid * u.size + np.searchsorted(u, values)
+        present = (np.bincount(code, minlength=ng * u.size) > 0).reshape(ng, u.size)
         count = present.sum(axis=1).astype(np.int64)
         first = np.zeros(ng, dtype=np.int64)
         first[1:] = np.cumsum(count)[:-1]
-        rank = (np.cumsum(present, axis=1, dtype=np.int64) - 1)[gid, inv]
+        rank = (np.cumsum(present, axis=1, dtype=np.int64) - 1).reshape(-1)[code]
         return u[np.nonzero(present)[1]], count, first, rank
     order = np.lexsort((values, gid))
     v = values[order]
@@ -227,7 +226,7 @@ def _structure(sub: np.ndarray) -> _Structure:
         if gc.shape == sub.shape and np.array_equal(gc, sub):
             return st
     gid, ng = _groups(sub)
-    uniq = [_ranks(sub[:, col], gid, ng) for _, col in _FIELDS]
+    uniq = [_ranks(np.ascontiguousarray(sub[:, col]), gid, ng) for _, col in _FIELDS]
     st = _Structure(gid, ng, uniq, group_cells(*[u[1] for u in uniq]),
                     np.bincount(gid, minlength=ng))
     if sub.shape[0] <= _RECENT_MAX_ROWS:
@@ -356,11 +355,12 @@ def _tables(sub, ok, gid, groups, uniq) -> ThresholdBatch:
     td = np.zeros((nq, t.N_ARRAYS, 1 + t.N_DIMS), dtype=np.int64)
     td[:, :, 0] = offs.reshape(nq, t.N_ARRAYS)
     td[:, :, 1:] = dims
-    sel = np.flatnonzero(local[gid] >= 0)
-    rows = np.zeros((sel.size, t.N_R), dtype=np.int64)
-    rows[:, t.R_K] = ok[sel]
-    rows[:, t.R_GROUP] = local[gid[sel]]
+    sel = slice(None) if nq == int(gid.max()) + 1 else np.flatnonzero(local[gid] >= 0)
+    lg = local[gid][sel]
+    rows = np.empty((t.N_R, lg.size), dtype=np.int64)
+    rows[t.R_K] = ok[sel]
+    rows[t.R_GROUP] = lg
     for j, (_, _, _, rank) in enumerate(uniq):
-        rows[:, t.R_B + j] = rank[sel]
+        rows[t.R_B + j] = rank[sel]
     return ThresholdBatch(tg, tw, tv, np.ascontiguousarray(td), np.ascontiguousarray(rows),
                           int(size.sum()))

@@ -35,7 +35,8 @@ Tables (built by :mod:`~sep_research.kernels.plan`, int64 unless said):
 - ``td[q, a, 0]``: offset of histogram ``a`` (``A_*``) in the workspace ``h``;
   ``td[q, a, 1:7]``: its six dimensions (row-major, padded with 1);
 - ``tp[p] = (a, axis, suffix)``: the cumulative-sum passes, the same for every group;
-- ``rows[r] = (k, q, b, s, c, h, m, e)``: output column and threshold indices of a row.
+- ``rows[:, r] = (k, q, b, s, c, h, m, e)``: output column and threshold indices of row r
+  (one row of ``rows`` per field, so that neighbouring GPU threads read neighbouring words).
 """
 
 from __future__ import annotations
@@ -249,15 +250,15 @@ def cum_axis(h, td, q, a, axis, suffix):
 
 def gather_row(counts, sums, r, rows, td, h):
     """Counts and sums of threshold row r from the summed histograms, into column
-    rows[r, R_K] of counts (7, K) and sums (4, K)."""
-    k = rows[r, R_K]
-    q = rows[r, R_GROUP]
-    b = rows[r, R_B]
-    s = rows[r, R_S]
-    c = rows[r, R_C] + 1
-    hh = rows[r, R_H] + 1
-    m = rows[r, R_M] + 1
-    e = rows[r, R_E]
+    rows[R_K, r] of counts (7, K) and sums (4, K)."""
+    k = rows[R_K, r]
+    q = rows[R_GROUP, r]
+    b = rows[R_B, r]
+    s = rows[R_S, r]
+    c = rows[R_C, r] + 1
+    hh = rows[R_H, r] + 1
+    m = rows[R_M, r] + 1
+    e = rows[R_E, r]
     n_buy = h[flat_index(td, q, A_HB, b + 1, 0, 0, 0, 0, 0)]
     buy_ok = h[flat_index(td, q, A_HB, b + 1, 0, 0, m, 0, 0)]
     hc_buy = h[flat_index(td, q, A_HB, b + 1, c, hh, 0, 0, 0)]
