@@ -257,6 +257,20 @@ def gpu_ceilings(rows_out: list, notes: list, smoke: bool = False) -> dict:
         return {}
     bw = 2 * a.nbytes / t
     out = {"copy_bytes_per_s": bw}
+    from sep_research.kernels import cu
+
+    host = np.random.default_rng(0).random(1 << (12 if smoke else 26))  # 512 MiB
+    for name, f in (("h2d_pageable", lambda: cuda.to_device(host)),
+                    ("h2d_staged", lambda: cu._to_device(host))):
+        t = timed(f, 2, cuda.synchronize)
+        out[f"{name}_bytes_per_s"] = host.nbytes / t
+    dh = cuda.to_device(host)
+    for name, f in (("d2h_pageable", dh.copy_to_host), ("d2h_staged", lambda: cu._to_host(dh))):
+        t = timed(f, 2, cuda.synchronize)
+        out[f"{name}_bytes_per_s"] = host.nbytes / t
+    notes.append("host<->device, 512 MiB: " + ", ".join(
+        f"{k}: {out[f'{k}_bytes_per_s'] / 1e9:.1f} GB/s"
+        for k in ("h2d_pageable", "h2d_staged", "d2h_pageable", "d2h_staged")))
     threads, reps = (1 << 9, 2) if smoke else (1 << 22, 16)
     for cells in (256, 4096, 1 << 20):
         h = cuda.device_array(cells, dtype=np.int64)
@@ -305,6 +319,40 @@ def gpu_kernel_times(p, g, fw, cv, n) -> dict:
         with cu.no_fma():
             out[f"scatter_s_qfast_{qfast}"] = ev(lambda q=qfast: cu.tscatter_kernel[
                 cu._blocks(nq * (n - 1), 128), 128](d_h, *d_t, d_fw, d_cv, 0, n - 1, q))
+    return out
+
+
+def breakdown(args, x, size: str, notes: list) -> dict:
+    """Where sweep_seed's time goes on the largest grid (auto): features, planning, the
+    sweep on prepared arrays, and the whole call (best of --reps each)."""
+    from sep_research.kernels import engine as eng
+    from sep_research.kernels import plan
+    from sep_research.signals.seed import SEED
+    from sep_research.signals.sweep import sweep_seed
+
+    grid = make_grid(size)
+    n = len(x["close"])
+    g, fw, cv = prepared(x, grid, args.spread)
+    windows = np.unique(grid["window"]).astype(np.int64)
+    sync = None
+    if args.engine == "cuda":
+        from numba import cuda
+
+        sync = cuda.synchronize
+    out = {
+        "features_s": timed(lambda: eng.compute_features(
+            x["close"], x["high"], x["low"], x["volume"], windows, SEED.to_vector(),
+            engine=args.engine), args.reps, sync),
+        "plan_s": timed(lambda: (plan._RECENT.clear(), plan.plan_sweep(g, cv, 0, n - 1)),
+                        args.reps),
+        "run_sweep_s": timed(lambda: eng.run_sweep(g, fw, cv, 0, n - 1, engine=args.engine),
+                             args.reps, sync),
+        "sweep_seed_s": timed(lambda: sweep_seed(x, grid, score_start=0, score_end=n - 1,
+                                                 spread_pips=args.spread, engine=args.engine),
+                              args.reps, sync),
+    }
+    notes.append(f"breakdown of sweep_seed on the {size} grid ({args.engine}): " + ", ".join(
+        f"{k[:-2]} {v:.3f} s" for k, v in out.items()))
     return out
 
 
@@ -419,6 +467,7 @@ def main(argv=None) -> int:
                 results[f"{size}/gpu_kernels"] = gpu_kernel_times(p, g, fw, cv, n)
     if args.engine == "cuda":
         results["gpu_ceilings"] = gpu_ceilings(rows, notes, smoke=args.sizes == ["smoke"])
+    results["breakdown"] = breakdown(args, x, args.sizes[-1], notes)
     hdr = (f"{'grid':5s} {'configs':>9s} {'method':7s} {'cold s':>8s} {'kernel s':>9s} "
            f"{'kernel cc/s':>11s} {'e2e s':>8s} {'e2e cc/s':>10s} {'e2e x brute':>11s}")
     print()
