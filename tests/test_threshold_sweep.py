@@ -328,7 +328,7 @@ def _simulated_checks() -> None:
             p = plan.plan_sweep(g, cv, lo, hi, m)
             c, s = cu.sweep_planned_cu(p, g, fw, cv, lo, hi, 40, 32, qfast)  # several blocks
             assert np.array_equal(c, ref_c) and np.array_equal(s, ref_s), (m, qfast)
-    # large copies through the pinned staging buffer (made small here): the same bits
+    # large copies to the host through the pinned staging buffer (made small here)
     old = cu.STAGED_COPY_MIN_BYTES, cu.STAGE_BYTES
     cu.STAGED_COPY_MIN_BYTES, cu.STAGE_BYTES = 64, 4000
     try:

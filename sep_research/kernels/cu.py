@@ -266,8 +266,10 @@ def tgather_kernel(counts, sums, rows, td, h):
         gather_row_cu(counts, sums, r, rows, td, h)
 
 
-#: host <-> device copies of at least this many bytes go through a pinned staging buffer
-#: (measured on one H200 VM: pageable copies ran at about 2.5 GB/s)
+#: device -> host copies of at least this many bytes go through a pinned staging buffer.
+#: Measured on one H200 VM (512 MiB, bench/results/sweep-*-h200.md): device -> host 3.6 GB/s
+#: staged against 3.3 pageable; host -> device 6.3 staged against 8.2 pageable, so copies to
+#: the device stay pageable.
 STAGED_COPY_MIN_BYTES = 16 << 20
 STAGE_BYTES = 32 << 20
 _STAGES: dict = {}
@@ -286,19 +288,7 @@ def _stage(n: int, dtype):
 def _to_device(a):
     # a C-ordered copy with canonical strides: a length-1 axis with stride 0 (from
     # a[None, :]) sends numba-cuda down a slow element-wise copy (seen: 2.5 s for 8 MB)
-    a = np.asarray(a)
-    if a.nbytes < STAGED_COPY_MIN_BYTES:
-        return cuda.to_device(np.array(a, order="C"))
-    src = np.ascontiguousarray(a).reshape(a.size)
-    d = cuda.device_array(a.shape, dtype=a.dtype)
-    flat = d.reshape(a.size)
-    step = max(1, STAGE_BYTES // a.itemsize)
-    buf = _stage(step, a.dtype)
-    for i in range(0, a.size, step):
-        j = min(i + step, a.size)
-        buf[: j - i] = src[i:j]
-        flat[i:j].copy_to_device(buf[: j - i])
-    return d
+    return cuda.to_device(np.array(a, order="C"))
 
 
 def _to_host(d) -> np.ndarray:
