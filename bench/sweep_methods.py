@@ -56,25 +56,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-SIZES = {"1e4": None, "1e5": 2, "1e6": 8}
+SIZES = ("1e4", "1e5", "1e6")
 
-
-def load_sample(npz: str | None) -> dict[str, np.ndarray]:
-    if npz:
-        z = np.load(npz)
-        return {k: np.asarray(z[k], dtype=np.float64)
-                for k in ("open", "high", "low", "close", "volume")}
-    from sep_research.data import load_sample as ls
-    from sep_research.signals.seed import ohlcv
-
-    return ohlcv(ls())
+from bench.kernels import _sweep_inputs, load_sample, tile
 
 
 def data(npz: str | None, candles: int | None) -> dict[str, np.ndarray]:
     x = load_sample(npz)
-    if candles and candles != len(x["close"]):
-        x = {k: np.resize(v, candles) for k, v in x.items()}
-    return x
+    return tile(x, candles) if candles and candles != len(x["close"]) else x
 
 
 def make_grid(size: str) -> dict[str, np.ndarray]:
@@ -104,29 +93,10 @@ def make_grid(size: str) -> dict[str, np.ndarray]:
 
 
 def prepared(x, grid, spread: float):
-    """(g, fw, cv) as sweep_seed builds them (causal), in sweep_seed's row order."""
-    from sep_research.kernels import engine as eng
-    from sep_research.kernels import qfh
-    from sep_research.signals.seed import SEED, label_index, label_moves
-    from sep_research.signals.sweep import _GRID_COLUMN, _grid_columns
-
-    cols = _grid_columns(grid, SEED)
-    windows, widx = np.unique(cols["window"].astype(np.int64), return_inverse=True)
-    feat = eng.compute_features(x["close"], x["high"], x["low"], x["volume"], windows,
-                                SEED.to_vector(), engine="cpu")
-    fw = np.ascontiguousarray(np.stack([feat[q].T for q in (
-        qfh.F_HAS, qfh.F_STABILITY, qfh.F_COHERENCE, qfh.F_PHASE, qfh.F_TF)]))
-    n = len(x["close"])
-    t = label_index(n)
-    cv = np.ascontiguousarray(np.stack([feat[qfh.F_VF, :, 0], feat[qfh.F_VM, :, 0],
-                                        label_moves(x["close"]),
-                                        np.where(t >= 0, spread, np.nan)]))
-    g = np.zeros((len(widx), qfh.N_GRID))
-    for name, c in _GRID_COLUMN.items():
-        g[:, c] = cols[name]
-    g[:, qfh.G_WINDOW_INDEX] = widx
-    order = np.lexsort((cols["w_e"], cols["w_c"], cols["w_s"], widx))
-    return np.ascontiguousarray(g[order]), fw, cv
+    """(g, fw, cv) as sweep_seed builds them (causal, its row order), ``spread`` pips."""
+    g, fw, cv = _sweep_inputs(x, grid)
+    cv[3] = np.where(np.isnan(cv[3]), np.nan, spread)
+    return g, fw, cv
 
 
 def sum_bound_ratio(g, cv, lo, hi, sb, sx) -> float:
@@ -222,6 +192,23 @@ def cold(args, size: str, method: str) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def event_median(f, reps: int = 5) -> float:
+    """Median device time of f() in seconds (CUDA events, after one untimed call)."""
+    from numba import cuda
+
+    f()
+    cuda.synchronize()
+    ts = []
+    for _ in range(reps):
+        e0, e1 = cuda.event(), cuda.event()
+        e0.record()
+        f()
+        e1.record()
+        e1.synchronize()
+        ts.append(e0.elapsed_time(e1) / 1e3)
+    return float(np.median(ts))
+
+
 def gpu_ceilings(rows_out: list, notes: list, smoke: bool = False) -> dict:
     """Measured device copy bandwidth and int64 atomic rates (hot and spread addresses)."""
     from numba import cuda
@@ -239,20 +226,7 @@ def gpu_ceilings(rows_out: list, notes: list, smoke: bool = False) -> dict:
     def copy():
         b.copy_to_device(a)
 
-    def ev(f):
-        f()
-        cuda.synchronize()
-        ts = []
-        for _ in range(5):
-            e0, e1 = cuda.event(), cuda.event()
-            e0.record()
-            f()
-            e1.record()
-            e1.synchronize()
-            ts.append(e0.elapsed_time(e1) / 1e3)
-        return float(np.median(ts))
-
-    t = ev(copy)
+    t = event_median(copy)
     if t <= 0:  # the simulator's events
         return {}
     bw = 2 * a.nbytes / t
@@ -274,7 +248,7 @@ def gpu_ceilings(rows_out: list, notes: list, smoke: bool = False) -> dict:
     threads, reps = (1 << 9, 2) if smoke else (1 << 22, 16)
     for cells in (256, 4096, 1 << 20):
         h = cuda.device_array(cells, dtype=np.int64)
-        t = ev(lambda h=h, cells=cells: atomics[threads // 256, 256](h, cells, reps))
+        t = event_median(lambda h=h, cells=cells: atomics[threads // 256, 256](h, cells, reps))
         out[f"atomics_per_s_{cells}_cells"] = threads * reps / t
     notes.append(f"GPU device-to-device copy: {bw / 1e12:.2f} TB/s (read + write, 1 GiB); "
                  "int64 atomicAdd: " + ", ".join(
@@ -298,20 +272,7 @@ def gpu_kernel_times(p, g, fw, cv, n) -> dict:
     d_h = cuda.device_array(b.cells, dtype=np.int64)
     d_t = [cu._to_device(a) for a in (b.tg, b.tw, b.tv, b.td)]
     out = {}
-
-    def ev(f):
-        f()
-        cuda.synchronize()
-        ts = []
-        for _ in range(5):
-            e0, e1 = cuda.event(), cuda.event()
-            e0.record()
-            f()
-            e1.record()
-            e1.synchronize()
-            ts.append(e0.elapsed_time(e1) / 1e3)
-        return float(np.median(ts))
-
+    ev = event_median
     nq = b.tg.shape[0]
     for qfast in (False, True):
         out[f"tsweep_device_s_qfast_{qfast}"] = ev(lambda q=qfast: [
@@ -376,7 +337,7 @@ def main(argv=None) -> int:
     ap.add_argument("--engine", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--candles", type=int, default=None, help="tile the sample to N candles")
     ap.add_argument("--npz")
-    ap.add_argument("--sizes", nargs="+", default=list(SIZES))
+    ap.add_argument("--sizes", nargs="+", default=list(SIZES), help="1e4 1e5 1e6 (or smoke)")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--brute-reps-1e6", type=int, default=1)
     ap.add_argument("--spread", type=float, default=1.0, help="per-candle spread, pips")
