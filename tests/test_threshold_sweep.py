@@ -328,6 +328,10 @@ def _simulated_checks() -> None:
             p = plan.plan_sweep(g, cv, lo, hi, m)
             c, s = cu.sweep_planned_cu(p, g, fw, cv, lo, hi, 40, 32, qfast)  # several blocks
             assert np.array_equal(c, ref_c) and np.array_equal(s, ref_s), (m, qfast)
+    a = np.arange(10.0)
+    assert cu._canonical(a.reshape(2, 5)) and not cu._canonical(a[None, :][:, ::2])
+    z = np.lib.stride_tricks.as_strided(a, shape=(1, 10), strides=(0, 8))
+    assert not cu._canonical(z) and np.array_equal(cu._to_device(z).copy_to_host(), z)
     # large copies to the host through the pinned staging buffer (made small here)
     old = cu.STAGED_COPY_MIN_BYTES, cu.STAGE_BYTES
     cu.STAGED_COPY_MIN_BYTES, cu.STAGE_BYTES = 64, 4000

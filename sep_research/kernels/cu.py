@@ -267,9 +267,9 @@ def tgather_kernel(counts, sums, rows, td, h):
 
 
 #: device -> host copies of at least this many bytes go through a pinned staging buffer.
-#: Measured on one H200 VM (512 MiB, bench/results/sweep-*-h200.md): device -> host 3.6 GB/s
-#: staged against 3.3 pageable; host -> device 6.3 staged against 8.2 pageable, so copies to
-#: the device stay pageable.
+#: Measured on one H200 VM (512 MiB, bench/results/sweep-methods-*-h200.md): device -> host
+#: 3.6-4.1 GB/s staged against 3.3-3.6 pageable; host -> device 6.3 staged against 8.2
+#: pageable, so copies to the device stay pageable.
 STAGED_COPY_MIN_BYTES = 16 << 20
 STAGE_BYTES = 32 << 20
 _STAGES: dict = {}
@@ -285,10 +285,23 @@ def _stage(n: int, dtype):
     return buf
 
 
+def _canonical(a: np.ndarray) -> bool:
+    """C-contiguous with the strides numpy gives a new array (a length-1 axis of stride 0,
+    as from a[None, :], is C-contiguous but not canonical)."""
+    step = a.itemsize
+    for n, st in zip(reversed(a.shape), reversed(a.strides), strict=True):
+        if st != step:
+            return False
+        step *= n
+    return True
+
+
 def _to_device(a):
-    # a C-ordered copy with canonical strides: a length-1 axis with stride 0 (from
-    # a[None, :]) sends numba-cuda down a slow element-wise copy (seen: 2.5 s for 8 MB)
-    return cuda.to_device(np.array(a, order="C"))
+    # copied only when its strides are not canonical: a length-1 axis with stride 0 (from
+    # a[None, :]) sends numba-cuda down a slow element-wise copy (seen: 2.5 s for 8 MB); a
+    # needless host copy cost 512 MiB at 2.4 GB/s against 8.9 GB/s sent as is (one H200)
+    a = np.asarray(a)
+    return cuda.to_device(a if _canonical(a) else np.array(a, order="C"))
 
 
 def _to_host(d) -> np.ndarray:
