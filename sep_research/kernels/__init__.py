@@ -4,9 +4,14 @@ Layout (see each module's docstring):
 
 - :mod:`~sep_research.kernels.qfh`: the spec's math as plain-Python scalar functions
   (no numba, no numpy calls); the live runner runs these directly;
+- :mod:`~sep_research.kernels.fixed`: exact fixed-point pip sums (scalar bodies) and the
+  brute force that accumulates them;
+- :mod:`~sep_research.kernels.thresholds`: the threshold-space sweep (scalar bodies);
+- :mod:`~sep_research.kernels.plan`: which rows of a sweep grid go to which method (numpy);
 - :mod:`~sep_research.kernels.loops`: loop drivers (features, one config's signals, the
-  fused sweep) over the scalar bodies;
-- :mod:`~sep_research.kernels.nb`: numba CPU twins (``*_nb``), imported only when used;
+  fused sweeps) over the scalar bodies;
+- :mod:`~sep_research.kernels.nb`: numba CPU twins (``*_nb``), imported only when used,
+  cached on disk by :mod:`~sep_research.kernels.cache`;
 - :mod:`~sep_research.kernels.cu`: numba-cuda twins (``*_cu``) and kernels, imported only
   when used;
 - :mod:`~sep_research.kernels.engine`: the engine switch (``auto | cpu | cuda | python``)

@@ -176,33 +176,66 @@ def compute_signals(feat: np.ndarray, col: int, ws: float, wc: float, we: float,
 
 
 def run_sweep(g: np.ndarray, fw: np.ndarray, cv: np.ndarray, score_start: int, score_end: int,
-              *, engine: str = "auto", chunk: int = SWEEP_CHUNK, block: int = 128):
+              *, engine: str = "auto", chunk: int = SWEEP_CHUNK, block: int = 128,
+              method: str = "auto"):
     """The fused sweep on prepared arrays (see :func:`qfh.sweep_partial` for the layouts).
 
     Returns ``(counts int64 (7, K), sums float64 (4, K))`` in the order of
     ``qfh.SWEEP_COUNTS`` and ``qfh.SWEEP_SUMS``. ``block`` is the CUDA block size.
+
+    ``method`` (see :mod:`sep_research.kernels.plan`): ``"auto"`` (default) sweeps each group
+    of rows that share window and weights in threshold space
+    (:mod:`~sep_research.kernels.thresholds`) or by the brute force, whichever is cheaper,
+    with exact fixed-point sums (:mod:`~sep_research.kernels.fixed`) either way, so the
+    bits of a row depend on nothing but the row and the candles; ``"threshold"`` forces the
+    threshold-space sweep; ``"brute"`` is the reference: the float brute force of earlier
+    versions, whose sums depend on ``chunk`` by rounding. Counts are the same in all three.
     """
+    from sep_research.kernels import fixed as _fixed
+    from sep_research.kernels import plan as _plan
+
     eng = resolve_engine(engine)
     if not 1 <= int(chunk) < 2**21:
         raise ValueError(f"chunk={chunk}: must be in 1 .. 2**21 - 1 (the packed counters)")
     if not 1 <= int(block) <= 1024:
         raise ValueError(f"block={block}: CUDA block size must be in 1 .. 1024")
+    if method not in _plan.METHODS:
+        raise ValueError(f"method={method!r} is unknown: expected one of "
+                         f"{', '.join(_plan.METHODS)}")
     g = np.ascontiguousarray(g, dtype=np.float64)
     fw = np.ascontiguousarray(fw, dtype=np.float64)
     cv = np.ascontiguousarray(cv, dtype=np.float64)
+    lo, hi, chunk, block = int(score_start), int(score_end), int(chunk), int(block)
+    p = _plan.plan_sweep(g, cv, lo, hi, method)
     if eng == "cuda":
         from sep_research.kernels import cu
 
-        return cu.sweep_cu(g, fw, cv, int(score_start), int(score_end), int(chunk), int(block))
+        return cu.sweep_planned_cu(p, g, fw, cv, lo, hi, chunk, block)
     k = g.shape[0]
     counts = np.zeros((len(qfh.SWEEP_COUNTS), k), dtype=np.int64)
     sums = np.zeros((len(qfh.SWEEP_SUMS), k), dtype=np.float64)
     if eng == "cpu":
-        from sep_research.kernels import nb
+        from sep_research.kernels import nb as mod
 
-        nb.sweep_into_nb(counts, sums, g, fw, cv, int(score_start), int(score_end), int(chunk))
+        brute, exact, tsweep = mod.sweep_into_nb, mod.sweep_exact_into_nb, mod.tsweep_into_nb
     else:
-        from sep_research.kernels import loops
+        from sep_research.kernels import loops as mod
 
-        loops.sweep_into(counts, sums, g, fw, cv, int(score_start), int(score_end), int(chunk))
+        brute, exact, tsweep = mod.sweep_into, mod.sweep_exact_into, mod.tsweep_into
+    for rows, fn in ((p.brute, brute), (p.exact, exact)):
+        if rows.size == 0:
+            continue
+        sub = np.ascontiguousarray(g[rows])
+        c = np.zeros((len(qfh.SWEEP_COUNTS), rows.size), dtype=np.int64)
+        s = np.zeros((len(qfh.SWEEP_SUMS), rows.size), dtype=np.float64)
+        if fn is brute:
+            fn(c, s, sub, fw, cv, lo, hi, chunk)
+        else:
+            fn(c, s, np.zeros((_fixed.N_LIMBS, rows.size), dtype=np.int64), sub, fw, cv, lo,
+               hi, chunk)
+        counts[:, rows] = c
+        sums[:, rows] = s
+    for b in p.batches:
+        h = np.zeros(b.cells, dtype=np.int64)
+        tsweep(counts, sums, h, b.tg, b.tw, b.tv, b.td, b.tp, b.rows, fw, cv, lo, hi)
     return counts, sums

@@ -1,4 +1,7 @@
-"""Loop drivers over the scalar bodies of :mod:`sep_research.kernels.qfh` (CPU paths).
+"""Loop drivers over the scalar bodies of :mod:`~sep_research.kernels.qfh`,
+:mod:`~sep_research.kernels.fixed` and :mod:`~sep_research.kernels.thresholds` (CPU paths):
+features, one configuration's signals, the fused brute-force sweep (float sums: the
+reference; or exact fixed-point sums), and the threshold-space sweep.
 
 Plain Python with ``prange = range``; :mod:`sep_research.kernels.nb` re-binds ``prange`` to
 ``numba.prange`` and compiles these with ``parallel=True``. The CUDA twins live in
@@ -17,6 +20,13 @@ import math
 
 import numpy as np
 
+from sep_research.kernels.fixed import (
+    SCALE_SQ,
+    SCALE_SUM,
+    exact_step,
+    fixed_limbs,
+    limbs_to_sums,
+)
 from sep_research.kernels.qfh import (
     F_TF,
     G_BUY,
@@ -36,6 +46,18 @@ from sep_research.kernels.qfh import (
     sweep_step,
     temporal_factor_at,
     unpack_counts,
+)
+from sep_research.kernels.thresholds import (
+    A_HB,
+    A_HS,
+    A_WB,
+    A_WS,
+    TG_E_N,
+    TG_E_OFF,
+    candle_bins,
+    cum_axis,
+    flat_index,
+    gather_row,
 )
 
 prange = range
@@ -179,8 +201,131 @@ def _add_partial(counts, sums, k, c0, c1, c2, c3, c4, c5, c6, f0, f1, f2, f3):
     sums[3, k] = sums[3, k] + f3
 
 
+# ---- exact fixed-point sums (sep_research.kernels.fixed) --------------------------------------
+
+def sweep_partial_scored_exact(g, k, lo, hi, sc):
+    """:func:`fixed.sweep_partial_exact` of row k from the scratch rows of :func:`scores_into`:
+    7 counts and 8 limbs, the same integers (a skipped candle adds exact zeros)."""
+    bt = g[k, G_BUY]
+    st = g[k, G_SELL]
+    ct = g[k, G_CONF]
+    cht = g[k, G_COH]
+    mm = g[k, G_MIN_MOVE]
+    extra = g[k, G_SPREAD]
+    pa = 0
+    pb = 0
+    s1h = 0
+    s1l = 0
+    s2h = 0
+    s2l = 0
+    h1h = 0
+    h1l = 0
+    h2h = 0
+    h2l = 0
+    for j in range(hi - lo):
+        da, db, a1, b1, a2, b2, hc = exact_step(sc[0, j], sc[1, j], sc[2, j], sc[4, j],
+                                                sc[3, j], sc[5, j], bt, st, ct, cht, mm, extra)
+        pa += da
+        pb += db
+        s1h += a1
+        s1l += b1
+        s2h += a2
+        s2l += b2
+        h1h += hc * a1
+        h1l += hc * b1
+        h2h += hc * a2
+        h2l += hc * b2
+    c = unpack_counts(pa, pb)
+    return (c[0], c[1], c[2], c[3], c[4], c[5], c[6], s1h, s1l, s2h, s2l, h1h, h1l, h2h, h2l)
+
+
+def sweep_exact_into(counts, sums, limbs, g, fw, cv, score_start, score_end, chunk):
+    """:func:`sweep_into` with exact fixed-point sums: ``limbs`` (8, K) int64 zeroed by the
+    caller; ``sums`` (4, K) is written from them at the end. Chunks and blocks as there; the
+    integers do not depend on either."""
+    nk = g.shape[0]
+    kb = 16
+    nblocks = (nk + kb - 1) // kb
+    for b in prange(nblocks):
+        k0 = b * kb
+        k1 = min(k0 + kb, nk)
+        sc = np.empty((6, max(1, min(chunk, score_end - score_start))))
+        lo = score_start
+        while lo < score_end:
+            hi = min(lo + chunk, score_end)
+            for k in range(k0, k1):
+                if k == k0 or not _same_scores(g, k, k - 1):
+                    scores_into(sc, g, k, lo, hi, fw, cv)
+                r = sweep_partial_scored_exact(g, k, lo, hi, sc)
+                for q in range(7):
+                    counts[q, k] += r[q]
+                limbs[0, k] += r[7]
+                limbs[1, k] += r[8]
+                limbs[2, k] += r[9]
+                limbs[3, k] += r[10]
+                limbs[4, k] += r[11]
+                limbs[5, k] += r[12]
+                limbs[6, k] += r[13]
+                limbs[7, k] += r[14]
+            lo = hi
+        for k in range(k0, k1):
+            limbs_to_sums(sums, limbs, k)
+
+
+# ---- threshold-space sweep (sep_research.kernels.thresholds) ----------------------------------
+
+def tscatter_group(h, q, lo, hi, tg, tw, tv, td, fw, cv):
+    """Add candles lo .. hi-1 to group q's histograms (one thread per group: no races).
+    Every valid candle goes to the BUY and the SELL histograms (see thresholds)."""
+    eoff = tg[q, TG_E_OFF]
+    ne = tg[q, TG_E_N]
+    for i in range(lo, hi):
+        ok, nb, ns, cb, cs, hh, mp, mn, xb, xs = candle_bins(q, i, tg, tw, tv, fw, cv)
+        if ok == 0:
+            continue
+        h[flat_index(td, q, A_HB, nb, cb, hh, mp, 0, 0)] += 1
+        h[flat_index(td, q, A_HS, nb, ns, cs, hh, mn, 0)] += 1
+        for e in range(ne):
+            ex = tv[eoff + e]
+            t = xb - ex
+            a1, b1 = fixed_limbs(t, SCALE_SUM)
+            a2, b2 = fixed_limbs(t * t, SCALE_SQ)
+            j = flat_index(td, q, A_WB, e, nb, cb, hh, 0, 0)
+            h[j] += a1
+            h[j + 1] += b1
+            h[j + 2] += a2
+            h[j + 3] += b2
+            t = xs - ex
+            a1, b1 = fixed_limbs(t, SCALE_SUM)
+            a2, b2 = fixed_limbs(t * t, SCALE_SQ)
+            j = flat_index(td, q, A_WS, e, nb, ns, cs, hh, 0)
+            h[j] += a1
+            h[j + 1] += b1
+            h[j + 2] += a2
+            h[j + 3] += b2
+
+
+def tsweep_into(counts, sums, h, tg, tw, tv, td, tp, rows, fw, cv, lo, hi):
+    """Threshold-space sweep of the groups in ``tg`` over candles lo .. hi-1 (see
+    :mod:`~sep_research.kernels.thresholds`): ``h`` is the zeroed int64 workspace; writes
+    counts[:, k] and sums[:, k] for every k in rows[0]."""
+    ng = tg.shape[0]
+    for q in prange(ng):
+        tscatter_group(h, q, lo, hi, tg, tw, tv, td, fw, cv)
+        for p in range(tp.shape[0]):
+            cum_axis(h, td, q, tp[p, 0], tp[p, 1], tp[p, 2])
+    for r in prange(rows.shape[1]):
+        gather_row(counts, sums, r, rows, td, h)
+
+
 DRIVERS = ("features_into", "signals_into", "scores_into", "sweep_partial_scored",
-           "_same_scores", "_add_partial", "sweep_into")
+           "_same_scores", "_add_partial", "sweep_into", "sweep_partial_scored_exact",
+           "sweep_exact_into", "tscatter_group", "tsweep_into")
+#: the drivers that numba compiles with parallel=True
+PARALLEL_DRIVERS = ("features_into", "signals_into", "sweep_into", "sweep_exact_into",
+                    "tsweep_into")
+#: the modules of scalar bodies, in dependency order; each lists its SCALAR_FUNCTIONS
+BODY_MODULES = ("qfh", "fixed", "thresholds")
 
 
 def rebind(decorate, prange_impl=range, drivers: bool = True) -> dict:
@@ -188,17 +333,26 @@ def rebind(decorate, prange_impl=range, drivers: bool = True) -> dict:
 
     ``decorate(name, func)`` returns the compiled function (``numba.njit(func)``,
     ``cuda.jit(device=True)(func)``, ...). Returns the shared namespace: name -> compiled.
+    The bodies of every module in :data:`BODY_MODULES` share one namespace (their globals
+    merged), so a call from one body to another, across modules too, stays compiled.
     """
+    import importlib
     import types
 
-    from sep_research.kernels import qfh
-
-    ns: dict = dict(vars(qfh))
+    ns: dict = {}
+    names: list = []
+    sources: dict = {}
+    for modname in BODY_MODULES:
+        mod = importlib.import_module(f"sep_research.kernels.{modname}")
+        ns.update({k: v for k, v in vars(mod).items() if not k.startswith("__")})
+        for name in mod.SCALAR_FUNCTIONS:
+            if name in sources:
+                raise ValueError(f"scalar body {name!r} is defined twice")
+            names.append(name)
+            sources[name] = getattr(mod, name)
     ns["np"] = np
     ns["math"] = math
     ns["prange"] = prange_impl
-    names = list(qfh.SCALAR_FUNCTIONS)
-    sources = {name: getattr(qfh, name) for name in names}
     if drivers:
         this = globals()
         for name in DRIVERS:

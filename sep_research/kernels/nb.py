@@ -6,24 +6,26 @@ function of :data:`sep_research.kernels.qfh.SCALAR_FUNCTIONS` is available here 
 :mod:`sep_research.kernels.loops` as ``features_into_nb``, ``signals_into_nb`` and
 ``sweep_into_nb`` (``njit(parallel=True)``, ``prange`` over elements or configurations).
 Compiled without fastmath, so no floating-point contraction or reordering happens.
+
+Every compiled function is cached on disk by :mod:`sep_research.kernels.cache` (outside the
+source tree, keyed by a hash of all kernel sources and the compiler versions), so a second
+process loads machine code instead of compiling it.
 """
 
 from __future__ import annotations
 
 import numba
 
-from sep_research.kernels.loops import DRIVERS, rebind
+from sep_research.kernels import cache
+from sep_research.kernels.loops import PARALLEL_DRIVERS, rebind
 
 
 def _decorate(name: str, func):
-    # Scalar bodies are cached on disk (numba keys the cache to qfh.py, their own file). The
-    # drivers are not: they inline the bodies from qfh.py, and numba would not notice a
-    # change there, so a cached driver could run stale code.
-    if name in ("features_into", "signals_into", "sweep_into"):
-        return numba.njit(parallel=True, cache=False, nogil=True)(func)
-    if name in DRIVERS:
-        return numba.njit(cache=False, nogil=True)(func)
-    return numba.njit(cache=True, nogil=True)(func)
+    # numba's own cache=True would key a driver's cache to loops.py alone, though it inlines
+    # bodies from qfh.py, fixed.py and thresholds.py: a change there could run stale code.
+    # The kernel cache is keyed to all of them (see sep_research.kernels.cache).
+    disp = numba.njit(parallel=name in PARALLEL_DRIVERS, cache=False, nogil=True)(func)
+    return cache.attach(disp)
 
 
 _NS = rebind(_decorate, prange_impl=numba.prange)
@@ -46,3 +48,5 @@ sweep_partial_nb = _NS["sweep_partial"]
 features_into_nb = _NS["features_into"]
 signals_into_nb = _NS["signals_into"]
 sweep_into_nb = _NS["sweep_into"]
+sweep_exact_into_nb = _NS["sweep_exact_into"]
+tsweep_into_nb = _NS["tsweep_into"]

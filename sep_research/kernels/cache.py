@@ -1,0 +1,163 @@
+"""On-disk cache of the numba-compiled kernels, outside the source tree and safe to share.
+
+numba's own ``cache=True`` keys a function's cache to the mtime of *its* source file. The
+loop drivers (:mod:`~sep_research.kernels.loops`) inline scalar bodies from other files
+(:mod:`~sep_research.kernels.qfh`, ``fixed``, ``thresholds``), so a change there would not
+invalidate a cached driver: it could run stale code. Here every compiled function of
+:mod:`~sep_research.kernels.nb` is cached under one folder named by a hash of
+
+- the bytes of every source file the compiled code comes from (:data:`SOURCE_FILES`, this
+  file included), and
+- the numba, llvmlite, numpy and Python versions,
+
+and the index's freshness stamp is that same hash: a changed body, anywhere, means another
+folder and a fresh compile; it can never load old machine code. numba's index still checks
+the signature, the target CPU (its "magic tuple") and the function's own bytecode.
+
+**Where**: ``$SEP_NUMBA_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/sep-research/numba``, else
+``~/.cache/sep-research/numba``; then ``<hash>/`` below it (:func:`cache_dir`).
+``SEP_NUMBA_CACHE=0`` switches the cache off (every process compiles, as before). A folder
+that cannot be created or written is not an error: the kernels then compile in memory.
+Old ``<hash>`` folders are left in place (one per kernel version; delete them freely).
+
+**Several processes at once** (Dask workers starting together on an empty cache): numba
+writes each file to a unique temporary name and renames it into place, so a reader sees a
+whole file or none. numba numbers data files per index entry, so two processes that add
+different signatures of one function at once could both claim number 1 and leave the index
+pointing at the other's machine code; here a data file is named by a hash of its index key
+(signature, CPU, bytecode) instead, so concurrent writers can only overwrite a file with an
+equivalent one, and the worst a race can do is drop an index entry (a later recompile).
+Data are written before the index that points at them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+from typing import ClassVar
+
+_HERE = Path(__file__).resolve().parent
+#: the sources of the compiled code (their bytes make the cache key)
+SOURCE_FILES = tuple(_HERE / f for f in ("qfh.py", "fixed.py", "thresholds.py", "loops.py",
+                                          "nb.py", "cache.py"))
+
+
+def enabled() -> bool:
+    """False when ``SEP_NUMBA_CACHE`` is ``0`` (or ``false``/``no``/``off``)."""
+    return os.environ.get("SEP_NUMBA_CACHE", "1").strip().lower() not in ("0", "false", "no",
+                                                                           "off")
+
+
+def base_dir() -> Path:
+    """The cache root (see the module docstring), before the version folder."""
+    env = os.environ.get("SEP_NUMBA_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    root = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return root / "sep-research" / "numba"
+
+
+def source_key(files=SOURCE_FILES) -> str:
+    """Hex digest over the given source files' bytes and the compiler's versions."""
+    import llvmlite
+    import numba
+    import numpy
+
+    h = hashlib.sha256()
+    for p in files:
+        data = Path(p).read_bytes()
+        h.update(Path(p).name.encode() + b"\0" + str(len(data)).encode() + b"\0" + data)
+    h.update(f"numba {numba.__version__} llvmlite {llvmlite.__version__} numpy "
+             f"{numpy.__version__} python {sys.version}".encode())
+    return h.hexdigest()
+
+
+_KEY: str | None = None
+
+
+def cache_dir() -> Path:
+    """The folder of this kernel version: ``base_dir() / source_key()[:20]``."""
+    global _KEY
+    if _KEY is None:
+        _KEY = source_key()
+    return base_dir() / _KEY[:20]
+
+
+def _numba_cache_classes():
+    """numba cache classes with our locator and data-file naming (built on first use)."""
+    from numba.core import caching
+
+    class KernelLocator(caching._CacheLocator):
+        """Every kernel function lives in cache_dir(); its freshness stamp is the key."""
+
+        def __init__(self, py_func, py_file):
+            self._py_file = py_file
+            self._lineno = py_func.__code__.co_firstlineno
+            self._path = str(cache_dir())
+            self._stamp = _KEY
+
+        def get_cache_path(self):
+            return self._path
+
+        def get_source_stamp(self):
+            return self._stamp
+
+        def get_disambiguator(self):
+            return str(self._lineno)
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            self = cls(py_func, py_file)
+            try:
+                self.ensure_cache_path()
+            except OSError:
+                return None
+            return self
+
+    class KeyedIndexDataCacheFile(caching.IndexDataCacheFile):
+        """Data files named by a hash of their index key; data saved before the index."""
+
+        def save(self, key, data):
+            digest = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+            name = f"{self._index_name[:-4]}.{digest}.nbc"
+            self._save_data(name, data)
+            overloads = self._load_index()
+            if overloads.get(key) != name:
+                overloads[key] = name
+                self._save_index(overloads)
+
+    class KernelCacheImpl(caching.CompileResultCacheImpl):
+        _locator_classes: ClassVar[list] = [KernelLocator]
+
+    class KernelFunctionCache(caching.FunctionCache):
+        _impl_class = KernelCacheImpl
+
+        def __init__(self, py_func):
+            super().__init__(py_func)
+            self._cache_file = KeyedIndexDataCacheFile(
+                cache_path=self._cache_path, filename_base=self._impl.filename_base,
+                source_stamp=self._impl.locator.get_source_stamp())
+
+    return KernelFunctionCache
+
+
+_CLASS = None
+
+
+def attach(dispatcher):
+    """Give a numba dispatcher (compiled with ``cache=False``) the kernel cache; returns it.
+    Leaves it uncached when the cache is off or its folder cannot be made."""
+    global _CLASS
+    if not enabled():
+        return dispatcher
+    try:
+        cache_dir()
+        if _CLASS is None:
+            _CLASS = _numba_cache_classes()
+        dispatcher._cache = _CLASS(dispatcher.py_func)
+    except (OSError, RuntimeError):
+        pass  # no writable folder: compile in memory, as numba does without a cache
+    return dispatcher
