@@ -45,9 +45,9 @@ t = make_grid().table[::10]
 grid = {c: t[:, j].copy() for j, c in enumerate(COLUMNS)}
 n = len(x)
 t1 = time.perf_counter()
-sweep_seed(x, grid, score_start=0, score_end=n - 1, spread_pips=1.0, engine="cpu")
+sweep_seed(x, grid, score_start=0, score_end=n - 1, half_spread_pips=0.5, engine="cpu")
 t2 = time.perf_counter()
-sweep_seed(x, grid, score_start=0, score_end=n - 1, spread_pips=1.0, engine="cpu")
+sweep_seed(x, grid, score_start=0, score_end=n - 1, half_spread_pips=0.5, engine="cpu")
 t3 = time.perf_counter()
 print(json.dumps({"imports_and_data": t1 - t0, "first_call": t2 - t1, "second_call": t3 - t2}))
 """

@@ -250,28 +250,12 @@ def bench_grid(n_configs: int) -> np.ndarray:
 
 
 def _sweep_inputs(x, grid):
-    """Device-independent arrays of the sweep (as sweep_seed builds them)."""
-    from sep_research.signals.seed import label_index, label_moves
-    from sep_research.signals.sweep import _GRID_COLUMN, grid_columns
+    """Device-independent arrays of the sweep, as sweep_seed prepares them (EUR_USD, a
+    0.8-pip spread), rows in the kernel's order."""
+    from sep_research.signals.sweep import prepare_sweep
 
-    cols = grid_columns(grid, SEED)
-    windows, widx = np.unique(cols["window"].astype(np.int64), return_inverse=True)
-    feat = eng.compute_features(x["close"], x["high"], x["low"], x["volume"], windows,
-                                SEED.to_vector(1e-4), engine="cpu")
-    fw = np.ascontiguousarray(np.stack([feat[qfh.F_HAS].T, feat[qfh.F_STABILITY].T,
-                                        feat[qfh.F_COHERENCE].T, feat[qfh.F_PHASE].T,
-                                        feat[qfh.F_TF].T]))
-    n = len(x["close"])
-    mv = label_moves(x["close"], pip=1e-4)
-    t = label_index(n)
-    sp = np.where(t >= 0, 0.8, np.nan)
-    cv = np.ascontiguousarray(np.stack([feat[qfh.F_VF, :, 0], feat[qfh.F_VM, :, 0], mv, sp]))
-    g = np.zeros((len(widx), qfh.N_GRID))
-    for name, c in _GRID_COLUMN.items():
-        g[:, c] = cols[name]
-    g[:, qfh.G_WINDOW_INDEX] = widx
-    order = np.lexsort((cols["w_e"], cols["w_c"], cols["w_s"], widx))  # as sweep_seed does
-    return np.ascontiguousarray(g[order]), fw, cv
+    si = prepare_sweep(x, grid, instrument="EUR_USD", half_spread_pips=0.4, engine="cpu")
+    return np.ascontiguousarray(si.g[si.order]), si.fw, si.cv
 
 
 def bench_sweep(x, engines, rows, notes, gpu_configs: int, cpu_configs: int) -> dict:

@@ -167,11 +167,11 @@ def child(args) -> None:
 
     with with_method(args.child_method):
         t = time.perf_counter()
-        sweep_seed(x, grid, score_start=0, score_end=n - 1, spread_pips=args.spread,
+        sweep_seed(x, grid, score_start=0, score_end=n - 1, instrument="EUR_USD", half_spread_pips=args.spread / 2.0,
                    engine=args.engine)
         t1 = time.perf_counter() - t
         t = time.perf_counter()
-        sweep_seed(x, grid, score_start=0, score_end=n - 1, spread_pips=args.spread,
+        sweep_seed(x, grid, score_start=0, score_end=n - 1, instrument="EUR_USD", half_spread_pips=args.spread / 2.0,
                    engine=args.engine)
         t2 = time.perf_counter() - t
     print(json.dumps({"cold": t1, "second": t2}))
@@ -302,14 +302,14 @@ def breakdown(args, x, size: str, notes: list) -> dict:
         sync = cuda.synchronize
     out = {
         "features_s": timed(lambda: eng.compute_features(
-            x["close"], x["high"], x["low"], x["volume"], windows, SEED.to_vector(),
+            x["close"], x["high"], x["low"], x["volume"], windows, SEED.to_vector(1e-4),
             engine=args.engine), args.reps, sync),
         "plan_s": timed(lambda: (plan._RECENT.clear(), plan.plan_sweep(g, cv, 0, n - 1)),
                         args.reps),
         "run_sweep_s": timed(lambda: eng.run_sweep(g, fw, cv, 0, n - 1, engine=args.engine),
                              args.reps, sync),
         "sweep_seed_s": timed(lambda: sweep_seed(x, grid, score_start=0, score_end=n - 1,
-                                                 spread_pips=args.spread, engine=args.engine),
+                                                 instrument="EUR_USD", half_spread_pips=args.spread / 2.0, engine=args.engine),
                               args.reps, sync),
     }
     notes.append(f"breakdown of sweep_seed on the {size} grid ({args.engine}): " + ", ".join(
@@ -395,7 +395,7 @@ def main(argv=None) -> int:
                 out["r"] = eng.run_sweep(g, fw, cv, 0, n - 1, engine=args.engine, method=method)
 
             def e2e(grid=grid):
-                sweep_seed(x, grid, score_start=0, score_end=n - 1, spread_pips=args.spread,
+                sweep_seed(x, grid, score_start=0, score_end=n - 1, instrument="EUR_USD", half_spread_pips=args.spread / 2.0,
                            engine=args.engine)
 
             tk = timed(kern, reps, sync)

@@ -100,9 +100,9 @@ grid = product_grid(window=[5, 11], buy_threshold=[0.45, 0.48, 0.5, 0.52, 0.55],
                     sell_threshold=[0.47, 0.5, 0.52], w_s=[0.3, 0.4],
                     conf_threshold=[0.6, 0.65, 0.7, 0.75])
 h = hashlib.sha256()
-res = sweep_seed(x, grid, score_start=30, score_end=3000, engine="cpu")
+res = sweep_seed(x, grid, score_start=30, score_end=3000, half_spread_pips=0.5, engine="cpu")
 res1 = sweep_seed(x, {"window": [7], "buy_threshold": [0.5]}, score_start=30,
-                  score_end=3000, engine="cpu")
+                  score_end=3000, half_spread_pips=0.5, engine="cpu")
 for r in (res, res1):
     for k in sorted(r):
         h.update(np.ascontiguousarray(r[k]).tobytes())

@@ -31,27 +31,12 @@ FIELDS = ("w_s", "w_c", "w_e", "buy_threshold", "sell_threshold", "conf_threshol
 
 
 def sweep_arrays(x: dict, grid, *, spread: float = 0.8):
-    """(g, fw, cv) as ``sweep_seed`` builds them (causal), from candle arrays and a grid."""
-    from sep_research.signals.seed import SEED, label_index, label_moves
-    from sep_research.signals.sweep import _GRID_COLUMN, _grid_columns
+    """(g, fw, cv) as ``sweep_seed`` prepares them (causal, EUR_USD, mid +/- spread / 2)."""
+    from sep_research.signals.sweep import prepare_sweep
 
-    cols = _grid_columns(grid, SEED)
-    windows, widx = np.unique(cols["window"].astype(np.int64), return_inverse=True)
-    feat = eng.compute_features(x["close"], x["high"], x["low"], x["volume"], windows,
-                                SEED.to_vector(), engine="python" if len(x["close"]) < 400
-                                else "cpu")
-    fw = np.ascontiguousarray(np.stack([feat[q].T for q in (
-        qfh.F_HAS, qfh.F_STABILITY, qfh.F_COHERENCE, qfh.F_PHASE, qfh.F_TF)]))
-    n = len(x["close"])
-    t = label_index(n)
-    cv = np.ascontiguousarray(np.stack([feat[qfh.F_VF, :, 0], feat[qfh.F_VM, :, 0],
-                                        label_moves(x["close"]),
-                                        np.where(t >= 0, spread, np.nan)]))
-    g = np.zeros((len(widx), qfh.N_GRID))
-    for name, c in _GRID_COLUMN.items():
-        g[:, c] = cols[name]
-    g[:, qfh.G_WINDOW_INDEX] = widx
-    return g, fw, cv
+    si = prepare_sweep(x, grid, instrument="EUR_USD", half_spread_pips=spread / 2.0,
+                       engine="python" if len(x["close"]) < 400 else "cpu")
+    return si.g, si.fw, si.cv
 
 
 def every_field_grid():
@@ -338,12 +323,12 @@ def _simulated_checks() -> None:
     try:
         c, s = eng.run_sweep(g, fw, cv, lo, hi, engine="cuda", block=64)
         f = eng.compute_features(x["close"], x["high"], x["low"], x["volume"], [5, 11],
-                                 SEED.to_vector(), engine="cuda")
+                                 SEED.to_vector(1e-4), engine="cuda")
     finally:
         cu.STAGED_COPY_MIN_BYTES, cu.STAGE_BYTES = old
     assert np.array_equal(c, ref_c) and np.array_equal(s, ref_s)
     assert np.array_equal(f, eng.compute_features(x["close"], x["high"], x["low"], x["volume"],
-                                                  [5, 11], SEED.to_vector(), engine="python"),
+                                                  [5, 11], SEED.to_vector(1e-4), engine="python"),
                           equal_nan=True)
     # the exact brute force on the GPU: 3 chunks, 2 blocks
     p = plan.plan_sweep(g[:50], cv, lo, hi, "auto")
