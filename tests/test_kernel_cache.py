@@ -62,24 +62,29 @@ def _tiny(x):
 def test_a_changed_key_never_loads_old_machine_code(monkeypatch, tmp_path):
     import numba
 
-    monkeypatch.setenv("SEP_NUMBA_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(cache, "_KEY", "a" * 64)
+    monkeypatch.setenv("SEP_NUMBA_CACHE_DIR", str(tmp_path / "cache"))
+    src = tmp_path / "kernel_source.py"
+    src.write_text("version 1")
 
     def fresh():
-        return cache.attach(numba.njit(cache=False)(_tiny))
+        cache._CLASSES.clear()
+        cache._KEYS.clear()
+        return cache.attach(numba.njit(cache=False)(_tiny), sources=(src,))
 
     d1 = fresh()
     assert d1(1.5) == 4.0
     assert sum(d1.stats.cache_misses.values()) == 1
-    assert Path(d1.stats.cache_path) == tmp_path / ("a" * 20)
+    folder1 = Path(d1.stats.cache_path)
+    assert folder1.parent == tmp_path / "cache"
     d2 = fresh()
     assert d2(1.5) == 4.0 and sum(d2.stats.cache_hits.values()) == 1  # loaded, not compiled
-    # another source hash: another folder, a fresh compile
-    monkeypatch.setattr(cache, "_KEY", "b" * 64)
+    # a changed source: another folder, a fresh compile
+    src.write_text("version 2")
     d3 = fresh()
     assert d3(1.5) == 4.0 and sum(d3.stats.cache_hits.values()) == 0
+    assert Path(d3.stats.cache_path) != folder1
     # the same folder with a different freshness stamp: the old index is ignored
-    monkeypatch.setattr(cache, "cache_dir", lambda: tmp_path / ("a" * 20))
+    monkeypatch.setattr(cache, "cache_dir", lambda files=None: folder1)
     d4 = fresh()
     assert d4(1.5) == 4.0 and sum(d4.stats.cache_hits.values()) == 0
     # switched off: the dispatcher keeps numba's null cache

@@ -75,29 +75,36 @@ def source_key(files=SOURCE_FILES) -> str:
     return h.hexdigest()
 
 
-_KEY: str | None = None
+_KEYS: dict[tuple[Path, ...], str] = {}
 
 
-def cache_dir() -> Path:
-    """The folder of this kernel version: ``base_dir() / source_key()[:20]``."""
-    global _KEY
-    if _KEY is None:
-        _KEY = source_key()
-    return base_dir() / _KEY[:20]
+def _key(files: tuple[Path, ...] = SOURCE_FILES) -> str:
+    if files not in _KEYS:
+        _KEYS[files] = source_key(files)
+    return _KEYS[files]
 
 
-def _numba_cache_classes():
-    """numba cache classes with our locator and data-file naming (built on first use)."""
+def cache_dir(files: tuple[Path, ...] = SOURCE_FILES) -> Path:
+    """The folder of this version of ``files``: ``base_dir() / source_key(files)[:20]``."""
+    return base_dir() / _key(files)[:20]
+
+
+def _numba_cache_classes(files: tuple[Path, ...]):
+    """numba cache classes with our locator and data-file naming for the sources ``files``."""
     from numba.core import caching
 
+    folder = str(cache_dir(files))
+    stamp = _key(files)
+
     class KernelLocator(caching._CacheLocator):
-        """Every kernel function lives in cache_dir(); its freshness stamp is the key."""
+        """Every function of these sources lives in one folder; its freshness stamp is the
+        sources' key."""
 
         def __init__(self, py_func, py_file):
             self._py_file = py_file
             self._lineno = py_func.__code__.co_firstlineno
-            self._path = str(cache_dir())
-            self._stamp = _KEY
+            self._path = folder
+            self._stamp = stamp
 
         def get_cache_path(self):
             return self._path
@@ -144,20 +151,22 @@ def _numba_cache_classes():
     return KernelFunctionCache
 
 
-_CLASS = None
+_CLASSES: dict[tuple[Path, ...], type] = {}
 
 
-def attach(dispatcher):
-    """Give a numba dispatcher (compiled with ``cache=False``) the kernel cache; returns it.
-    Leaves it uncached when the cache is off or its folder cannot be made."""
-    global _CLASS
+def attach(dispatcher, sources: tuple[Path, ...] = SOURCE_FILES):
+    """Give a numba dispatcher (compiled with ``cache=False``) the on-disk cache keyed to
+    the bytes of ``sources`` (every file its compiled code comes from; default: the QFH
+    kernels); returns it. Leaves it uncached when the cache is off or its folder cannot be
+    made. Other packages' kernels (the backtest) pass their own source files."""
     if not enabled():
         return dispatcher
+    files = tuple(Path(p).resolve() for p in sources)
     try:
-        cache_dir()
-        if _CLASS is None:
-            _CLASS = _numba_cache_classes()
-        dispatcher._cache = _CLASS(dispatcher.py_func)
+        cache_dir(files)
+        if files not in _CLASSES:
+            _CLASSES[files] = _numba_cache_classes(files)
+        dispatcher._cache = _CLASSES[files](dispatcher.py_func)
     except (OSError, RuntimeError):
         pass  # no writable folder: compile in memory, as numba does without a cache
     return dispatcher
