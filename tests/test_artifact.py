@@ -126,7 +126,8 @@ def test_failed_write_keeps_existing_file(tmp_path: Path) -> None:
     assert sorted(x.name for x in tmp_path.iterdir()) == ["m.json"]
 
 
-@pytest.mark.parametrize("module", ["sep_research.training.artifact", "sep_research.strategy"])
+@pytest.mark.parametrize("module", ["sep_research.training.artifact", "sep_research.strategy",
+                                    "sep_research.financing"])
 def test_artifact_and_strategy_modules_are_standard_library_only(module: str) -> None:
     code = (f"import sys, {module}; "
             "bad=[m for m in ('numpy','numba','pandas','scipy') if m in sys.modules]; "

@@ -296,3 +296,26 @@ def test_numba_matches_reference_with_financing(case: dict) -> None:
     assert fin_pips < 0 and (got.financing_pips > 0).any()  # long charged, short credited
     assert res.financing_pips == pytest.approx(got.financing_pips.sum())
     assert res.net_pips == pytest.approx(got.pips.sum())
+
+
+def test_evaluation_charges_financing_to_the_rule_and_every_baseline() -> None:
+    from sep_research.evaluation.metrics import evaluate_signals, verdict
+
+    frame = _flat("2024-01-08T00:00Z", 24 * 5)  # Monday to Friday, flat prices, no spread
+    frame.attrs["provenance"] = {"instrument": "EUR_USD", "granularity": "H1"}
+    n = len(frame)
+    out = evaluate_signals(frame, np.ones(n, int), np.ones(n, bool), instrument="EUR_USD",
+                           granularity="H1", n_random=20, financing=RATES)
+    # held from Monday 01:00Z to Friday 23:00Z: the rolls of Monday to Friday (22:00Z),
+    # 1 + 1 + 3 + 1 + 1 = 7 days
+    days = candle_financing_days(frame.index, RATES, granularity="H1")
+    assert days.sum() == 7
+    t = out["trading"]
+    assert t["financing_pips"] == pytest.approx(7 * LONG_DAY)
+    assert t["net_pips"] == pytest.approx(7 * LONG_DAY)
+    bl = out["baselines"]
+    assert bl["always_long"]["trading"]["financing_pips"] == pytest.approx(7 * LONG_DAY)
+    assert bl["always_short"]["trading"]["financing_pips"] == pytest.approx(7 * SHORT_DAY)
+    assert bl["random"]["financing_pips_mean"] == pytest.approx(7 * LONG_DAY)
+    assert out["financing"] == RATES.to_dict()
+    assert "after the spread and financing" in verdict(out)
