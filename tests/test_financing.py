@@ -319,3 +319,41 @@ def test_evaluation_charges_financing_to_the_rule_and_every_baseline() -> None:
     assert bl["random"]["financing_pips_mean"] == pytest.approx(7 * LONG_DAY)
     assert out["financing"] == RATES.to_dict()
     assert "after the spread and financing" in verdict(out)
+
+
+class _InstrumentsApi:
+    """Stands in for oandapyV20.API: answers the account instruments endpoint with OANDA's
+    documented form (decimal strings; financingDaysOfWeek)."""
+
+    environment = "practice"
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def request(self, ep):
+        self.asked.append(ep.ENDPOINT if hasattr(ep, "ENDPOINT") else str(ep))
+        days = [{"dayOfWeek": d, "daysCharged": n} for d, n in
+                (("MONDAY", 1), ("TUESDAY", 1), ("WEDNESDAY", 3), ("THURSDAY", 1),
+                 ("FRIDAY", 1), ("SATURDAY", 0), ("SUNDAY", 0))]
+        return {"instruments": [{"name": "EUR_USD", "type": "CURRENCY", "pipLocation": -4,
+                                 "financing": {"longRate": "-0.0323", "shortRate": "0.012",
+                                               "financingDaysOfWeek": days}},
+                                {"name": "USD_JPY", "type": "CURRENCY", "pipLocation": -2}]}
+
+
+def test_fetch_financing_stores_oandas_rates_for_training(tmp_path, fast_oanda_limits) -> None:
+    from sep_research.data.fetch import fetch_financing
+    from sep_research.oanda.credentials import Credentials
+
+    cred = Credentials(token="t" * 20, account_id="101-004-1435156-001", environment="practice")
+    api = _InstrumentsApi()
+    got = fetch_financing(["EUR_USD"], credentials=cred, cache=tmp_path, api=api)
+    assert (got["EUR_USD"].long_rate, got["EUR_USD"].short_rate) == (-0.0323, 0.012)
+    stored = fin.rates_for("EUR_USD", folder=tmp_path)
+    assert stored.source.startswith("oanda:practice (obtained ")
+    assert stored.days == (1, 1, 3, 1, 1, 0, 0)
+    with pytest.raises(FinancingError, match="USD_JPY.financing: the instrument has no"):
+        fetch_financing(["USD_JPY"], credentials=cred, cache=tmp_path, api=api)
+    with pytest.raises(ValueError, match="OANDA_ACCOUNT_ID is needed"):
+        fetch_financing(["EUR_USD"], credentials=Credentials(token="t" * 20), cache=tmp_path,
+                        api=api)
