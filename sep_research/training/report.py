@@ -248,14 +248,16 @@ def _oos_table(ev: dict[str, Any], of: dict[str, Any], st: dict[str, Any], *,
                  "net of the spread" + (" and of financing (its own column)" if fin_on
                                         else "; financing off"))
     head = (f"{'rule':<28} {'net pips [95% CI]':>28} {'financing':>9} {'spread':>8} "
-            f"{'Sharpe/yr [95% CI]':>24} {'maxDD':>7} {'trades':>6} {'p(rand)':>7}")
+            f"{'Sharpe/yr [95% CI]':>24} {'maxDD':>7} {'trades':>6} {'stops':>5} "
+            f"{'p(rand)':>7}")
     lines += [head, "-" * len(head)]
 
     def trow(label: str, t: dict[str, Any], p: Any) -> str:
         return (f"{label:<28} {_num(t['net_pips']) + ' ' + _ci(t['net_pips_ci95']):>28} "
                 f"{_num(t.get('financing_pips')):>9} {_num(t.get('costs_pips')):>8} "
                 f"{_num(t['sharpe_annualised'], '.2f') + ' ' + _ci(t['sharpe_ci95'], fmt='.2f'):>24}"
-                f" {_num(t['max_drawdown_pips']):>7} {t['n_trades']:>6} {p:>7}")
+                f" {_num(t['max_drawdown_pips']):>7} {t['n_trades']:>6} "
+                f"{t.get('n_stop_loss', ''):>5} {p:>7}")
 
     for name, label in rules:
         e = ev[name]
