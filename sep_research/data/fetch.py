@@ -270,12 +270,6 @@ def fetch_candles(
         request_with_retry,
         source_label,
     )
-    from sep_research.oanda.credentials import (
-        check_account_environment,
-        check_environment,
-        load_credentials,
-    )
-
     t_start = time.monotonic()
     # ---- arguments, all before any network or disk access
     try:
@@ -298,12 +292,7 @@ def fetch_candles(
         raise CandleError(f"price (--price): {exc}") from None
     if not isinstance(page_size, int) or not 2 <= page_size <= MAX_PAGE:
         raise CandleError(f"page_size {page_size!r}: must be an integer from 2 to {MAX_PAGE}")
-    if environment is not None:
-        environment = check_environment(environment)
-    if credentials is None:
-        credentials = load_credentials(env_file, environment=environment)
-    env = environment or credentials.environment
-    check_account_environment(credentials.account_id, env)
+    credentials, env = _credentials(environment, credentials, env_file)
     source = source_label(env)
     if not isinstance(cache, CandleCache):
         cache = CandleCache(cache)
@@ -508,6 +497,24 @@ def _argument_error(exc: Any, instrument: str, granularity: str, price: str) -> 
     return exc
 
 
+def _credentials(environment: str | None, credentials: Any, env_file: Any) -> tuple[Any, str]:
+    """(credentials, environment) of a download: the given or loaded credentials, the
+    environment checked and its account allowed there."""
+    from sep_research.oanda.credentials import (
+        check_account_environment,
+        check_environment,
+        load_credentials,
+    )
+
+    if environment is not None:
+        environment = check_environment(environment)
+    if credentials is None:
+        credentials = load_credentials(env_file, environment=environment)
+    env = environment or credentials.environment
+    check_account_environment(credentials.account_id, env)
+    return credentials, env
+
+
 def fetch_financing(
     instruments: list[str],
     *,
@@ -535,11 +542,6 @@ def fetch_financing(
         request_with_retry,
         source_label,
     )
-    from sep_research.oanda.credentials import (
-        check_account_environment,
-        check_environment,
-        load_credentials,
-    )
 
     if not instruments:
         raise CandleError("instrument (--instrument): name at least one")
@@ -548,15 +550,10 @@ def fetch_financing(
             fx.check_instrument(inst, name="instrument (--instrument)")
         except fx.FxError as exc:
             raise CandleError(str(exc)) from None
-    if environment is not None:
-        environment = check_environment(environment)
-    if credentials is None:
-        credentials = load_credentials(env_file, environment=environment)
-    env = environment or credentials.environment
+    credentials, env = _credentials(environment, credentials, env_file)
     if not credentials.account_id:
         raise CandleError("OANDA_ACCOUNT_ID is needed: the financing rates come from the "
                           "account's instruments endpoint")
-    check_account_environment(credentials.account_id, env)
     if not isinstance(cache, CandleCache):
         cache = CandleCache(cache)
     if api is None:
