@@ -67,7 +67,10 @@ Charge financing where the clock passes a rollover, with the functions the backt
 
 * ``for r in rollovers(previous_time, now):`` (UTC datetimes; each 17:00 New York instant ``r``
   with ``previous_time < r <= now``), ``days = rates.days_charged(r)``; skip ``days == 0``.
-* for each open position of signed ``units`` at price ``price`` (mid at ``r``):
+* for each position open just before ``r`` (a fill at ``r`` itself, at the open of the candle
+  that starts at the rollover, comes after it: a position closed there pays, one opened there
+  does not), of signed ``units``, valued at ``price`` = the mid close of the candle that ends
+  at ``r`` (the last price before it; what the backtest uses, so that the two agree):
   ``amount = rates.amount(units, price, days, quote_to_account=...)`` in the account currency
   (OANDA's ``DAILY_FINANCING`` transaction's ``financing``; add it to the balance and to the
   trade's and the account's ``financing``), and ``rates.pips(units, price, days, pip=...)`` for
