@@ -9,6 +9,7 @@ Python, and the two agree bit for bit.
 from __future__ import annotations
 
 import types
+from pathlib import Path
 
 import numpy as np
 from numba import njit
@@ -16,6 +17,7 @@ from numba import njit
 from sep_research import financing
 from sep_research.backtest import fills
 from sep_research.backtest.fills import EXIT_END, EXIT_NONE, EXIT_SIGNAL
+from sep_research.kernels import cache as _cache
 
 SIZING_FIXED = 0
 SIZING_FIXED_FRACTIONAL = 1
@@ -25,14 +27,25 @@ FILL_FUNCTIONS = ("on_price_grid", "entry_price", "exit_price", "fill_cost",
                   "stop_take_levels", "check_stop_take", "fixed_fractional_units")
 
 
+#: every file the compiled backtest comes from: its on-disk cache is keyed to their bytes
+#: (:mod:`sep_research.kernels.cache`), so a change in any of them means a fresh compile
+SOURCES = (Path(fills.__file__), Path(financing.__file__), Path(__file__))
+
+
+def _jit(f):
+    """``njit`` with the source-keyed on-disk cache of :data:`SOURCES` (a second process
+    starts warm; numba's own ``cache=True`` would key only the function's own file)."""
+    return _cache.attach(njit(cache=False)(f), SOURCES)
+
+
 def _compile(name: str, **callees):
     """``fills.<name>`` compiled as it stands; calls to other fill functions inside it go to
-    their compiled versions (``callees``). Cached on disk: numba keys the cache to fills.py."""
+    their compiled versions (``callees``)."""
     f = getattr(fills, name)
     if callees:
         f = types.FunctionType(f.__code__, {**f.__globals__, **callees}, f.__name__,
                                f.__defaults__, f.__closure__)
-    return njit(cache=True)(f)
+    return _jit(f)
 
 
 on_price_grid_nb = _compile("on_price_grid")
@@ -43,10 +56,10 @@ stop_take_levels_nb = _compile("stop_take_levels", on_price_grid=on_price_grid_n
 check_stop_take_nb = _compile("check_stop_take")
 fixed_fractional_units_nb = _compile("fixed_fractional_units")
 #: the financing formula of :mod:`sep_research.financing`, compiled as it stands
-financing_per_unit_nb = njit(cache=False)(financing.per_unit)
+financing_per_unit_nb = _jit(financing.per_unit)
 
 
-@njit(cache=False)
+@_jit
 def _record_trade_nb(trades_i, trades_f, costs, nt, entry_idx, t, pos_dir, reason, pos_units,
                      entry, px, cost, pip, quote_to_account, fin_pips,
                      fin_ccy):  # pragma: no cover
@@ -72,9 +85,7 @@ def _record_trade_nb(trades_i, trades_f, costs, nt, entry_idx, t, pos_dir, reaso
     return pips, pnl
 
 
-# not cached: it calls the fill functions above, and a cached copy would not notice a change
-# in fills.py (numba keys a cache to the function's own file only)
-@njit(cache=False)
+@_jit
 def backtest_nb(
     target, units, bid, ask, pip, stop_loss_pips, take_profit_pips,
     sizing, risk_fraction, initial_balance, quote_to_account, decimals,
