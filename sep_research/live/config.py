@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sep_research.live.types import GRANULARITY_SECONDS
+from sep_research.live.types import GRANULARITY_SECONDS, RUNNER_GRANULARITIES
 
 _INSTRUMENT_RE = re.compile(r"^[A-Z0-9]{2,10}_[A-Z0-9]{2,10}$")
 _SECRET_KEYS = ("token", "api_key", "apikey", "access_token", "password", "secret")
@@ -155,9 +155,9 @@ class RunnerConfig(_Strict):
     @field_validator("granularity")
     @classmethod
     def _granularity(cls, v: str) -> str:
-        if v not in GRANULARITY_SECONDS:
+        if v not in RUNNER_GRANULARITIES:
             raise ValueError(f"{v!r} is not a granularity the runner trades "
-                             f"({', '.join(GRANULARITY_SECONDS)})")
+                             f"({', '.join(RUNNER_GRANULARITIES)})")
         return v
 
     @model_validator(mode="after")
