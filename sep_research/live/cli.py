@@ -153,7 +153,7 @@ def _broker_and_feed(cfg: Any, args: argparse.Namespace) -> tuple[Any, Any, str,
                      server_clock=server_clock)
     if paper is not None:
         return paper, feed, "paper", [creds.token]
-    broker = OandaBroker(api, acct, limiter=limiter)
+    broker = OandaBroker(api, acct, environment=creds.environment, limiter=limiter)
     mode = "live" if live_account or creds.environment == "live" else "practice"
     return broker, feed, mode, [creds.token]
 

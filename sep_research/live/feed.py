@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sep_research.live.types import Candle, Quote, fmt_time, parse_time
+from sep_research.live.types import Candle, Quote, fmt_time, parse_time, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,8 @@ class Feed:
         candles, quotes = self.poll()
         yield candles, quotes, time.perf_counter()
 
-    def now(self) -> datetime:
+    def now(self, *, refresh: bool = True) -> datetime:
+        """The feed's clock; ``refresh=False`` never makes a request (status readers)."""
         raise NotImplementedError
 
     def stats(self) -> dict[str, float]:
@@ -140,14 +141,12 @@ class OandaFeed(Feed):
             self._server_time = t
             self._server_seen_at = self._wall()
 
-    def now(self) -> datetime:
+    def now(self, *, refresh: bool = True) -> datetime:
         if self.server_clock:
-            if self._server_time is None:
+            if self._server_time is None and refresh:
                 self._poll_prices()
-            assert self._server_time is not None
-            return self._server_time
-        from sep_research.live.types import utc_now
-
+            if self._server_time is not None:
+                return self._server_time
         return utc_now()
 
     # -------------------------------------------------------------- requests
@@ -413,7 +412,7 @@ class FileFeed(Feed):
         self._now = cut + self.gran
         return {inst: [c for c in cs if c.time <= cut] for inst, cs in self._series.items()}
 
-    def now(self) -> datetime:
+    def now(self, *, refresh: bool = True) -> datetime:
         assert self._now is not None
         return self._now
 

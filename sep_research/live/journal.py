@@ -148,6 +148,11 @@ class Journal:
         with self._lock:
             return [dict(r) for r in self._conn.execute(sql, args).fetchall()]
 
+    @property
+    def journal_mode(self) -> str:
+        """SQLite's journal mode of the file (``wal``)."""
+        return str(self._query("PRAGMA journal_mode")[0]["journal_mode"])
+
     def close(self) -> None:
         with self._lock:
             with contextlib.suppress(sqlite3.Error):
@@ -199,11 +204,13 @@ class Journal:
                 (instrument, _ts(candle_time), model_id, action, int(target), conf,
                  json.dumps(extra, default=str), _ts(utc_now())))
 
-    def signals(self, limit: int = 100, instrument: str | None = None) -> list[dict[str, Any]]:
-        if instrument:
-            return self._query("SELECT * FROM signals WHERE instrument=? ORDER BY id DESC "
-                               "LIMIT ?", (instrument, limit))
-        return self._query("SELECT * FROM signals ORDER BY id DESC LIMIT ?", (limit,))
+    def signals(self, limit: int = 100, instrument: str | None = None, *,
+                oldest_first: bool = False) -> list[dict[str, Any]]:
+        """Recent signals, newest first; ``oldest_first``: in candle-time order."""
+        where, args = ("WHERE instrument=? ", (instrument,)) if instrument else ("", ())
+        order = "candle_time, id" if oldest_first else "id DESC"
+        return self._query(f"SELECT * FROM signals {where}ORDER BY {order} LIMIT ?",
+                           (*args, limit))
 
     # ---------------------------------------------------------------- decisions
     def record_decision(self, kind: str, taken: bool, reason: str, *, instrument: str | None = None,
@@ -216,8 +223,19 @@ class Journal:
                 (_ts(utc_now()), instrument, _ts(candle_time), kind, int(taken), rule, reason,
                  json.dumps(detail or {}, default=str)))
 
-    def decisions(self, limit: int = 100) -> list[dict[str, Any]]:
-        return self._query("SELECT * FROM decisions ORDER BY id DESC LIMIT ?", (limit,))
+    def decisions(self, limit: int = 100, *, kind: str | None = None,
+                  taken: bool | None = None, rule: str | None = None
+                  ) -> list[dict[str, Any]]:
+        """Recent decisions, newest first, optionally of one ``kind``, outcome or ``rule``."""
+        conds, args = [], []
+        for col, val in (("kind", kind), ("taken", None if taken is None else int(taken)),
+                         ("rule", rule)):
+            if val is not None:
+                conds.append(f"{col}=?")
+                args.append(val)
+        where = f"WHERE {' AND '.join(conds)} " if conds else ""
+        return self._query(f"SELECT * FROM decisions {where}ORDER BY id DESC LIMIT ?",
+                           (*args, limit))
 
     # ---------------------------------------------------------------- orders
     def order(self, client_id: str) -> dict[str, Any] | None:
@@ -256,6 +274,35 @@ class Journal:
             return self._query(f"SELECT * FROM orders WHERE state IN ({marks}) "
                                "ORDER BY created_at LIMIT ?", (*states, limit))
         return self._query("SELECT * FROM orders ORDER BY created_at DESC LIMIT ?", (limit,))
+
+    def adopt_order(self, client_id: str, *, instrument: str, units: int, state: str,
+                    order_id: str | None, trade_id: str | None, time: datetime | None,
+                    reason: str) -> bool:
+        """Journal an order found at the broker that the journal lost (purpose ``adopted``).
+        False if the client ID is already known."""
+        if state not in ORDER_STATES:
+            raise ValueError(f"unknown order state {state!r}")
+        now = _ts(utc_now())
+        with self._tx() as c:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO orders(client_id, instrument, candle_time, purpose, units,"
+                " state, order_id, trade_id, reason, created_at, updated_at)"
+                " VALUES(?,?,?,'adopted',?,?,?,?,?,?,?)",
+                (client_id, instrument, _ts(time) or now, int(units), state, order_id,
+                 trade_id, reason, now, now))
+            return cur.rowcount == 1
+
+    def max_transaction_id(self) -> str | None:
+        """The highest broker transaction ID the journal mentions anywhere (cursor, fills,
+        trades, orders), or None: an in-process broker numbers on from it."""
+        best = int(self.last_transaction_id or 0)
+        for sql in ("SELECT transaction_id AS v FROM fills", "SELECT trade_id AS v FROM positions",
+                    "SELECT order_id AS v FROM orders WHERE order_id IS NOT NULL"):
+            for r in self._query(sql):
+                v = str(r["v"] or "")
+                if v.isdigit():
+                    best = max(best, int(v))
+        return str(best) if best or self.last_transaction_id is not None else None
 
     def all_client_ids(self) -> set[str]:
         return {r["client_id"] for r in self._query("SELECT client_id FROM orders")}
@@ -301,9 +348,12 @@ class Journal:
                                (state,))
         return self._query("SELECT * FROM positions ORDER BY opened_at")
 
-    def closed_trades(self, limit: int = 1000) -> list[dict[str, Any]]:
-        return self._query("SELECT * FROM positions WHERE state='closed' ORDER BY closed_at "
-                           "DESC LIMIT ?", (limit,))
+    def closed_trades(self, limit: int = 1000, *, oldest_first: bool = False
+                      ) -> list[dict[str, Any]]:
+        """Closed positions, the latest closed first; ``oldest_first``: in order of opening."""
+        order = "opened_at, trade_id" if oldest_first else "closed_at DESC"
+        return self._query(f"SELECT * FROM positions WHERE state='closed' ORDER BY {order} "
+                           "LIMIT ?", (limit,))
 
     # ---------------------------------------------------------------- equity
     def record_equity(self, balance: float, nav: float, unrealized: float,

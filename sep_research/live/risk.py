@@ -29,8 +29,8 @@ from sep_research.fx import conversion_rate, market_open, weekly_close
 from sep_research.live.config import RiskConfig
 from sep_research.live.types import InstrumentInfo, Quote
 
-__all__ = ["RiskManager", "RiskState", "Verdict", "market_open", "quote_to_account",
-           "weekly_close"]
+__all__ = ["RiskManager", "RiskState", "Verdict", "currency_to_account", "market_open",
+           "quote_to_account", "weekly_close"]
 
 
 @dataclass
@@ -65,10 +65,15 @@ def quote_to_account(
     info: InstrumentInfo, account_currency: str, quotes: dict[str, Quote],
     overrides: dict[str, float] | None = None,
 ) -> float | None:
-    """Account-currency value of one unit of ``info``'s quote currency, or None if unknown
-    (:func:`sep_research.fx.conversion_rate` on the mids of the runner's quotes)."""
+    """Account-currency value of one unit of ``info``'s quote currency, or None if unknown."""
+    return currency_to_account(info.quote, account_currency, quotes, overrides)
+
+
+def currency_to_account(currency: str, account_currency: str, quotes: dict[str, Quote],
+                        overrides: dict[str, float] | None = None) -> float | None:
+    """:func:`sep_research.fx.conversion_rate` on the mids of the runner's quotes."""
     mids = {name: (q.bid + q.ask) / 2.0 for name, q in quotes.items()}
-    return conversion_rate(info.quote, account_currency, mids, overrides)
+    return conversion_rate(currency, account_currency, mids, overrides)
 
 
 # ------------------------------------------------------------------ the manager
