@@ -10,11 +10,8 @@ back for 200 ms (the order exists, the runner has not heard of it).
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -22,41 +19,15 @@ from pathlib import Path
 import pytest
 
 from sep_research.live.journal import Journal
-from tests.test_live_emulator import ROOT, Rig, check_no_duplicates
+from tests.live_helpers import (
+    Rig,
+    check_no_duplicates,
+    journal_last_candle,
+    spawn_runner,
+    wait_for,
+)
 
 ROUNDS = 24
-
-
-def _spawn(rig: Rig, log: Path) -> subprocess.Popen:
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(rig.tmp), **rig.env}
-    args = [sys.executable, "-m", "runners.live", "--config", str(rig.config)]
-    for m in rig.models:
-        args += ["--model", m]
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=log.open("ab"))
-
-
-def _wait_for(cond, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def _last_candle(path: Path) -> str | None:
-    import sqlite3
-
-    try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
-        try:
-            row = con.execute("SELECT max(time) FROM candles").fetchone()
-        finally:
-            con.close()
-        return row[0] if row else None
-    except sqlite3.Error:
-        return None
 
 
 @pytest.mark.slow
@@ -68,8 +39,8 @@ def test_kill9_around_orders_never_duplicates(tmp_path: Path) -> None:
     kills = 0
     in_window = 0  # kills that certainly landed while an executed order's answer was held back
     try:
-        proc = _spawn(rig, log)
-        assert _wait_for(lambda: _last_candle(journal) is not None, 30), log.read_text()[-2000:]
+        proc = spawn_runner(rig, log)
+        assert wait_for(lambda: journal_last_candle(journal) is not None, 30), log.read_text()[-2000:]
         # a hook that tells when the emulator has just executed an order or a close
         import threading
 
@@ -99,10 +70,10 @@ def test_kill9_around_orders_never_duplicates(tmp_path: Path) -> None:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
             kills += 1
-            proc = _spawn(rig, log)
+            proc = spawn_runner(rig, log)
             # the restarted runner reconciles and catches up with the clock
             want = (rig.emu.clock.now() - timedelta(hours=1)).strftime("%Y-%m-%dT%H")
-            assert _wait_for(lambda w=want: (_last_candle(journal) or "")[:13] >= w, 30), \
+            assert wait_for(lambda w=want: (journal_last_candle(journal) or "")[:13] >= w, 30), \
                 log.read_text()[-3000:]
         # a clean stop: SIGTERM finishes in-flight work, persists and exits 0
         rig.emu.clock.advance(candles=1)
@@ -125,8 +96,8 @@ def test_kill9_around_orders_never_duplicates(tmp_path: Path) -> None:
     j = Journal(journal)
     mine = {p["trade_id"] for p in j.positions("open")}
     left = {o["state"] for o in j.orders()}
-    recon = j._query("SELECT reason, count(*) n FROM decisions WHERE kind='reconcile' "
-                     "GROUP BY reason")
+    recon = [{"reason": r} for r in {d["reason"] for d in j.decisions(limit=10**9,
+                                                                       kind="reconcile")}]
     j.close()
     print("kill test:", counts, recon)
     # some kills landed between the broker's execution and the journal's record of it, and the

@@ -16,27 +16,8 @@ from sep_research.live.feed import FileFeed
 from sep_research.live.journal import Journal
 from sep_research.live.model import load_models
 from sep_research.live.runner import Runner
-from sep_research.live.types import Candle
-from tests.test_live_units import make_artifact
-
-SEED_REF = Path("/work/shared/data/seed-reference/O-test-2.json")
-QUIET_RISK = {"fixed_units": 1000, "max_spread_pips": None, "weekend_cutoff_minutes": None,
-              "cooldown_losses": None, "daily_loss_limit": None, "max_drawdown": None,
-              "stop_loss_pips": 20.0}
-
-
-def frame_candles(frame, instrument: str) -> list[Candle]:
-    has_ba = "bid_open" in frame.columns
-    out = []
-    for t, r in frame.iterrows():
-        out.append(Candle(
-            instrument, t.to_pydatetime(), float(r.open), float(r.high), float(r.low),
-            float(r.close), int(r.volume), True,
-            (float(r.bid_open), float(r.bid_high), float(r.bid_low), float(r.bid_close))
-            if has_ba else None,
-            (float(r.ask_open), float(r.ask_high), float(r.ask_low), float(r.ask_close))
-            if has_ba else None))
-    return out
+from tests.conftest import SEED_O_TEST
+from tests.live_helpers import QUIET_RISK, frame_candles, make_artifact
 
 
 def run_paper(tmp_path: Path, frame, instrument: str, granularity: str, *,
@@ -63,8 +44,7 @@ def _compare(runner: Runner, frame, instrument: str, half_spread_pips: float | N
 
     sig = seed_signals(frame)
     # decisions: the runner's action per candle equals the vectorised research signals
-    rows = runner.journal._query("SELECT candle_time, action, target FROM signals ORDER BY "
-                                 "candle_time")
+    rows = runner.journal.signals(limit=10**9, oldest_first=True)
     assert len(rows) == len(frame)
     names = {1: "BUY", -1: "SELL", 0: "HOLD"}
     expected = [names[int(a)] if h else "NONE" for a, h in zip(sig.action, sig.has,
@@ -76,8 +56,7 @@ def _compare(runner: Runner, frame, instrument: str, half_spread_pips: float | N
     # The runner refuses to open into a closed market (Friday 17:00 New York): the backtest
     # enters at the next open even across the weekend. Those decisions (journalled with their
     # rule) are the only allowed difference: the backtest is given a flat target there.
-    refused = runner.journal._query(
-        "SELECT candle_time, rule FROM decisions WHERE kind='open' AND taken=0")
+    refused = runner.journal.decisions(limit=10**9, kind="open", taken=False)
     assert all(r["rule"] == "market_closed" for r in refused)
     assert len(refused) <= max(3, len(frame) // 100)
     idx = {t: i for i, t in enumerate(r["candle_time"] for r in rows)}
@@ -87,8 +66,7 @@ def _compare(runner: Runner, frame, instrument: str, half_spread_pips: float | N
     bt = run_backtest(frame, target, instrument=instrument, units=1000.0, stop_loss_pips=20.0,
                       half_spread_pips=half_spread_pips)
     trades = bt.trades[bt.trades.exit_reason != "end_of_data"]
-    pos = runner.journal._query("SELECT * FROM positions WHERE state='closed' "
-                                "ORDER BY opened_at")
+    pos = runner.journal.closed_trades(limit=10**9, oldest_first=True)
     assert len(pos) == len(trades) and len(pos) > 10
     for p, (_, t) in zip(pos, trades.iterrows(), strict=True):
         assert p["units"] == int(t.direction) * int(t.units)
@@ -99,11 +77,11 @@ def _compare(runner: Runner, frame, instrument: str, half_spread_pips: float | N
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SEED_REF.exists(), reason="seed reference data not present")
+@pytest.mark.skipif(not SEED_O_TEST.exists(), reason="seed reference data not present")
 def test_paper_replay_matches_research_signals_and_backtest_bid_ask(tmp_path: Path) -> None:
     from sep_research.data import read_candle_file
 
-    frame = read_candle_file(SEED_REF, instrument="EUR_USD", granularity="M1",
+    frame = read_candle_file(SEED_O_TEST, instrument="EUR_USD", granularity="M1",
                              check_grid=False)
     runner = run_paper(tmp_path, frame, "EUR_USD", "M1")
     _compare(runner, frame, "EUR_USD", None)
@@ -191,8 +169,7 @@ def test_status_commands_halt_resume_reload(tmp_path: Path, monkeypatch: pytest.
         assert post("/api/halt", {"reason": "test"})[0] == 200
         for _ in range(100):
             runner.step()
-        refused = runner.journal._query("SELECT count(*) n FROM decisions WHERE rule='halted'")
-        assert refused[0]["n"] > 0
+        assert runner.journal.decisions(limit=10**9, rule="halted")
         with urllib.request.urlopen(base + "/api/status", timeout=5) as r:
             st = json.load(r)
         assert st["risk"]["halted"] and st["mode"] == "paper" and st["last_candle"]["EUR_USD"]

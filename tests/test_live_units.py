@@ -20,21 +20,10 @@ from sep_research.live.model import ModelError, Policy, load_models
 from sep_research.live.risk import RiskManager, market_open, weekly_close
 from sep_research.live.status import StatusError, StatusServer, prometheus
 from sep_research.live.types import Candle, InstrumentInfo, Quote, parse_time
-from sep_research.training.artifact import write_artifact
+from tests.live_helpers import make_artifact
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)  # a Tuesday
 EUR = InstrumentInfo.default("EUR_USD")
-
-
-def make_artifact(path: Path, instrument: str = "EUR_USD", granularity: str = "H1",
-                  **params: float) -> Path:
-    write_artifact(path, {
-        "created_at": "2026-11-24T00:00:00Z", "instrument": instrument,
-        "granularity": granularity, "alignment": "causal", "preset": "seed",
-        "signal_params": {"window": 11, **params}, "objective": {"name": "test"},
-        "data": {"provenance": {"source": "synthetic"}}, "windows": {}, "metrics": {},
-        "baselines": {}, "overfitting": {}, "code": {}, "packages": {}})
-    return path
 
 
 # ------------------------------------------------------------------ config
@@ -77,7 +66,7 @@ def test_journal_intent_is_unique_and_persists(tmp_path: Path) -> None:
     j2 = Journal(p)
     assert j2.order("sep-1")["state"] == "filled"
     assert j2.last_transaction_id == "7"
-    assert j2._query("PRAGMA journal_mode")[0]["journal_mode"] == "wal"
+    assert j2.journal_mode == "wal"
     j2.close()
 
 
