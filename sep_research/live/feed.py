@@ -137,13 +137,18 @@ class OandaFeed(Feed):
 
     # -------------------------------------------------------------- clock
     def _see_time(self, t: datetime) -> None:
+        self._server_seen_at = self._wall()  # when the server's clock was last read
         if self._server_time is None or t > self._server_time:
             self._server_time = t
-            self._server_seen_at = self._wall()
 
     def now(self, *, refresh: bool = True) -> datetime:
+        """The wall clock, or with ``server_clock`` the server's: re-read (a price poll) when
+        the last reading is older than the poll interval, so that it is never staler than
+        that; ``refresh=False`` only returns the last reading (status readers)."""
         if self.server_clock:
-            if self._server_time is None and refresh:
+            stale = self._server_time is None or \
+                self._wall() - self._server_seen_at > self.poll_interval
+            if stale and refresh:
                 self._poll_prices()
             if self._server_time is not None:
                 return self._server_time

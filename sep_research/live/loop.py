@@ -9,7 +9,12 @@ instrument's new completed candles as soon as they arrive), and for each candle
    be opened and with how many units, and open it (:class:`~sep_research.live.orders.OrderDesk`);
 4. journal the signal and the candle.
 
-Decisions and risk checks use the feed's clock (:meth:`CandleLoop.now`).
+**The clock.** Every decision and risk check on a candle uses :meth:`CandleLoop.decision_time`:
+the feed's clock read at that moment (a server clock is re-read when its last reading is older
+than the poll interval), and never earlier than the close of the candle being acted on. Market
+hours are judged as the order is about to be sent, never at the time of a price poll that may
+be stale (under load the poll can be from before the weekend's end). Quotes older than the
+candle's close are refreshed before they set levels or sizes.
 
 Between candles the loop reads the account (equity, daily loss and drawdown limits) and the
 broker's activity (fills of stops and take-profits) at most once per poll interval.
@@ -56,7 +61,12 @@ class CandleLoop:
 
     # ================================================================ the clock
     def now(self) -> datetime:
+        """The feed's clock (a server clock is re-read when its reading is stale)."""
         return self.feed.now()
+
+    def decision_time(self, candle: Candle) -> datetime:
+        """Now for acting on ``candle``: the feed's clock read now, never before its close."""
+        return max(self.feed.now(), candle.time + self.gran)
 
     # ================================================================ one step
     def step(self) -> int:
@@ -111,7 +121,6 @@ class CandleLoop:
 
     def act(self, d: Decision, c: Candle, seen_at: float) -> None:
         inst = d.instrument
-        now = self.now()
         mine = self.positions(inst)
         cur = 0
         if mine:
@@ -132,7 +141,7 @@ class CandleLoop:
             return
         # close what is held against the target
         if cur != 0:
-            v = self.risk.check_close(d.candle_time, now)
+            v = self.risk.check_close(d.candle_time, self.decision_time(c))
             if not v.ok:
                 self.journal.record_decision("close", False, v.reason, instrument=inst,
                                              candle_time=d.candle_time, rule=v.rule)
@@ -144,15 +153,18 @@ class CandleLoop:
             return
         info = self.state.info[inst]
         acct = self.state.account
+        close_time = c.time + self.gran
         q = self.state.quotes.get(inst)
-        if q is None or q.time < d.candle_time:
-            # A quote older than the candle being acted on (its tradeable flag and prices from
-            # before the candle) is refreshed rather than trusted; the stale-data guard below
-            # still refuses if no fresh price arrives.
-            for fq in self.feed.fresh_quotes(d.candle_time):
+        if q is None or q.time < close_time:
+            # A quote from before the candle's close (prices, spread and tradeable flag of an
+            # earlier moment: the stop would sit 20 pips from the wrong price) is refreshed
+            # rather than trusted; the stale-data guard below still refuses if no fresh price
+            # arrives.
+            for fq in self.feed.fresh_quotes(close_time):
                 self.state.quotes[fq.instrument] = fq
                 self.broker.on_quote(fq)
-        v = self.risk.check_open(info, desired, now=now,
+        # market hours, the weekend cut-off and staleness judged now, as the order is sent
+        v = self.risk.check_open(info, desired, now=self.decision_time(c),
                                  candle_time=d.candle_time,
                                  balance=acct.balance if acct else 0.0,
                                  quote=self.state.quotes.get(inst), quotes=self.state.quotes,
