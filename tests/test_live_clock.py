@@ -88,3 +88,40 @@ def test_order_levels_come_from_the_price_at_the_candle_close(
         r.shutdown()
         r.journal.close()
         rig.stop()
+
+
+def test_handled_through_moves_only_after_the_orders_are_answered(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13, the deterministic rehearsal: the status API's ``handled_through`` (what the
+    demo's stepped clock waits for) reaches the clock's time only once every candle completed
+    by then is decided and its orders sent and answered, not when the candle is first seen."""
+    import json
+    import urllib.request
+
+    rig = Rig(tmp_path, conf_threshold=0.0, coh_threshold=0.0)
+    r = rig.runner(monkeypatch)
+    seen_while_sending: list[tuple[str | None, str]] = []
+    orig = r.desk.send
+
+    def send(req: Any) -> Any:
+        through = r.status()["handled_through"].get("EUR_USD")
+        seen_while_sending.append((through, rig.emu.clock.iso()))
+        return orig(req)
+
+    monkeypatch.setattr(r.desk, "send", send)
+    try:
+        for _ in range(8):
+            rig.emu.clock.advance(candles=1)
+            r.step()
+            url = f"http://127.0.0.1:{r.status_port}/api/status"
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                through = json.load(resp)["handled_through"]["EUR_USD"]
+            assert through[:19] == rig.emu.clock.iso()[:19], (through, rig.emu.clock.iso())
+        assert seen_while_sending, "no order was sent"
+        for through, clock in seen_while_sending:
+            assert through is None or through[:19] < clock[:19], (through, clock)
+    finally:
+        r.stop()
+        r.shutdown()
+        r.journal.close()
+        rig.stop()

@@ -7,7 +7,10 @@ instrument's new completed candles as soon as they arrive), and for each candle
 2. update the signal path and take its target position;
 3. close what is held against the target, then ask the risk rules whether a new position may
    be opened and with how many units, and open it (:class:`~sep_research.live.orders.OrderDesk`);
-4. journal the signal and the candle.
+4. journal the signal and the candle; at the end of the step, mark each instrument *handled
+   through* the feed time at which its candles were asked for (every candle completed by then
+   is decided and its orders answered: what a stepped rehearsal clock waits for, through
+   ``handled_through`` in the status API).
 
 **The clock.** Every decision and risk check on a candle uses :meth:`CandleLoop.decision_time`:
 the feed's clock read at that moment (a server clock is re-read when its last reading is older
@@ -86,6 +89,8 @@ class CandleLoop:
             self._last_events = wall
             self.desk.sync()
             self.update_equity()
+        # every candle the feed had by these times is now decided and its orders answered
+        self.state.handled_through.update(self.feed.checked_through())
         return n
 
     def on_candle(self, c: Candle, seen_at: float) -> None:
