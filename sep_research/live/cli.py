@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override status.port (0: any free port)")
     p.add_argument("--max-steps", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--print-config", action="store_true",
-                   help="print the config schema's defaults as YAML and exit")
+                   help="print every key with its default, description and limits (YAML) and exit")
 
 
 def register(subparsers: Any) -> None:
