@@ -170,14 +170,14 @@ def handle(args: argparse.Namespace) -> int:
     def on_signal(*_: Any) -> None:
         holder["stop"] = True
         if "runner" in holder:
-            holder["runner"].stop()
+            holder["runner"].stop(grace=holder["runner"].cfg.shutdown_timeout_s)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     runner = build(args)
     holder["runner"] = runner
     if holder.get("stop"):
-        runner.stop()
+        runner.stop(grace=runner.cfg.shutdown_timeout_s)
     try:
         runner.start()
     except Exception as exc:

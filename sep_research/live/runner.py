@@ -19,6 +19,7 @@ persists and returns. :meth:`Runner.command` serves the status API's ``halt``, `
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -47,7 +48,11 @@ from sep_research.live.view import (
 
 log = logging.getLogger("sep_research.live")
 
-__all__ = ["VERSION", "Runner", "process_start_time", "resident_memory_bytes"]
+__all__ = ["EXIT_SHUTDOWN_TIMEOUT", "VERSION", "Runner", "process_start_time",
+           "resident_memory_bytes"]
+
+#: exit status when in-flight work outlasted ``shutdown_timeout_s`` after SIGTERM
+EXIT_SHUTDOWN_TIMEOUT = 1
 
 
 class Runner:
@@ -79,6 +84,7 @@ class Runner:
         self.process_started = process_start_time()  # epoch seconds
         self.first_poll_s: float | None = None
         self.last_loop_at = time.monotonic()
+        self._deadline: threading.Timer | None = None
         self._reload_request: list[str] | None = None
         self._pending_models: dict[str, Model] | None = None
 
@@ -167,8 +173,25 @@ class Runner:
         watchdog.notify("STOPPING=1")
         self.shutdown()
 
-    def stop(self) -> None:
+    def stop(self, *, grace: float | None = None) -> None:
+        """Ask the loop to stop after the step in flight. With ``grace`` (SIGTERM:
+        ``shutdown_timeout_s``), the process exits anyway when the in-flight work (an order
+        being answered or resolved, a reconciliation) has not finished within that many
+        seconds: what was sent is journalled as an intent and resolved on the next start."""
         self._stop.set()
+        if grace is not None and self._deadline is None:
+            self._deadline = threading.Timer(grace, self._give_up, args=(grace,))
+            self._deadline.daemon = True
+            self._deadline.start()
+
+    def _give_up(self, grace: float) -> None:
+        log.error("in-flight work did not finish within shutdown_timeout_s (%gs) of the stop "
+                  "request: exiting now; the next start reconciles the journal with the account",
+                  grace)
+        for h in logging.getLogger().handlers:
+            with contextlib.suppress(Exception):
+                h.flush()
+        os._exit(EXIT_SHUTDOWN_TIMEOUT)
 
     def shutdown(self) -> None:
         with self._lock:
@@ -182,6 +205,8 @@ class Runner:
                 self._status = None
             self.feed.close()
             self.broker.close()
+            if self._deadline is not None:
+                self._deadline.cancel()
 
     # ================================================================ status API
     def on_retry(self, attempt: int, err: Any, delay: float) -> None:
