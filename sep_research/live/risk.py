@@ -27,7 +27,7 @@ from typing import Any
 from sep_research.backtest.fills import fixed_fractional_units
 from sep_research.fx import conversion_rate, market_open, weekly_close
 from sep_research.live.config import RiskConfig
-from sep_research.live.types import InstrumentInfo, Quote
+from sep_research.live.types import InstrumentInfo, Quote, bounded
 
 __all__ = ["RiskManager", "RiskState", "Verdict", "currency_to_account", "market_open",
            "quote_to_account", "weekly_close"]
@@ -95,11 +95,12 @@ class RiskManager:
         if data:
             known = {k: v for k, v in data.items() if k in RiskState.__dataclass_fields__}
             self.s = RiskState(**known)
+            self.s.halt_reason = bounded(self.s.halt_reason)
 
     # -------------------------------------------------------------- halt
     def halt(self, reason: str) -> None:
         self.s.halted = True
-        self.s.halt_reason = reason
+        self.s.halt_reason = bounded(reason)
 
     def resume(self) -> None:
         self.s.halted = False

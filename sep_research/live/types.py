@@ -23,8 +23,19 @@ from sep_research.fx import (
     utc_now,
 )
 
-__all__ = ["GRANULARITY_SECONDS", "RUNNER_GRANULARITIES", "Candle", "Decision", "InstrumentInfo",
-           "Quote", "fmt_time", "parse_time", "pip_size", "utc_now"]
+__all__ = ["GRANULARITY_SECONDS", "MAX_REASON", "RUNNER_GRANULARITIES", "Candle", "Decision",
+           "InstrumentInfo", "Quote", "bounded", "fmt_time", "parse_time", "pip_size", "utc_now"]
+
+#: characters of a reason (a halt reason, a refusal, an error) kept in the journal and shown
+MAX_REASON = 500
+
+
+def bounded(text: Any, limit: int = MAX_REASON) -> str:
+    """``text`` as a string of at most ``limit`` characters (a longer one is cut and marked),
+    so that no caller can make the runner persist or serve an unbounded text."""
+    s = str(text)
+    return s if len(s) <= limit else s[: max(0, limit - 20)] + f"... [{len(s)} chars]"
+
 
 #: The granularities the runner trades (S5 ... D; the nominal W and M are research-only).
 RUNNER_GRANULARITIES: tuple[str, ...] = tuple(g for g in GRANULARITY_SECONDS if g not in ("W", "M"))
