@@ -80,7 +80,8 @@ class Rig:
     def __init__(self, tmp: Path, *, start: str = START, faults: str | None = None,
                  instruments: tuple[str, ...] = ("EUR_USD",), risk: dict | None = None,
                  feed: dict | None = None, frames: dict | None = None,
-                 config: dict | None = None, speed: float = 0.0, **params: float):
+                 config: dict | None = None, speed: float = 0.0,
+                 emulator: dict | None = None, **params: float):
         from sep_research.emulator.app import Emulator, EmulatorConfig
 
         self.tmp = tmp
@@ -88,7 +89,7 @@ class Rig:
         self.frames = frames
         self.emu = Emulator(EmulatorConfig(candles=frames, start=start, faults=faults,
                                            half_spread_pips=HALF_SPREAD, speed=speed,
-                                           heartbeat_s=0.5)).start()
+                                           heartbeat_s=0.5, **(emulator or {}))).start()
         self.models = [str(make_artifact(tmp / f"{i}.json", i, "H1", **params))
                        for i in instruments]
         self.journal = tmp / "journal.sqlite"
@@ -252,3 +253,29 @@ def journal_starts(path: Path) -> int:
     """How many times a runner finished starting up on this journal."""
     rows = _read_only(path, "SELECT count(*) FROM decisions WHERE kind='start'")
     return int(rows[0][0]) if rows else 0
+
+
+def paper_runner(tmp: Path, frame: Any, *, models_dir: Path | None = None,
+                 config: dict | None = None, status: bool = False, **params: float) -> Any:
+    """A started paper runner replaying ``frame`` (EUR_USD H1) from memory; its artifact is
+    ``models_dir/m.json`` (default ``tmp/models``)."""
+    from sep_research.live.config import config_from_dict
+    from sep_research.live.feed import FileFeed
+    from sep_research.live.journal import Journal
+    from sep_research.live.model import load_models
+    from sep_research.live.paper import PaperBroker
+    from sep_research.live.runner import Runner
+
+    models_dir = models_dir or tmp / "models"
+    models_dir.mkdir(parents=True, exist_ok=True)
+    art = make_artifact(models_dir / "m.json", "EUR_USD", "H1", **params)
+    cfg = config_from_dict({"instruments": ["EUR_USD"], "granularity": "H1",
+                            "journal": str(tmp / "journal.sqlite"), "risk": QUIET_RISK,
+                            "status": {"port": 0, "enabled": status}, **(config or {})})
+    models = load_models([str(art)], cfg.instruments, cfg.granularity)
+    feed = FileFeed({"EUR_USD": frame_candles(frame, "EUR_USD")}, 3600,
+                    half_spread={"EUR_USD": 0.00005})
+    runner = Runner(cfg, models, PaperBroker(balance=10_000), feed, Journal(cfg.journal),
+                    mode="paper", status_token=STATUS_TOKEN, model_paths=[str(art)])
+    runner.start(status=status)
+    return runner

@@ -24,21 +24,23 @@ import json
 import logging
 import os
 import socket
+import stat
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sep_research.live.config import RunnerConfig
 from sep_research.live.feed import Feed
-from sep_research.live.journal import Journal
+from sep_research.live.journal import Journal, JournalCorrupt, JournalFull
 from sep_research.live.loop import CandleLoop
-from sep_research.live.model import Model, load_models
+from sep_research.live.model import Model, SignalPath, load_models
 from sep_research.live.orders import OrderDesk
 from sep_research.live.port import Broker
-from sep_research.live.reconcile import reconcile
+from sep_research.live.reconcile import NeedsHuman, reconcile
 from sep_research.live.risk import RiskManager
 from sep_research.live.state import Metrics, RunnerState
-from sep_research.live.types import parse_time
+from sep_research.live.types import Candle, bounded, parse_time
 from sep_research.live.view import (
     VERSION,
     StatusView,
@@ -48,11 +50,13 @@ from sep_research.live.view import (
 
 log = logging.getLogger("sep_research.live")
 
-__all__ = ["EXIT_SHUTDOWN_TIMEOUT", "VERSION", "Runner", "process_start_time",
-           "resident_memory_bytes"]
+__all__ = ["EXIT_SHUTDOWN_TIMEOUT", "VERSION", "NeedsHuman", "Runner", "needs_human",
+           "process_start_time", "resident_memory_bytes"]
 
 #: exit status when in-flight work outlasted ``shutdown_timeout_s`` after SIGTERM
 EXIT_SHUTDOWN_TIMEOUT = 1
+#: the largest model artifact a reload reads (artifacts are some tens of KB)
+MAX_ARTIFACT_BYTES = 4 * 1024 * 1024
 
 
 class Runner:
@@ -85,8 +89,11 @@ class Runner:
         self.first_poll_s: float | None = None
         self.last_loop_at = time.monotonic()
         self._deadline: threading.Timer | None = None
+        self.loop_errors = 0  # consecutive failed steps
+        self.last_loop_error = ""
         self._reload_request: list[str] | None = None
-        self._pending_models: dict[str, Model] | None = None
+        self._pending_reload: tuple[dict[str, Model], list[str], dict[str, Any]] | None = None
+        self._configured_paths = list(self.state.model_paths)
 
     # ---------------------------------------------------------------- convenience views
     @property
@@ -146,32 +153,43 @@ class Runner:
         return n
 
     def run(self, *, max_steps: int | None = None) -> None:
+        """Loop until stopped. A failed step is logged and counted (``/health`` turns 503
+        after ``status.unhealthy_after_errors`` in a row) and the loop goes on; what a person
+        must decide (:class:`NeedsHuman`, a corrupt journal, refused credentials) ends it."""
         watchdog = _Watchdog(self.cfg.watchdog_interval_s)
         watchdog.notify("READY=1")
         steps = 0
-        while not self._stop.is_set():
-            try:
-                n = self.step()
-            except Exception as exc:
-                self.metrics.inc("loop_errors")
-                code = getattr(exc, "code", None)
-                if code == 429:
-                    self.metrics.inc("http_429")
-                log.error("loop error: %s: %s", type(exc).__name__, exc)
-                if getattr(exc, "kind", None) is not None and \
-                        getattr(exc.kind, "value", "") == "needs_human":
-                    raise
-                n = 0
-            watchdog.ping()
-            steps += 1
-            if max_steps is not None and steps >= max_steps:
-                break
-            if self.feed.exhausted:
-                break
-            if n == 0:
-                self._stop.wait(min(self.cfg.feed.poll_interval_s, 0.25))
-        watchdog.notify("STOPPING=1")
-        self.shutdown()
+        try:
+            while not self._stop.is_set():
+                try:
+                    n = self.step()
+                    self.loop_errors = 0
+                except Exception as exc:
+                    n = 0
+                    self._loop_error(exc)
+                    if needs_human(exc):
+                        raise
+                self.last_loop_at = time.monotonic()  # alive, if failing (see health)
+                watchdog.ping()
+                steps += 1
+                if max_steps is not None and steps >= max_steps:
+                    break
+                if self.feed.exhausted:
+                    break
+                if n == 0:
+                    self._stop.wait(min(self.cfg.feed.poll_interval_s, 0.25))
+        finally:
+            watchdog.notify("STOPPING=1")
+            self.shutdown()
+
+    def _loop_error(self, exc: BaseException) -> None:
+        self.metrics.inc("loop_errors")
+        self.loop_errors += 1
+        if getattr(exc, "code", None) == 429:
+            self.metrics.inc("http_429")
+        what = "disk full" if isinstance(exc, JournalFull) else type(exc).__name__
+        self.last_loop_error = bounded(f"{what}: {exc}", 300)
+        log.error("loop error: %s", self.last_loop_error)
 
     def stop(self, *, grace: float | None = None) -> None:
         """Ask the loop to stop after the step in flight. With ``grace`` (SIGTERM:
@@ -239,7 +257,10 @@ class Runner:
 
     def command(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         if name == "halt":
-            reason = str(body.get("reason") or "halted through the status API")
+            raw = body.get("reason")
+            if raw is not None and not isinstance(raw, str):
+                return {"ok": False, "error": "reason must be a string"}
+            reason = bounded(raw or "halted through the status API")
             self.risk.halt(reason)
             self._persist_state()
             self.journal.record_decision("halt", True, reason, rule="api")
@@ -251,40 +272,131 @@ class Runner:
                                          rule="api")
             return {"ok": True, "halted": False}
         if name == "reload":
-            paths = body.get("models") or self.state.model_paths
-            if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
-                return {"ok": False, "error": "models must be a list of artifact paths"}
+            return self._reload(body)
+        return {"ok": False, "error": f"unknown command {bounded(name, 40)}"}
+
+    # ================================================================ model reload
+    def _reload(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Verify the artifacts, build and warm up their signal paths here, then hand them to
+        the loop, which swaps models and paths all at once at the start of its next step (or
+        nothing, if catching up on newer candles fails). Only the configured artifacts, or
+        regular files under their folders of at most :data:`MAX_ARTIFACT_BYTES`, are read."""
+        try:
+            paths = self._reload_paths(body.get("models"))
+            models = load_models(paths, self.cfg.instruments, self.cfg.granularity)
+            prepared = {inst: self._warm_up(m) for inst, m in models.items()}
+        except (ValueError, ReloadRefused) as exc:
+            reason = bounded(f"reload refused: {exc}")
+            self.journal.record_decision("reload", False, reason, rule="api")
+            return {"ok": False, "error": reason}
+        with self._lock:
+            self._pending_reload = (models, paths, prepared)
+            self._reload_request = paths
+        return {"ok": True, "verified": {i: m.model_id for i, m in models.items()},
+                "note": "verified and warmed up; swapped in at the start of the next loop step"}
+
+    def _reload_paths(self, asked: Any) -> list[str]:
+        if asked is None:
+            asked = list(self._configured_paths)
+        if not isinstance(asked, list) or not asked or len(asked) > 2 * len(self.cfg.instruments) \
+                or not all(isinstance(p, str) and 0 < len(p) <= 4096 for p in asked):
+            raise ReloadRefused("models must be a list of artifact paths, one per instrument")
+        configured = {os.path.realpath(p) for p in self._configured_paths}
+        folders = sorted({os.path.dirname(p) for p in configured})
+        out = []
+        for p in asked:
+            real = os.path.realpath(p)
+            inside = real in configured or any(
+                os.path.commonpath([real, d]) == d for d in folders)
+            if not inside:  # the same answer whether or not such a file exists
+                raise ReloadRefused("only the configured artifacts or files in their folders "
+                                    f"({', '.join(folders)}) can be reloaded")
             try:
-                models = load_models(paths, self.cfg.instruments, self.cfg.granularity)
-            except ValueError as exc:
-                self.journal.record_decision("reload", False, str(exc), rule="api")
-                return {"ok": False, "error": str(exc)}
-            with self._lock:
-                self._pending_models = models
-                self._reload_request = paths
-            return {"ok": True, "verified": {i: m.model_id for i, m in models.items()},
-                    "note": "swapped in at the start of the next loop"}
-        return {"ok": False, "error": f"unknown command {name}"}
+                st = os.stat(real)
+            except OSError:
+                raise ReloadRefused(f"{p}: no such artifact in the models folder") from None
+            if not stat.S_ISREG(st.st_mode):
+                raise ReloadRefused(f"{p}: not a regular file")
+            if st.st_size > MAX_ARTIFACT_BYTES:
+                raise ReloadRefused(f"{p}: {st.st_size} bytes, more than an artifact may have "
+                                    f"({MAX_ARTIFACT_BYTES})")
+            out.append(real)
+        return out
+
+    def _warm_up(self, model: Model) -> tuple[SignalPath, datetime | None]:
+        """A new signal path warmed up on the candles the current one saw; an artifact whose
+        signal code fails on them (or on a synthetic probe when there are too few) is refused
+        here, before anything is swapped."""
+        hist = list(self.state.candles_for(model.instrument))
+        path = model.new_stream()
+        try:
+            for c in hist:
+                path.update(c)
+            if len(hist) < 64:
+                probe = model.new_stream()
+                for c in _probe_candles(model.instrument, 64):
+                    probe.update(c)
+        except Exception as exc:  # noqa: BLE001 - any failure of the new code refuses it
+            raise ReloadRefused(f"{model.path}: the model fails on recent candles "
+                                f"({type(exc).__name__}: {bounded(exc, 200)})") from None
+        return path, (hist[-1].time if hist else None)
 
     def _do_reload(self, paths: list[str]) -> None:
         st = self.state
-        models = self._pending_models
-        if not models:
+        with self._lock:
+            pending, self._pending_reload = self._pending_reload, None
+        if not pending:
             return
+        models, paths, prepared = pending
         old = st.model_ids()
-        st.models = models
-        st.model_paths = paths
-        for inst, m in models.items():
-            # a new signal path, warmed up on the same recent candles the old one saw
-            path = m.new_stream()
-            for c in st.candles_for(inst):
-                path.update(c)
-            old_prev = st.paths[inst].previous if inst in st.paths else 0
-            path.previous = old_prev if m.policy.hold == "keep" else path.previous
-            st.paths[inst] = path
+        new_paths = {}
+        try:
+            for inst, (path, upto) in prepared.items():
+                for c in st.candles_for(inst):  # candles that arrived since the warm-up
+                    if upto is None or c.time > upto:
+                        path.update(c)
+                old_path = st.paths.get(inst)
+                if models[inst].policy.hold == "keep" and old_path is not None:
+                    path.previous = old_path.previous
+                new_paths[inst] = path
+        except Exception as exc:  # noqa: BLE001 - nothing is swapped
+            reason = bounded(f"reload refused: the new model fails on the newest candles "
+                             f"({type(exc).__name__}: {exc})")
+            self.journal.record_decision("reload", False, reason, rule="api",
+                                         detail={"kept": old})
+            log.error("%s", reason)
+            return
+        st.models, st.model_paths = models, paths
+        st.paths.update(new_paths)
         self.journal.record_decision("reload", True, "models swapped",
                                      detail={"old": old, "new": st.model_ids()})
         log.info("models reloaded: %s", st.model_ids())
+
+
+class ReloadRefused(Exception):
+    """A reload request the runner will not carry out (the message says why)."""
+
+
+def _probe_candles(instrument: str, n: int) -> list[Candle]:
+    """``n`` synthetic hourly candles (a gentle zigzag) to exercise a new model's signal code;
+    their signals are thrown away."""
+    t0 = datetime(2020, 1, 6, tzinfo=UTC)
+    out, px = [], 1.0
+    for i in range(n):
+        step = 0.0004 if (i // 3) % 2 == 0 else -0.0003
+        o, c = px, px + step
+        out.append(Candle(instrument, t0 + timedelta(hours=i), o, max(o, c) + 0.0002,
+                          min(o, c) - 0.0002, c, 100))
+        px = c
+    return out
+
+
+def needs_human(exc: BaseException) -> bool:
+    """Whether the runner must stop and wait for a person: a journal of another account or a
+    corrupt one, or credentials the broker refuses (a restart cannot fix these)."""
+    if isinstance(exc, (NeedsHuman, JournalCorrupt, PermissionError)):
+        return True
+    return getattr(getattr(exc, "kind", None), "value", "") == "needs_human"
 
 
 class _Watchdog:

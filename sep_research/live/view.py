@@ -31,8 +31,14 @@ class StatusView:
     def health(self) -> tuple[bool, dict[str, Any]]:
         r = self.r
         age = time.monotonic() - r.last_loop_at
-        ok = age < max(30.0, 10 * r.cfg.feed.poll_interval_s)
-        return ok, {"ok": ok, "loop_age_s": round(age, 3), "halted": r.risk.s.halted}
+        alive = age < max(30.0, 10 * r.cfg.feed.poll_interval_s)
+        failing = r.loop_errors >= r.cfg.status.unhealthy_after_errors
+        ok = alive and not failing
+        body: dict[str, Any] = {"ok": ok, "loop_age_s": round(age, 3),
+                                "halted": r.risk.s.halted, "loop_errors": r.loop_errors}
+        if r.loop_errors:
+            body["last_error"] = r.last_loop_error
+        return ok, body
 
     def status(self) -> dict[str, Any]:
         r = self.r
