@@ -249,6 +249,12 @@ def journal_last_candle(path: Path) -> str | None:
     return rows[0][0] if rows else None
 
 
+def journal_cursor(path: Path) -> str | None:
+    """A (running) runner's journal's transaction cursor, read without writing."""
+    rows = _read_only(path, "SELECT value FROM meta WHERE key='last_transaction_id'")
+    return rows[0][0] if rows else None
+
+
 def journal_starts(path: Path) -> int:
     """How many times a runner finished starting up on this journal."""
     rows = _read_only(path, "SELECT count(*) FROM decisions WHERE kind='start'")
