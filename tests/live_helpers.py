@@ -68,6 +68,17 @@ def frame_candles(frame: Any, instrument: str) -> list[Candle]:
     return out
 
 
+def write_candle_json(frame: Any, path: Path) -> Path:
+    """``frame`` as an OANDA candles JSON file (mid prices), for ``feed.source: file``."""
+    data = {"candles": [{"time": t.strftime("%Y-%m-%dT%H:%M:%S.000000000Z"), "complete": True,
+                         "volume": int(r.volume),
+                         "mid": {k[0]: f"{getattr(r, k):.5f}" for k in
+                                 ("open", "high", "low", "close")}}
+                        for t, r in frame.iterrows()]}
+    path.write_text(json.dumps(data))
+    return path
+
+
 def sample_frame() -> Any:
     from sep_research.data import load_sample
 

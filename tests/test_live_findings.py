@@ -26,6 +26,7 @@ from tests.live_helpers import (
     make_artifact,
     paper_runner,
     sample_frame,
+    write_candle_json,
 )
 
 OTHER_ACCOUNT = "101-001-0000000-002"
@@ -343,13 +344,7 @@ def test_corrupt_journal_exits_2_and_the_unit_does_not_restart_it(tmp_path: Path
     con.execute("UPDATE orders SET client_id=CAST(X'736570FF2D61' AS TEXT)")
     con.commit()
     con.close()
-    frame = sample_frame().iloc[:30]
-    data = {"candles": [{"time": t.strftime("%Y-%m-%dT%H:%M:%S.000000000Z"), "complete": True,
-                         "volume": int(r.volume),
-                         "mid": {k[0]: f"{getattr(r, k):.5f}" for k in
-                                 ("open", "high", "low", "close")}}
-                        for t, r in frame.iterrows()]}
-    (tmp_path / "c.json").write_text(json.dumps(data))
+    write_candle_json(sample_frame().iloc[:30], tmp_path / "c.json")
     art = make_artifact(tmp_path / "m.json")
     (tmp_path / "r.yaml").write_text(
         f"instruments: [EUR_USD]\njournal: {p}\n"

@@ -17,7 +17,7 @@ from sep_research.live.journal import Journal
 from sep_research.live.model import load_models
 from sep_research.live.runner import Runner
 from tests.conftest import SEED_O_TEST
-from tests.live_helpers import QUIET_RISK, frame_candles, make_artifact
+from tests.live_helpers import QUIET_RISK, frame_candles, make_artifact, write_candle_json
 
 
 def run_paper(tmp_path: Path, frame, instrument: str, granularity: str, *,
@@ -102,14 +102,7 @@ def test_paper_mode_needs_no_credentials(tmp_path: Path) -> None:
     from sep_research.data import load_sample
 
     frame = load_sample().iloc[:300]
-    data = {"candles": [{"time": t.strftime("%Y-%m-%dT%H:%M:%S.000000000Z"), "complete": True,
-                         "volume": int(r.volume),
-                         "mid": {k[0]: f"{getattr(r, k):.5f}" for k in
-                                 ("open", "high", "low", "close")}}
-                        for t, r in frame.iterrows()]}
-    import json
-
-    (tmp_path / "c.json").write_text(json.dumps(data))
+    write_candle_json(frame, tmp_path / "c.json")
     make_artifact(tmp_path / "m.json")
     (tmp_path / "r.yaml").write_text(
         "instruments: [EUR_USD]\ngranularity: H1\n"
