@@ -2,23 +2,38 @@
 
 Tables
 ------
-``meta``        key/value: schema version, last transaction ID seen, halt state, peak equity...
+``meta``        key/value: schema version, the broker's environment and account ID (the journal
+                belongs to one account), the transaction cursor, halt state, peak equity...
 ``candles``     last completed candle handled per instrument (so a restart neither repeats nor
                 skips a decision).
 ``signals``     every decision of the signal path, one per instrument and candle.
-``decisions``   every trading decision, taken or refused, with its reason (risk events too).
+``decisions``   every trading decision, taken or refused, with its rule and reason (risk
+                events, reconciliation and reloads too); reasons are bounded to 500 characters.
 ``orders``      every order the runner meant to place, by client ID. The row is committed with
                 state ``intent`` **before** the POST, so a crash between the two is visible on
                 restart; states: intent, filled, cancelled, rejected, abandoned, unknown.
+                Purpose ``open``, ``close``, or ``adopted`` (found at the broker on import).
 ``fills``       fills seen (ours, and stop-loss / take-profit / closing fills of our trades).
 ``positions``   trades held: ours, adopted ones, and foreign ones (flagged, never touched).
 ``equity``      equity snapshots.
 
-Each write is its own transaction. WAL with ``synchronous=NORMAL``: a committed row survives
-the process being killed (``kill -9``) at any moment; after a power cut the last few commits may
-be lost, which reconciliation handles (an order whose intent was lost is found in the
-account's transactions by its ``sep-`` client ID and adopted, never sent again). Opening a file that is not a journal, or a corrupt one, raises
-:class:`JournalError` and leaves the file as it was.
+Durability. Each write is its own transaction, in WAL mode. A committed row survives the
+process being killed (``kill -9``) at any moment. What a power cut may lose: with
+``synchronous=NORMAL`` the WAL is synced only at checkpoints, so the journal is checkpointed
+(copied into the database file and synced) right after it is created and after every order
+outcome, fill, position change and cursor move, and an order's ``intent`` is committed with
+``synchronous=FULL`` before the order is sent. A power cut can therefore lose only the newest
+signals, decisions, candle marks and equity rows (the next candle is decided again, and a
+repeated decision has the same client ID, so it is recognised, never sent twice); an order,
+its outcome and the fills survive. A journal that is lost entirely is rebuilt: an empty
+journal on an account with history imports the account's transactions (fills, positions and
+the runner's orders by their ``sep-`` client IDs; :mod:`sep_research.live.reconcile`).
+
+Opening. An existing file is checked before anything is written to it
+(:func:`check_journal_file`): a file that is not a runner journal, a damaged one
+(``integrity_check``) or one with a row the runner cannot rely on (checked with its type)
+raises :class:`JournalCorrupt` and is left exactly as it was. A full disk raises
+:class:`JournalFull` ("disk full", the journal is intact) at any write.
 """
 
 from __future__ import annotations
@@ -33,12 +48,35 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-from sep_research.live.types import bounded, fmt_time, parse_time, utc_now
+from sep_research.live.journal_file import (
+    APP_ID,
+    OPEN_ORDER_STATES,
+    ORDER_PURPOSES,
+    ORDER_STATES,
+    ORIGINS,
+    SCHEMA_VERSION,
+    JournalCorrupt,
+    JournalError,
+    JournalFull,
+    check_journal_file,
+    corrupt_error,
+    full_error,
+    is_full,
+    open_error,
+)
+from sep_research.live.types import bounded, fmt_time, utc_now
 
-SCHEMA_VERSION = "1"
-_APP_ID = 0x53455052  # "SEPR"
+__all__ = ["OPEN_ORDER_STATES", "ORDER_PURPOSES", "ORDER_STATES", "ORIGINS", "SCHEMA_VERSION",
+           "Journal", "JournalCorrupt", "JournalError", "JournalFull", "check_journal_file"]
+
+
+def _ts(value: datetime | str | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return fmt_time(value)
+
+
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -72,237 +110,6 @@ CREATE INDEX IF NOT EXISTS orders_state ON orders (state);
 CREATE INDEX IF NOT EXISTS positions_state ON positions (state);
 """
 
-ORDER_STATES = ("intent", "filled", "cancelled", "rejected", "abandoned", "unknown")
-OPEN_ORDER_STATES = ("intent", "unknown")
-ORDER_PURPOSES = ("open", "close", "adopted")
-ORIGINS = ("runner", "adopted", "foreign")
-_TABLES = {"meta", "candles", "signals", "decisions", "orders", "fills", "positions", "equity"}
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-#: risk_state keys and the types the risk manager relies on
-_RISK_TYPES: dict[str, tuple[type, ...]] = {
-    "halted": (bool,), "halt_reason": (str,), "day": (str,), "day_start_equity": (int, float),
-    "peak_equity": (int, float), "consecutive_losses": (int,), "cooldown_until": (str,)}
-
-
-class JournalError(RuntimeError):
-    """The journal cannot be opened or used (the message names the file and what to do)."""
-
-
-class JournalCorrupt(JournalError):
-    """The file is damaged or is not a runner journal; it was left as it was. A person must
-    look at it: the runner exits with status 2 (systemd does not restart it)."""
-
-
-class JournalFull(JournalError):
-    """A write failed because the disk (or the file system's quota) is full. The journal is
-    intact: free space and the runner goes on (it is not corrupt; do not discard it)."""
-
-
-def _ts(value: datetime | str | None) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return fmt_time(value)
-
-
-def _code(exc: BaseException) -> int | None:
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code & 0xFF if isinstance(code, int) else None
-
-
-def _is_full(exc: BaseException) -> bool:
-    return _code(exc) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
-
-
-def _is_corrupt(exc: BaseException) -> bool:
-    return _code(exc) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or any(
-        w in str(exc) for w in ("malformed", "not a database", "decode", "integrity"))
-
-
-def _is_busy(exc: BaseException) -> bool:
-    return _code(exc) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(exc)
-
-
-def _full(path: str, exc: BaseException) -> JournalFull:
-    return JournalFull(
-        f"journal {path}: disk full ({exc}); the journal itself is intact (not corrupt, keep "
-        "it): free space on its file system and the runner goes on")
-
-
-def _corrupt(path: str, why: str) -> JournalCorrupt:
-    return JournalCorrupt(
-        f"journal {path} is corrupt or not a runner journal ({why}); it was left untouched: "
-        "move it aside (and keep it for inspection) to start a new one; the new journal "
-        "reconciles with the account and re-imports its history")
-
-
-def _open_error(path: str, exc: BaseException) -> JournalError:
-    if _is_full(exc):
-        return _full(path, exc)
-    if _is_corrupt(exc):
-        return _corrupt(path, str(exc))
-    if _is_busy(exc):
-        return JournalError(f"journal {path} is locked ({exc}): is another runner using it? "
-                            "One journal belongs to one runner")
-    return JournalError(f"journal {path} cannot be opened: {exc}")
-
-
-# ------------------------------------------------------------------ checks of an existing file
-
-
-def _bad(table: str, key: Any, why: str) -> str:
-    return f"table {table}, row {bounded(key, 60)!r}: {why}"
-
-
-def _time_ok(v: Any) -> bool:
-    try:
-        parse_time(v)
-    except (ValueError, TypeError):
-        return False
-    return isinstance(v, str)
-
-
-def _num_ok(v: Any, *, none: bool = False) -> bool:
-    if v is None:
-        return none
-    if isinstance(v, str):
-        try:
-            float(v)
-        except ValueError:
-            return False
-        return True
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-class _BadRow(Exception):
-    """A journal row the runner cannot rely on (the message names table and row)."""
-
-
-def _rows(conn: sqlite3.Connection, table: str, sql: str) -> list[tuple]:
-    try:
-        return conn.execute(sql).fetchall()
-    except sqlite3.OperationalError as exc:  # e.g. invalid UTF-8 in a text column
-        raise _BadRow(f"table {table}: {exc}") from None
-
-
-def _check_rows(conn: sqlite3.Connection) -> None:
-    """Typed reads of every row the runner relies on; raises :class:`_BadRow` naming it."""
-    meta = dict(_rows(conn, "meta", "SELECT key, value FROM meta"))
-    for k, v in meta.items():
-        if not isinstance(k, str) or not isinstance(v, str):
-            raise _BadRow(_bad("meta", k, "key and value must be text"))
-    if meta.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
-        raise _BadRow(_bad("meta", "schema_version",
-                              f"{meta['schema_version']!r}, this runner reads "
-                              f"{SCHEMA_VERSION!r}"))
-    txid = meta.get("last_transaction_id")
-    if txid is not None and not txid.isdigit():
-        raise _BadRow(_bad("meta", "last_transaction_id", f"{bounded(txid, 40)!r} is not a "
-                              "transaction ID"))
-    if "risk_state" in meta:
-        try:
-            rs = json.loads(meta["risk_state"])
-        except ValueError as exc:
-            raise _BadRow(_bad("meta", "risk_state", f"not JSON ({exc})")) from None
-        if not isinstance(rs, dict):
-            raise _BadRow(_bad("meta", "risk_state", "not a JSON object"))
-        for k, types in _RISK_TYPES.items():
-            if k in rs and (not isinstance(rs[k], types) or
-                            (bool not in types and isinstance(rs[k], bool))):
-                raise _BadRow(_bad("meta", "risk_state", f"{k} is {rs[k]!r}"))
-    if "blocked" in meta:
-        try:
-            bl = json.loads(meta["blocked"])
-        except ValueError as exc:
-            raise _BadRow(_bad("meta", "blocked", f"not JSON ({exc})")) from None
-        if not isinstance(bl, dict) or any(not isinstance(k, str) or v not in (-1, 1) or
-                                           isinstance(v, bool) for k, v in bl.items()):
-            raise _BadRow(_bad("meta", "blocked", "must map instruments to -1 or 1"))
-    for r in _rows(conn, "candles", "SELECT instrument, time, close FROM candles"):
-        if not isinstance(r[0], str) or not _time_ok(r[1]) or not _num_ok(r[2]):
-            raise _BadRow(_bad("candles", r[0], f"time {bounded(r[1], 40)!r}"))
-    for r in _rows(conn, "orders", "SELECT client_id, instrument, candle_time, purpose, units, "
-                   "stop_loss, take_profit, state, order_id, trade_id FROM orders"):
-        cid, inst, ct, purpose, units, sl, tp, state, oid, tid = r
-        if not isinstance(cid, str) or not isinstance(inst, str) or not _time_ok(ct):
-            raise _BadRow(_bad("orders", cid, "client ID, instrument or time"))
-        if purpose not in ORDER_PURPOSES or state not in ORDER_STATES:
-            raise _BadRow(_bad("orders", cid, f"purpose {purpose!r}, state {state!r}"))
-        if not isinstance(units, int) or not _num_ok(sl, none=True) or \
-                not _num_ok(tp, none=True):
-            raise _BadRow(_bad("orders", cid, "units or levels"))
-        if not all(x is None or isinstance(x, str) for x in (oid, tid)):
-            raise _BadRow(_bad("orders", cid, "order or trade ID"))
-    for r in _rows(conn, "positions", "SELECT trade_id, instrument, units, entry_price, "
-                   "stop_loss, take_profit, client_id, origin, state, opened_at, pl "
-                   "FROM positions"):
-        tid, inst, units, px, sl, tp, cid, origin, state, opened, pl = r
-        if not isinstance(tid, str) or not isinstance(inst, str) or not isinstance(units, int):
-            raise _BadRow(_bad("positions", tid, "trade ID, instrument or units"))
-        if origin not in ORIGINS or state not in ("open", "closed") or not _time_ok(opened):
-            raise _BadRow(_bad("positions", tid, f"origin {origin!r}, state {state!r}"))
-        if not _num_ok(px) or not _num_ok(sl, none=True) or not _num_ok(tp, none=True) or \
-                not _num_ok(pl, none=True) or not (cid is None or isinstance(cid, str)):
-            raise _BadRow(_bad("positions", tid, "prices, P&L or client ID"))
-    for r in _rows(conn, "fills", "SELECT transaction_id, units, price, pl FROM fills"):
-        if not isinstance(r[0], str) or not isinstance(r[1], int) or not _num_ok(r[2]) or \
-                not _num_ok(r[3], none=True):
-            raise _BadRow(_bad("fills", r[0], "transaction ID, units, price or P&L"))
-
-
-def check_journal_file(path: str) -> bool:
-    """Refuse (:class:`JournalCorrupt`) a file that is not a sound runner journal, without
-    changing it: the SQLite header and ``application_id`` are read raw; then a read-only
-    connection runs ``PRAGMA integrity_check``, checks the tables, and reads every row the
-    runner relies on with its type. Returns False for a file that holds no tables (a journal
-    whose creation never completed), True for a journal."""
-    p = Path(path)
-    with p.open("rb") as fh:
-        head = fh.read(100)
-    if len(head) < 100 or not head.startswith(_SQLITE_MAGIC):
-        raise _corrupt(path, "not an SQLite database")
-    app = int.from_bytes(head[68:72], "big")
-    if app not in (0, _APP_ID):
-        raise _corrupt(path, f"application_id {app:#x} is not a runner journal's")
-    side = [Path(path + suffix) for suffix in ("-wal", "-shm")]
-    existed = [f.exists() for f in side]
-    ok = False
-    try:
-        conn = sqlite3.connect(f"file:{quote(str(p.resolve()))}?mode=ro", uri=True,
-                               timeout=5)
-        try:
-            tables = {r[0] for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type='table'")}
-            if not tables:
-                ok = True
-                return False
-            if app == 0 and not (tables <= _TABLES and "meta" in tables):
-                raise _corrupt(path, "an SQLite file with other tables: "
-                               + ", ".join(sorted(tables - _TABLES)[:5] or ["no meta"]))
-            missing = _TABLES - tables
-            if missing:
-                raise _corrupt(path, "tables missing: " + ", ".join(sorted(missing)))
-            rows = conn.execute("PRAGMA integrity_check(20)").fetchall()
-            if [tuple(r) for r in rows] != [("ok",)]:
-                raise _corrupt(path, "integrity check: " + "; ".join(str(r[0]) for r in rows))
-            _check_rows(conn)
-            ok = True
-            return True
-        finally:
-            conn.close()
-    except JournalError:
-        raise
-    except _BadRow as exc:
-        raise _corrupt(path, str(exc)) from None
-    except sqlite3.Error as exc:
-        raise _open_error(path, exc) from None
-    finally:
-        if not ok:  # leave no trace next to a refused file
-            for f, had in zip(side, existed, strict=True):
-                if not had and f.exists() and f.stat().st_size == 0:
-                    with contextlib.suppress(OSError):
-                        f.unlink()
-
-
 class Journal:
     """Thread-safe access to the journal file (one connection, a lock around it)."""
 
@@ -322,14 +129,14 @@ class Journal:
             self._conn = sqlite3.connect(self.path, check_same_thread=False,
                                          isolation_level=None)
         except sqlite3.Error as exc:
-            raise _open_error(self.path, exc) from None
+            raise open_error(self.path, exc) from None
         try:
             self._conn.row_factory = sqlite3.Row
             self._conn.execute("PRAGMA busy_timeout=5000")
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_DDL)
-            self._conn.execute(f"PRAGMA application_id={_APP_ID}")
+            self._conn.execute(f"PRAGMA application_id={APP_ID}")
             if self.get_meta("schema_version") is None:
                 self.set_meta("schema_version", SCHEMA_VERSION)
             if fresh:
@@ -341,7 +148,7 @@ class Journal:
                 self._conn.close()
             if isinstance(exc, JournalError):
                 raise
-            raise _open_error(self.path, exc) from None
+            raise open_error(self.path, exc) from None
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database file and sync it (after each order outcome, so
@@ -352,8 +159,8 @@ class Journal:
             try:
                 self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error as exc:
-                if _is_full(exc):
-                    raise _full(self.path, exc) from None
+                if is_full(exc):
+                    raise full_error(self.path, exc) from None
                 raise
 
     @contextmanager
@@ -375,10 +182,10 @@ class Journal:
                 else:
                     self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                if _is_full(exc):
+                if is_full(exc):
                     with contextlib.suppress(sqlite3.Error):
                         self._conn.execute("ROLLBACK")
-                    raise _full(self.path, exc) from None
+                    raise full_error(self.path, exc) from None
                 raise
             finally:
                 if durable:
@@ -391,7 +198,7 @@ class Journal:
                 return [dict(r) for r in self._conn.execute(sql, args).fetchall()]
             except sqlite3.OperationalError as exc:
                 if "decode" in str(exc):  # invalid UTF-8 written behind the runner's back
-                    raise _corrupt(self.path, str(exc)) from None
+                    raise corrupt_error(self.path, str(exc)) from None
                 raise
 
     @property
