@@ -91,7 +91,6 @@ class Runner:
         self._deadline: threading.Timer | None = None
         self.loop_errors = 0  # consecutive failed steps
         self.last_loop_error = ""
-        self._reload_request: list[str] | None = None
         self._pending_reload: tuple[dict[str, Model], list[str], dict[str, Any]] | None = None
         self._configured_paths = list(self.state.model_paths)
 
@@ -147,9 +146,8 @@ class Runner:
         if self.first_poll_s is None and self.loop.first_poll_at is not None:
             self.first_poll_s = self.loop.first_poll_at - self.process_started
         self.last_loop_at = time.monotonic()
-        if self._reload_request is not None:
-            paths, self._reload_request = self._reload_request, None
-            self._do_reload(paths)
+        if self._pending_reload is not None:
+            self._do_reload()
         return n
 
     def run(self, *, max_steps: int | None = None) -> None:
@@ -291,7 +289,6 @@ class Runner:
             return {"ok": False, "error": reason}
         with self._lock:
             self._pending_reload = (models, paths, prepared)
-            self._reload_request = paths
         return {"ok": True, "verified": {i: m.model_id for i, m in models.items()},
                 "note": "verified and warmed up; swapped in at the start of the next loop step"}
 
@@ -341,7 +338,7 @@ class Runner:
                                 f"({type(exc).__name__}: {bounded(exc, 200)})") from None
         return path, (hist[-1].time if hist else None)
 
-    def _do_reload(self, paths: list[str]) -> None:
+    def _do_reload(self) -> None:
         st = self.state
         with self._lock:
             pending, self._pending_reload = self._pending_reload, None
