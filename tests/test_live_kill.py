@@ -8,7 +8,7 @@ every BUY/SELL) and kills the runner with SIGKILL: in even rounds after a seeded
 0-250 ms, in odd rounds 0-150 ms after the emulator has executed an order or a close, whose
 answer it holds back for 400 ms (the order exists, the runner has not heard of it). After each
 odd round the restarted runner is itself killed during its start-up, with every broker answer
-slowed to 0.25 s so that start-up and reconciliation (whose intents are then unresolved) take
+slowed to 0.4 s so that start-up and reconciliation (whose intents are then unresolved) take
 a few seconds; the next one finishes it. Bounded: a couple of minutes.
 """
 
@@ -84,7 +84,7 @@ def test_kill9_around_orders_and_start_up_never_duplicates(tmp_path: Path) -> No
             if i % 2 == 1:
                 # kill the next runner while it starts up and reconciles (slowed answers)
                 starts = journal_starts(journal)
-                rig.emu.set_faults("slow:1.0@0.25")
+                rig.emu.set_faults("slow:1.0@0.4")
                 proc = spawn_runner(rig, log)
                 time.sleep(rng.uniform(0.5, 3.0))
                 proc.send_signal(signal.SIGKILL)
