@@ -5,8 +5,9 @@ account agree in open trades, units, fills and realised P&L (not only in open tr
 The emulator runs in this process on a manual replay clock. Each of the 24 order rounds moves
 the clock one candle (the runner sees a completed candle and usually trades: the model trades
 every BUY/SELL) and kills the runner with SIGKILL: in even rounds after a seeded random
-0-250 ms, in odd rounds 0-150 ms after the emulator has executed an order or a close, whose
-answer it holds back for 400 ms (the order exists, the runner has not heard of it). After each
+0-250 ms, in odd rounds 0-150 ms after the emulator has executed an order or a close (the
+clock moves on a candle at a time, up to three more, until one is), whose answer it holds
+back for 400 ms (the order exists, the runner has not heard of it). After each
 odd round the restarted runner is itself killed during its start-up, with every broker answer
 slowed to 0.4 s so that start-up and reconciliation (whose intents are then unresolved) take
 a few seconds; the next one finishes it. Bounded: a couple of minutes.
@@ -73,10 +74,13 @@ def test_kill9_around_orders_and_start_up_never_duplicates(tmp_path: Path) -> No
             if i % 2 == 0:  # at a random moment after the candle completes
                 time.sleep(rng.uniform(0.0, 0.25))
             else:  # just after the broker executed an order, before the runner records it
-                # (wait long enough for a loaded machine; a candle that changes no position
-                # sends no order, and that round is an ordinary random kill)
-                if hit.wait(5.0):
-                    in_window += 1
+                # (a candle that changes no position sends no order: move on a candle, up to
+                # three more times; wait long enough for a loaded machine)
+                for _ in range(4):
+                    if hit.wait(5.0):
+                        in_window += 1
+                        break
+                    rig.emu.clock.advance(candles=1)
                 time.sleep(rng.uniform(0.0, 0.15))
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
@@ -120,7 +124,7 @@ def test_kill9_around_orders_and_start_up_never_duplicates(tmp_path: Path) -> No
     assert kills >= 30 and counts["orders"] >= 10, (kills, counts)
     # some kills landed between the broker's execution and the journal's record of it, and
     # the restarted runner adopted (or confirmed) what the broker had done
-    assert in_window >= 3, in_window
+    assert in_window >= 8, in_window
     assert startup_kills >= 6, startup_kills
     assert any("adopted" in r or "confirmed" in r for r in recon), recon
     assert "intent" not in left and figures["closed"] >= 5, figures
