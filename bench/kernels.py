@@ -161,7 +161,7 @@ def numpy_features(x: dict[str, np.ndarray], w: int) -> dict[str, np.ndarray]:
 
 def bench_features(x: dict[str, np.ndarray], engines: list[str], rows: list, notes: list) -> None:
     n = len(x["close"])
-    prm = SEED.to_vector()
+    prm = SEED.to_vector(1e-4)
     w = SEED.window
     small = {k: v[:20_000] for k, v in x.items()}
     tiny = {k: v[:3_000] for k, v in x.items()}
@@ -252,17 +252,17 @@ def bench_grid(n_configs: int) -> np.ndarray:
 def _sweep_inputs(x, grid):
     """Device-independent arrays of the sweep (as sweep_seed builds them)."""
     from sep_research.signals.seed import label_index, label_moves
-    from sep_research.signals.sweep import _GRID_COLUMN, _grid_columns
+    from sep_research.signals.sweep import _GRID_COLUMN, grid_columns
 
-    cols = _grid_columns(grid, SEED)
+    cols = grid_columns(grid, SEED)
     windows, widx = np.unique(cols["window"].astype(np.int64), return_inverse=True)
     feat = eng.compute_features(x["close"], x["high"], x["low"], x["volume"], windows,
-                                SEED.to_vector(), engine="cpu")
+                                SEED.to_vector(1e-4), engine="cpu")
     fw = np.ascontiguousarray(np.stack([feat[qfh.F_HAS].T, feat[qfh.F_STABILITY].T,
                                         feat[qfh.F_COHERENCE].T, feat[qfh.F_PHASE].T,
                                         feat[qfh.F_TF].T]))
     n = len(x["close"])
-    mv = label_moves(x["close"])
+    mv = label_moves(x["close"], pip=1e-4)
     t = label_index(n)
     sp = np.where(t >= 0, 0.8, np.nan)
     cv = np.ascontiguousarray(np.stack([feat[qfh.F_VF, :, 0], feat[qfh.F_VM, :, 0], mv, sp]))
@@ -357,7 +357,8 @@ def bench_sweep(x, engines, rows, notes, gpu_configs: int, cpu_configs: int) -> 
         # end to end through the public API (features on the GPU, transfers included)
         sub = {k: v for k, v in x.items()}
         t0 = time.perf_counter()
-        sweep_seed(sub, grid, score_start=0, score_end=n - 1, spread_pips=0.8, engine="cuda")
+        sweep_seed(sub, grid, score_start=0, score_end=n - 1, half_spread_pips=0.4,
+                   instrument="EUR_USD", engine="cuda")
         t1 = time.perf_counter()
         rows.append(("sweep", "cuda sweep_seed end to end", cc, t1 - t0, cc / (t1 - t0),
                      "features on GPU + transfers + sweep"))
@@ -380,10 +381,10 @@ def check_gpu(seed_dir: Path | None, x_sample: dict[str, np.ndarray], notes: lis
         n = len(x["close"])
         for alignment in ("causal", "legacy"):
             a = eng.compute_features(x["close"], x["high"], x["low"], x["volume"],
-                                     [2, 5, 11, 20, 33], SEED.to_vector(), alignment=alignment,
+                                     [2, 5, 11, 20, 33], SEED.to_vector(1e-4), alignment=alignment,
                                      engine="cpu")
             b = eng.compute_features(x["close"], x["high"], x["low"], x["volume"],
-                                     [2, 5, 11, 20, 33], SEED.to_vector(), alignment=alignment,
+                                     [2, 5, 11, 20, 33], SEED.to_vector(1e-4), alignment=alignment,
                                      engine="cuda")
             same_nan = np.array_equal(np.isnan(a), np.isnan(b))
             good = same_nan
@@ -409,7 +410,8 @@ def check_gpu(seed_dir: Path | None, x_sample: dict[str, np.ndarray], notes: lis
             grid = product_grid(window=[5, 9, 11, 14, 20], buy_threshold=np.linspace(0.4, 0.6, 9),
                                 sell_threshold=[0.45, 0.52, 0.6], conf_threshold=[0.6, 0.65, 0.7],
                                 min_move=[0.0, 0.5])
-            kw = {"score_start": 25, "score_end": n - 1, "spread_pips": 0.7, "alignment": alignment}
+            kw = {"score_start": 25, "score_end": n - 1, "half_spread_pips": 0.35,
+                  "instrument": "EUR_USD", "alignment": alignment}
             ra = sweep_seed(x, grid, engine="cpu", **kw)
             rb = sweep_seed(x, grid, engine="cuda", **kw)
             cnt = all(np.array_equal(ra[k], rb[k]) for k in qfh.SWEEP_COUNTS)

@@ -91,7 +91,7 @@ def warm_up(client, engine: str) -> list:
         data = {"high": close + 1e-4, "low": close - 1e-4, "close": close,
                 "volume": np.full(400, 100.0)}
         sweep_seed(data, product_grid(window=[5, 6]), score_start=50, score_end=399,
-                   engine=engine)
+                   instrument="EUR_USD", half_spread_pips=0.5, engine=engine)
         return os.environ.get("CUDA_VISIBLE_DEVICES", "")
     return sorted(client.run(_warm, engine).values())
 
@@ -100,7 +100,7 @@ def run_dask(datasets, grid, *, n_workers: int, gpus: bool, block_configs: int,
              score_start: int, repeat: int) -> tuple[dict, dict]:
     from distributed import Client
 
-    from runners.batch import make_cluster
+    from sep_research.sweeps.cli import make_cluster
     from sep_research.sweeps.distributed import cpu_worker_env, gpu_worker_env, sweep_distributed
 
     env = gpu_worker_env(n_workers) if gpus else cpu_worker_env(n_workers)
@@ -114,7 +114,7 @@ def run_dask(datasets, grid, *, n_workers: int, gpus: bool, block_configs: int,
         times, out = [], None
         for _ in range(repeat):
             out = sweep_distributed(datasets, grid, client=client, score_start=score_start,
-                                    spread_pips=1.0, engine=engine,
+                                    half_spread_pips=0.5, instrument="EUR_USD", engine=engine,
                                     block_configs=block_configs)
             times.append(out.seconds)
     busy = {}
@@ -133,7 +133,8 @@ def run_direct(datasets, grid, *, engine: str, score_start: int, repeat: int) ->
     from sep_research.signals.sweep import sweep_seed
 
     small = {k: v[:400] for k, v in next(iter(datasets.values())).items()}
-    sweep_seed(small, grid[:8], score_start=50, score_end=399, engine=engine)  # compile
+    sweep_seed(small, grid[:8], score_start=50, score_end=399, instrument="EUR_USD",
+               half_spread_pips=0.5, engine=engine)  # compile
     times, res = [], {}
     k = grid.shape[0]
     scored = 0
@@ -142,7 +143,7 @@ def run_direct(datasets, grid, *, engine: str, score_start: int, repeat: int) ->
         for name, data in datasets.items():
             n = data["close"].shape[0]
             res[name] = sweep_seed(data, grid, score_start=score_start, score_end=n - 1,
-                                   spread_pips=1.0, engine=engine)
+                                   instrument="EUR_USD", half_spread_pips=0.5, engine=engine)
         times.append(time.perf_counter() - t0)
     scored = sum(d["close"].shape[0] - 1 - score_start for d in datasets.values())
     rec = {"what": "direct (no Dask)", "workers": 0, "engine": engine,

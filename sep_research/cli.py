@@ -20,7 +20,7 @@ COMMAND_MODULES: list[str] = [
     "sep_research.training.cli",
     "sep_research.demo",
     "sep_research.live.cli",
-    "runners.batch",
+    "sep_research.sweeps.cli",
 ]
 
 

@@ -12,7 +12,9 @@
    sent and answered: accelerated and deterministic whatever the machine's load (a free-running
    clock at thousands of times real time would move the price inside the candle while the
    runner's order travels, so its fills could not be compared with the backtest's);
-5. compare the runner's fills with the backtest of the same candles;
+5. compare the runner's fills, trade for trade, with the backtest of the same candles under
+   the artifact's own trading policy (its stop-loss and take-profit, read from the artifact:
+   the runner trades that policy, and so does this backtest);
 6. summarise: the out-of-sample figures against the baselines, and where the report and the
    artifact are.
 
@@ -40,7 +42,9 @@ from typing import Any
 
 ACCOUNT_ID = "101-001-0000000-001"  # a practice-form account of the emulator
 HALF_SPREAD_PIPS = 0.5  # the sample is mid only: the emulator and the backtest quote mid +/- this
-UNITS = 1000
+UNITS = 1000  # the rehearsal sizes every trade at fixed units (explicit: no risk-based sizing)
+#: the trading policy the demo trains, evaluates and writes into the artifact (the runner
+#: then trades exactly it): HC signals, one-candle trades, a 20-pip stop-loss, no take-profit
 STOP_LOSS_PIPS = 20.0
 
 
@@ -60,6 +64,9 @@ def register(sub: Any) -> None:
     p.add_argument("--grid", choices=("small", "full"), default="full",
                    help="training grid: small (72 configurations) or full (10 000)")
     p.add_argument("--engine", default="auto", help="kernel engine: auto, cpu or cuda")
+    p.add_argument("--stop-loss-pips", type=float, default=STOP_LOSS_PIPS,
+                   help=f"the policy trained and traded: stop-loss in pips (default "
+                   f"{STOP_LOSS_PIPS:g}; 0: none)")
     p.set_defaults(func=_cmd_demo)
 
 
@@ -120,7 +127,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     result = run_demo(
         cache_dir=args.cache_dir, reports_dir=args.reports_dir,
         train_fraction=args.train_fraction, candles=args.candles,
-        grid=args.grid, engine=args.engine,
+        grid=args.grid, engine=args.engine, stop_loss_pips=args.stop_loss_pips,
     )
     print(f"\ndemo finished in {time.monotonic() - t_start:.0f} s")
     return 0 if result["fills_match"] else 1
@@ -134,6 +141,7 @@ def run_demo(
     candles: int = 300,
     grid: str = "full",
     engine: str = "auto",
+    stop_loss_pips: float = STOP_LOSS_PIPS,
 ) -> dict[str, Any]:
     from sep_research.data.cache import CandleCache
     from sep_research.data.candles import get_provenance, isoformat
@@ -167,7 +175,8 @@ def run_demo(
     _step(3, f"walk-forward training through notebooks/03-training-run.ipynb (papermill, "
              f"{grid} grid) on the training part")
     reports = resolve_reports(reports_dir)
-    run = _train(reports, end=isoformat(split_time), grid=grid, engine=engine)
+    run = _train(reports, end=isoformat(split_time), grid=grid, engine=engine,
+                 stop_loss_pips=stop_loss_pips)
     artifact = run["artifact"]
 
     # 4. emulator + runner ------------------------------------------------------------------
@@ -175,7 +184,8 @@ def run_demo(
     rehearsal = _rehearse(frame, artifact, run["run_dir"], split, held_end)
 
     # 5. fills against the backtest ----------------------------------------------------------
-    _step(5, "the runner's fills against the backtest of the same candles")
+    _step(5, "the runner's fills against the backtest of the same candles under the "
+             "artifact's policy")
     comparison = _compare(frame, artifact, rehearsal)
 
     # 6. summary -----------------------------------------------------------------------------
@@ -209,7 +219,8 @@ def _public(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if not k.startswith("_")}
 
 
-def _train(reports: Path, *, end: str, grid: str, engine: str) -> dict[str, Any]:
+def _train(reports: Path, *, end: str, grid: str, engine: str,
+           stop_loss_pips: float = STOP_LOSS_PIPS) -> dict[str, Any]:
     from sep_research.reporting.grid import load_grid
     from sep_research.reporting.html import build_index
     from sep_research.reporting.manifest import git_info
@@ -221,7 +232,7 @@ def _train(reports: Path, *, end: str, grid: str, engine: str) -> dict[str, Any]
         "instruments": ["EUR_USD"], "granularities": ["H1"],
         "parameters": {"data_source": "sample", "end": end, "folds": 4, "grid": grid,
                        "half_spread_pips": HALF_SPREAD_PIPS, "engine": engine, "n_random": 200,
-                       "seed": 0},
+                       "seed": 0, "stop_loss_pips": float(stop_loss_pips)},
         "execution_timeout_s": 900,
     }
     g = load_grid(spec)
@@ -268,8 +279,10 @@ def _rehearse(frame: Any, artifact: Path, run_dir: Path, split: int, held_end: i
         "feed": {"poll_interval_s": 0.02, "use_stream": False, "request_rate": 50,
                  "stall_timeout_s": 10.0},
         # Guards the backtest does not model are off in this rehearsal, so that the fills can
-        # be compared one for one; on a real server they stay on (see runners/deploy/).
-        "risk": {"fixed_units": UNITS, "stop_loss_pips": STOP_LOSS_PIPS, "take_profit_pips": None,
+        # be compared one for one; on a real server they stay on (see runners/deploy/). The
+        # stop-loss and take-profit are the artifact's policy (null: the artifact's; the
+        # runner refuses any other); sizing is fixed units.
+        "risk": {"fixed_units": UNITS, "stop_loss_pips": None, "take_profit_pips": None,
                  "max_spread_pips": None, "weekend_cutoff_minutes": None,
                  "cooldown_losses": None, "daily_loss_limit": None, "max_drawdown": None,
                  # the stepped replay clock jumps over weekends faster than quotes stream in
@@ -359,15 +372,22 @@ def _emulator_up(base: str, token: str) -> bool:
 
 
 def _compare(frame: Any, artifact: Path, rehearsal: dict[str, Any]) -> dict[str, Any]:
+    """The runner's journalled decisions and fills against the research signals and the
+    backtest of the same candles under the **artifact's own policy** (read from the artifact,
+    as the runner read it), trade for trade."""
     import numpy as np
     import pandas as pd
 
+    from sep_research import fx
     from sep_research.backtest import run_backtest
+    from sep_research.evaluation.metrics import policy_targets
     from sep_research.live.journal import Journal
     from sep_research.live.model import load_model
     from sep_research.signals.seed import seed_signals
 
-    params = load_model(artifact).params  # the runner's own reading of the artifact
+    model = load_model(artifact)  # the runner's own reading of the artifact
+    policy = model.policy
+    print(f"      the artifact's policy: {policy.describe()}")
     j = Journal(rehearsal["journal"])
     try:
         rows = j._query("SELECT candle_time, target FROM signals ORDER BY candle_time")
@@ -376,25 +396,28 @@ def _compare(frame: Any, artifact: Path, rehearsal: dict[str, Any]) -> dict[str,
         j.close()
     if not rows:
         print("      the runner journalled no signals: nothing to compare")
-        return {"fills_match": False, "n_fills": 0, "n_signals": 0}
+        return {"fills_match": False, "n_fills": 0, "n_signals": 0,
+                "policy": policy.to_dict()}
     times = [pd.Timestamp(r["candle_time"]) for r in rows]
     first = frame.index.get_loc(times[0])
     last = frame.index.get_loc(times[-1])
-    sig = seed_signals(frame.iloc[: last + 2], params)
-    target = np.where(sig.hc, sig.action, 0).astype(int)
-    target[:first] = 0
+    sig = seed_signals(frame.iloc[: last + 2], model.params, instrument=model.instrument)
+    mask = np.zeros(last + 2, dtype=bool)
+    mask[first:last + 1] = True
+    target = policy_targets(sig.action, sig.hc, policy, mask).astype(int)
     research = target[first:last + 1].tolist()
     runner = [int(r["target"]) for r in rows]
     same_signals = research == runner
-    target[last + 1:] = 0
-    bt = run_backtest(frame.iloc[: last + 2], target, instrument="EUR_USD", units=float(UNITS),
-                      stop_loss_pips=STOP_LOSS_PIPS, half_spread_pips=HALF_SPREAD_PIPS)
+    bt = run_backtest(frame.iloc[: last + 2], target, instrument=model.instrument,
+                      units=float(UNITS), stop_loss_pips=policy.stop_loss_pips,
+                      take_profit_pips=policy.take_profit_pips,
+                      half_spread_pips=HALF_SPREAD_PIPS)
     trades = bt.trades[bt.trades.exit_reason != "end_of_data"]
     # A market order sent while the market is closed (the decision candle is Friday's last) is
     # cancelled with MARKET_HALTED, as at OANDA, and the runner decides again on the first
     # candle of the new week; the backtest's rule fills it at the next open (Sunday's). Such
     # differences are counted apart and named; any other difference is a failure.
-    gap = pd.Timedelta(hours=12)
+    step = frame.index[1] - frame.index[0]
     identical = explained = 0
     unexplained: list[str] = []
     for p, (_, t) in zip(pos, trades.iterrows()):
@@ -405,15 +428,23 @@ def _compare(frame: Any, artifact: Path, rehearsal: dict[str, Any]) -> dict[str,
             identical += 1
             continue
         k = int(frame.index.get_loc(t.entry_time))
-        if k > 0 and frame.index[k] - frame.index[k - 1] >= gap:
+        decided = (frame.index[k - 1] + step).to_pydatetime() if k > 0 else None
+        if decided is not None and not fx.market_open(decided):  # the FX week had closed
             explained += 1
         else:
             unexplained.append(f"runner {p['opened_at'][:16]} vs backtest {t.entry_time:%Y-%m-%d %H:%M}")
-    match = same_signals and len(pos) == len(trades) and not unexplained
+    stops_runner = sum(1 for p in pos if p.get("stop_loss") is not None)
+    stops_wanted = len(pos) if policy.stop_loss_pips is not None else 0
+    exits = trades.exit_reason.value_counts().to_dict()
+    match = (same_signals and len(pos) == len(trades) and not unexplained
+             and stops_runner == stops_wanted)
     print(f"      signals: {len(runner)} candles decided by the runner, "
           f"{'identical to' if same_signals else 'DIFFERENT from'} the research signals")
     print(f"      fills: runner closed {len(pos)} position(s), backtest {len(trades)} trade(s); "
           f"{identical} identical in entry and exit price")
+    print(f"      stops: {stops_runner} of the runner's positions carried a stop-loss "
+          f"(policy: {'every one' if policy.stop_loss_pips is not None else 'none'}); "
+          f"backtest exits: {exits}")
     if explained:
         print(f"      {explained} differ only because the signal came on Friday's last candle: the "
               "market was closed, so the order was cancelled (MARKET_HALTED) and the runner "
@@ -424,6 +455,8 @@ def _compare(frame: Any, artifact: Path, rehearsal: dict[str, Any]) -> dict[str,
     return {"fills_match": bool(match), "n_fills": len(pos), "n_trades": len(trades),
             "n_identical": identical, "n_weekend": explained, "unexplained": unexplained,
             "n_signals": len(runner), "same_signals": same_signals,
+            "policy": policy.to_dict(), "runner_positions_with_stop": stops_runner,
+            "backtest_exits": {str(k): int(v) for k, v in exits.items()},
             "backtest_net_pips": float(trades.pips.sum()) if len(trades) else 0.0,
             "runner_net_pips": pips_runner}
 

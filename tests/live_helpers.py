@@ -36,21 +36,30 @@ ROOT = Path(__file__).resolve().parents[1]
 HALF_SPREAD = 0.7
 # A Monday-to-Friday stretch of the packaged sample (no weekend inside the traded range).
 START = "2017-06-12T00:00:00Z"
-#: risk guards the backtest does not model, off, so fills compare one for one
+#: risk guards the backtest does not model, off, so fills compare one for one; the stop is the
+#: artifact's policy (null here: the artifact's), sizing is explicit (fixed units)
 QUIET_RISK = {"fixed_units": 1000, "max_spread_pips": None, "weekend_cutoff_minutes": None,
-              "cooldown_losses": None, "daily_loss_limit": None, "max_drawdown": None,
-              "stop_loss_pips": 20.0}
+              "cooldown_losses": None, "daily_loss_limit": None, "max_drawdown": None}
+#: the policy the tests' artifacts carry (the runner trades it): a 20-pip stop
+STOP = 20.0
 STATUS_TOKEN = "status-token-for-tests"
 
 
-def make_artifact(path: Path, instrument: str = "EUR_USD", granularity: str = "H1",
-                  **params: float) -> Path:
+def make_artifact(path: Path, instrument: str = "EUR_USD", granularity: str = "H1", *,
+                  stop_loss_pips: float | None = None, take_profit_pips: float | None = None,
+                  trade_on: str = "hc", hold: str = "flat", **params: float) -> Path:
+    """A schema-2 artifact of the seed rule (``params`` change the preset) with a policy."""
+    from sep_research.signals.seed import SEED
+    from sep_research.strategy import CostModel, Policy, StrategySpec
+
+    spec = StrategySpec(instrument=instrument, granularity=granularity,
+                        params=SEED.with_(**params),
+                        policy=Policy(trade_on, hold, stop_loss_pips, take_profit_pips),
+                        costs=CostModel("mid", 0.5))
     write_artifact(path, {
-        "created_at": "2026-11-24T00:00:00Z", "instrument": instrument,
-        "granularity": granularity, "alignment": "causal", "preset": "seed",
-        "signal_params": {"window": 11, **params}, "objective": {"name": "test"},
-        "data": {"provenance": {"source": "synthetic"}}, "windows": {}, "metrics": {},
-        "baselines": {}, "overfitting": {}, "code": {}, "packages": {}})
+        "created_at": "2026-11-24T00:00:00Z", **spec.to_dict(), "objective": {"name": "test"},
+        "selection_gap": {}, "data": {"provenance": {"source": "synthetic"}}, "windows": {},
+        "metrics": {}, "baselines": {}, "overfitting": {}, "code": {}, "packages": {}})
     return path
 
 
@@ -101,7 +110,8 @@ class Rig:
         self.emu = Emulator(EmulatorConfig(candles=frames, start=start, faults=faults,
                                            half_spread_pips=HALF_SPREAD, speed=speed,
                                            heartbeat_s=0.5, **(emulator or {}))).start()
-        self.models = [str(make_artifact(tmp / f"{i}.json", i, "H1", **params))
+        self.models = [str(make_artifact(tmp / f"{i}.json", i, "H1", stop_loss_pips=STOP,
+                                         **params))
                        for i in instruments]
         self.journal = tmp / "journal.sqlite"
         cfg = {"instruments": list(instruments), "granularity": "H1",
@@ -285,11 +295,11 @@ def paper_runner(tmp: Path, frame: Any, *, models_dir: Path | None = None,
 
     models_dir = models_dir or tmp / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
-    art = make_artifact(models_dir / "m.json", "EUR_USD", "H1", **params)
+    art = make_artifact(models_dir / "m.json", "EUR_USD", "H1", stop_loss_pips=STOP, **params)
     cfg = config_from_dict({"instruments": ["EUR_USD"], "granularity": "H1",
                             "journal": str(tmp / "journal.sqlite"), "risk": QUIET_RISK,
                             "status": {"port": 0, "enabled": status}, **(config or {})})
-    models = load_models([str(art)], cfg.instruments, cfg.granularity)
+    models = load_models([str(art)], cfg.instruments, cfg.granularity, risk=cfg.risk)
     feed = FileFeed({"EUR_USD": frame_candles(frame, "EUR_USD")}, 3600,
                     half_spread={"EUR_USD": 0.00005})
     runner = Runner(cfg, models, PaperBroker(balance=10_000), feed, Journal(cfg.journal),

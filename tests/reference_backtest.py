@@ -82,7 +82,8 @@ def reference_backtest(
                     if u > 0:
                         e = fills.entry_price(want, bo, ao)
                         stop, take = fills.stop_take_levels(
-                            want, e, pip, stop_loss_pips, take_profit_pips)
+                            want, e, pip, stop_loss_pips, take_profit_pips,
+                            fills.price_decimals(pip))
                         pos = _Position(want, u, e, t, fills.fill_cost(bo, ao), stop, take)
         if pos is not None:
             reason, price, comp = fills.check_stop_take(

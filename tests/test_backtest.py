@@ -11,6 +11,7 @@ import pytest
 from sep_research.backtest import fills
 from sep_research.backtest.engine import positions_from_actions, quote_arrays, run_backtest
 from sep_research.data.candles import synthetic_candles
+from sep_research.fx import pip_size
 from tests.reference_backtest import reference_backtest
 
 PIP = 1e-4
@@ -127,8 +128,14 @@ def test_gap_through_stop_fills_at_open() -> None:
     assert tr.pips == pytest.approx(-20.0)
 
 
-def test_fill_functions_match_numba_twin() -> None:
-    from sep_research.backtest.nb import check_stop_take_nb
+def test_fill_functions_compiled_by_numba_match_plain_python() -> None:
+    # the numba backtest compiles fills.py's own functions (no retyped twin); compiled and
+    # plain give the same bits
+    from sep_research.backtest import nb
+    from sep_research.backtest.nb import check_stop_take_nb, stop_take_levels_nb
+
+    assert nb.check_stop_take_nb.py_func.__code__ is fills.check_stop_take.__code__
+    assert nb.stop_take_levels_nb.py_func.__code__ is fills.stop_take_levels.__code__
 
     rng = np.random.default_rng(5)
     for _ in range(3000):
@@ -141,12 +148,34 @@ def test_fill_functions_match_numba_twin() -> None:
         entry = 1.1 + rng.normal(0, 0.0005)
         sl = None if rng.random() < 0.2 else float(rng.uniform(1, 15))
         tp = None if rng.random() < 0.2 else float(rng.uniform(1, 15))
-        stop, take = fills.stop_take_levels(d, entry, PIP, sl, tp)
+        stop, take = fills.stop_take_levels(d, entry, PIP, sl, tp, 5)
+        s_nb, t_nb = stop_take_levels_nb(d, entry, PIP, sl or 0.0, tp or 0.0, 5)
+        assert (stop == s_nb or math.isnan(stop) and math.isnan(s_nb))
+        assert (take == t_nb or math.isnan(take) and math.isnan(t_nb))
         args = (d, stop, take, o - hs, h - hs, lo - hs, o + hs, h + hs, lo + hs)
         py = fills.check_stop_take(*args)
         nb = check_stop_take_nb(*args)
         assert py[0] == nb[0] and py[2] == nb[2]
         assert (math.isnan(py[1]) and math.isnan(nb[1])) or py[1] == nb[1]
+
+
+@pytest.mark.parametrize(("instrument", "scale"), [("EUR_USD", 1.0), ("USD_JPY", 100.0)])
+def test_a_stop_exactly_at_the_low_is_reached_for_every_instrument(instrument, scale) -> None:
+    # levels live on the price grid, so a tie is a tie (not floating-point noise): a long
+    # entered at 1.10064 (ask) with a 3-pip stop has its stop at 1.10034, exactly the next
+    # candle's bid low; JPY: the same at 110.064 / 110.034 (where 110.064 - 3 * 0.01 is
+    # 110.03399999999999 in floating point, which the low of 110.034 would not reach)
+    rows = [(1.1006, 1.1007, 1.1005, 1.10059), (1.10059, 1.1007, 1.1005, 1.1006),
+            (1.1006, 1.1006, 1.10039, 1.1004), (1.1004, 1.1005, 1.1003, 1.1004)]
+    frame = _tiny([tuple(round(v * scale, 5) for v in r) for r in rows])
+    for side, sign in (("bid", -1), ("ask", 1)):
+        for col in ("open", "high", "low", "close"):
+            frame[f"{side}_{col}"] = (frame[col] + sign * 0.5 * pip_size(instrument)
+                                      ).round(5 if scale == 1.0 else 3)
+    res = run_backtest(frame, [1, 1, 1, 1], instrument=instrument, stop_loss_pips=3.0)
+    tr = res.trades.iloc[0]
+    assert tr.exit_reason == "stop_loss" and tr.exit_index == 2
+    assert tr.pips == pytest.approx(-3.0)
 
 
 def test_fills_module_imports_nothing_heavy() -> None:

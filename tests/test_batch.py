@@ -115,7 +115,7 @@ def test_cli_dry_run_lists_runs(tmp_path: Path, capsys) -> None:
 def test_per_worker_environment_hook() -> None:
     from distributed import Client
 
-    from runners.batch import make_cluster
+    from sep_research.sweeps.cli import make_cluster
 
     with make_cluster(2, worker_env=lambda i: {"SEP_TEST_WORKER": f"w{i}"}) as cluster, \
             Client(cluster) as client:
@@ -126,7 +126,7 @@ def test_per_worker_environment_hook() -> None:
 
 @pytest.mark.slow
 def test_batch_on_a_two_worker_cluster_with_a_broken_run(tmp_path: Path) -> None:
-    from runners.batch import run_batch
+    from sep_research.sweeps.cli import run_batch
 
     # Four runs over short periods of the real sample; the M5 run is broken on purpose (the
     # sample is H1 only) and must be reported without stopping the others.

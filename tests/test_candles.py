@@ -62,7 +62,7 @@ def test_unknown_granularity_and_instrument() -> None:
     with pytest.raises(CandleError, match="unknown granularity 'H5'"):
         validate(frame(), "H5")
     f = frame()
-    with pytest.raises(CandleError, match="unknown instrument 'EURUSD'"):
+    with pytest.raises(CandleError, match="'EURUSD' is not an OANDA instrument"):
         finish_frame(f, source="file:x", instrument="EURUSD", granularity="M1", name="x")
 
 

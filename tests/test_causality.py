@@ -23,7 +23,8 @@ def sample_head():
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_preset_and_feature_function_is_causal(sample_head, preset):
-    reports = check_preset(sample_head, preset, alignment="causal", engine="cpu", n_cuts=16)
+    reports = check_preset(sample_head, preset, instrument="EUR_USD", alignment="causal",
+                           engine="cpu", n_cuts=16)
     assert set(reports) == set(FEATURE_FUNCTIONS)
     for rep in reports.values():
         assert rep.checked == len(rep.cuts) * 5 and len(rep.cuts) >= 16
@@ -31,7 +32,8 @@ def test_every_preset_and_feature_function_is_causal(sample_head, preset):
 
 
 def test_legacy_alignment_is_caught(sample_head):
-    reports = check_preset(sample_head, "seed", alignment="legacy", engine="cpu", n_cuts=10)
+    reports = check_preset(sample_head, "seed", instrument="EUR_USD", alignment="legacy",
+                           engine="cpu", n_cuts=10)
     for rep in reports.values():
         assert not rep.ok
         first = rep.first

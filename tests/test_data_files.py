@@ -87,7 +87,7 @@ def test_bad_csv(tmp_path: Path, content: str, message: str) -> None:
 @pytest.mark.parametrize(
     "payload, message",
     [
-        ("{not json", "malformed JSON"),
+        ("{not json", "bad.json: not valid JSON"),
         (json.dumps({"prices": []}), "no 'candles' list"),
         (json.dumps({"candles": [{"time": "2024-01-02T00:00:00Z", "volume": 1}]}), "no 'mid'"),
         (json.dumps({"candles": [{"time": "2024-01-02T00:00:00Z", "mid": {"o": "1", "h": "1"}}]}),

@@ -38,6 +38,11 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
         assert f"[{step}/6]" in out
     assert "identical to the research signals" in out
     assert "the runner's fills match the backtest" in out
+    # the rehearsal compares against the backtest of the artifact's own policy, which the
+    # runner traded (the demo trains a 20-pip stop; the runner config asks for none)
+    assert "the artifact's policy: HC signals only, HOLD = flat (one-candle trades), " \
+           "20-pip stop-loss, no take-profit" in out
+    assert "positions carried a stop-loss (policy: every one)" in out
     assert "package:backtesting==" in out
     assert (tmp_path / "reports" / "index.html").is_file()
     (artifact,) = (tmp_path / "reports" / "runs").glob("*/model.json")
@@ -45,4 +50,11 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
                        cwd=ROOT, capture_output=True, text=True, timeout=120,
                        check=False)
     assert v.returncode == 0, v.stdout + v.stderr
+    import json
+
+    art = json.loads(artifact.read_text())
+    assert art["policy"] == {"trade_on": "hc", "hold": "flat", "stop_loss_pips": 20.0,
+                             "take_profit_pips": None}
+    config = json.loads((artifact.parent / "rehearsal" / "runner.yaml").read_text())
+    assert config["risk"]["stop_loss_pips"] is None  # the artifact's
     assert not _processes_mentioning(str(tmp_path)), "the demo left a process running"

@@ -76,26 +76,31 @@ def test_plan_blocks_partition_the_grid_in_window_order() -> None:
 def test_blocks_in_process_are_bit_identical_to_one_sweep(sample) -> None:
     g = _grid()
     later = sample.iloc[2000:]  # a real sub-period as a second "instrument"
-    ref_a = sweep_seed(sample, g, score_start=150, score_end=4999, engine="cpu")
-    ref_b = sweep_seed(later, g, score_start=300, score_end=2500, spread_pips=0.4,
+    ref_a = sweep_seed(sample, g, score_start=150, score_end=4999, half_spread_pips=0.5,
+                       engine="cpu")
+    ref_b = sweep_seed(later, g, score_start=300, score_end=2500, half_spread_pips=0.2,
                        engine="cpu")
     for kw in ({"n_blocks": 1}, {"n_blocks": 4}, {"block_configs": 5}):
         out = sweep_distributed({"A": sample, "B": later}, g, score_start={"A": 150, "B": 300},
-                                score_end={"B": 2500}, spread_pips={"B": 0.4},
+                                score_end={"B": 2500}, half_spread_pips={"A": 0.5, "B": 0.2},
                                 engine="cpu", **kw)
         _equal(out.results["A"], ref_a)
         _equal(out.results["B"], ref_b)
         assert out.scored == {"A": 4999 - 150, "B": 2500 - 300}
         assert out.config_candles == 48 * (4849 + 2200)
         assert sum(t["rows"] for t in out.tasks) == 2 * 48
-    # spread from bid/ask closes (a made-up varying spread on the real mid prices)
+    # spread from bid/ask at the entry's open (a made-up varying spread on the real mid prices)
     quoted = sample.copy()
     half = 0.00004 + 0.00003 * (np.arange(len(sample)) % 5)
-    quoted["bid_close"], quoted["ask_close"] = sample["close"] - half, sample["close"] + half
+    quoted["bid_open"], quoted["ask_open"] = sample["open"] - half, sample["open"] + half
     ref_q = sweep_seed(quoted, g, score_start=150, score_end=4999, engine="cpu")
     assert not np.array_equal(ref_q["sum_pips_net"], ref_a["sum_pips_net"])
     out = sweep_distributed({"Q": quoted}, g, score_start=150, engine="cpu", n_blocks=3)
     _equal(out.results["Q"], ref_q)
+    with pytest.raises(ValueError, match="half_spread_pips"):  # mid only: the spread is paid
+        sweep_distributed({"A": sample}, g, engine="cpu")
+    with pytest.raises(ValueError, match="USD_JPY"):  # the key names another instrument
+        sweep_distributed({"USD_JPY": sample}, g, half_spread_pips=0.5, engine="cpu")
     with pytest.raises(ValueError, match="non-empty mapping"):
         sweep_distributed({}, g)
     with pytest.raises(ValueError, match="no 'volume' column"):
@@ -125,7 +130,7 @@ def test_worker_environments(monkeypatch) -> None:
 
 def _sweep_yaml(tmp_path: Path, **changes) -> Path:
     doc = {"kind": "sweep", "name": "t-sweep", "data": "sample", "granularity": "H1",
-           "instruments": ["EUR_USD"], "score_start": 200, "spread_pips": 0.5, "top": 5,
+           "instruments": ["EUR_USD"], "score_start": 200, "half_spread_pips": 0.25, "top": 5,
            "grid": {"window": [5, 9, 13], "w_s": [0.3, 0.4], "buy_threshold": [0.5, 0.52],
                     "conf_threshold": [0.6, 0.7]}}
     doc.update(changes)
@@ -141,7 +146,7 @@ def test_sweep_grid_checks_and_run_ids(tmp_path: Path) -> None:
     assert not is_sweep_grid(ROOT / "runners" / "grids" / "sample-training.yaml")
     a = load_sweep_grid(_sweep_yaml(tmp_path))
     b = load_sweep_grid(_sweep_yaml(tmp_path, block_configs=3))  # blocks change no result
-    c = load_sweep_grid(_sweep_yaml(tmp_path, spread_pips=0.6))
+    c = load_sweep_grid(_sweep_yaml(tmp_path, half_spread_pips=0.3))
     assert a.run_id("EUR_USD") == b.run_id("EUR_USD") != c.run_id("EUR_USD")
     assert a.run_id("EUR_USD").startswith("t-sweep-EUR_USD-H1-")
     with pytest.raises(SweepGridError) as err:
@@ -207,17 +212,20 @@ class _SpyClient:
 def test_three_workers_bit_identical_and_data_scattered_once(sample) -> None:
     from distributed import Client, Future
 
-    from runners.batch import make_cluster
+    from sep_research.sweeps.cli import make_cluster
 
     g = _grid()
     later = sample.iloc[2000:]
-    ref_a = sweep_seed(sample, g, score_start=150, score_end=4999, engine="cpu")
-    ref_b = sweep_seed(later, g, score_start=300, score_end=2999, engine="cpu")
+    ref_a = sweep_seed(sample, g, score_start=150, score_end=4999, half_spread_pips=0.5,
+                       engine="cpu")
+    ref_b = sweep_seed(later, g, score_start=300, score_end=2999, half_spread_pips=0.5,
+                       engine="cpu")
     with make_cluster(3, worker_env=cpu_worker_env(3)) as cluster, Client(cluster) as client:
         client.wait_for_workers(3)
         spy = _SpyClient(client)
         out = sweep_distributed({"A": sample, "B": later}, g, client=spy, engine="cpu",
-                                score_start={"A": 150, "B": 300}, n_blocks=6)
+                                score_start={"A": 150, "B": 300}, n_blocks=6,
+                                half_spread_pips=0.5)
     _equal(out.results["A"], ref_a)
     _equal(out.results["B"], ref_b)
     assert out.n_workers == 3 and len(out.tasks) == 12
@@ -248,7 +256,7 @@ def test_sep_batch_sweep_on_one_and_two_workers_gives_identical_reports(tmp_path
         for k in a.files:
             assert np.array_equal(a[k], b[k]), k
         ref = sweep_seed(load_sample(), load_sweep_grid(path).table(), score_start=200,
-                         score_end=4999, spread_pips=0.5, engine="cpu")
+                         score_end=4999, half_spread_pips=0.25, engine="cpu")
         for k, v in ref.items():
             assert np.array_equal(a[k], v), k
     m1, m2 = (json.loads((d / "metrics.json").read_text()) for d in (d1, d2))
@@ -287,7 +295,7 @@ def test_gpus_flag_pins_one_worker_per_gpu_under_the_simulator(tmp_path: Path,
     frame = load_sample()
     frame = frame[frame.index < "2017-05-03"]
     ref = sweep_seed(frame, sg.table(), score_start=60, score_end=len(frame) - 1,
-                     spread_pips=0.5, engine="cpu")
+                     half_spread_pips=0.25, engine="cpu")
     with np.load(d / "results.npz") as got:
         for k, v in ref.items():
             if k.startswith("n_"):

@@ -13,7 +13,8 @@ from sep_research.cli import main as sep_main
 from sep_research.data import load_sample, synthetic_candles
 from sep_research.emulator import Emulator, EmulatorConfig, ReplayClock
 from sep_research.emulator.market import Series, make_spec
-from sep_research.emulator.wire import NS, fmt_time, parse_time
+from sep_research.emulator.wire import NS, fmt_time
+from sep_research.emulator.wire import parse_time_ns as parse_time
 
 
 def test_wire_times_round_trip():

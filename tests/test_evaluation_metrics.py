@@ -27,7 +27,7 @@ def test_score_signals_hand_case() -> None:
     frame = _frame([1.1, 1.1002, 1.10017, 1.10007, 1.10013])
     actions = np.array([1, -1, -1, 1, 1])
     hc = np.array([True, True, False, False, True])
-    s = score_signals(frame, actions, hc, pip=PIP)
+    s = score_signals(frame, actions, hc, instrument="EUR_USD")
     assert s["n_signals"] == 4  # the last candle is not scored
     assert s["hits"] == 3  # BUY +2 ok, SELL -0.3 wrong (inside half a pip), SELL -1 ok, BUY +0.6 ok
     assert s["n_hc"] == 2 and s["hc_hits"] == 1

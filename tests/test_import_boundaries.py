@@ -43,3 +43,32 @@ def test_sep_run_help_is_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True)
     assert out.stdout.strip() == "", f"'sep' parser imports {out.stdout.strip()}"
+
+
+def test_the_package_never_imports_runners() -> None:
+    """``runners/`` holds thin entry points; the package imports nothing from it, neither by an
+    import statement nor by name (``importlib.import_module("runners.batch")``)."""
+    import ast
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "sep_research"
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names = [node.value] if re.fullmatch(r"runners(\.\w+)*", node.value) else []
+            found += [f"{path.relative_to(root.parent)}:{node.lineno}: {n}" for n in names
+                      if n == "runners" or n.startswith("runners.")]
+    assert not found, found
+    code = ("import sys\nfrom sep_research.cli import build_parser\nbuild_parser()\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'runners'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

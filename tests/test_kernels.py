@@ -15,7 +15,12 @@ import pytest
 from sep_research.kernels import engine as eng
 from sep_research.kernels import qfh
 from sep_research.signals.seed import SEED, label_moves, ohlcv, seed_features, seed_signals
-from sep_research.signals.sweep import config_signals, product_grid, spread_from, sweep_seed
+from sep_research.signals.sweep import (
+    config_signals,
+    product_grid,
+    sweep_seed,
+    sweep_spread_pips,
+)
 from tests import naive
 from tests.conftest import SEED_EURUSD_M1, SEED_O_TEST, seed_file
 
@@ -116,7 +121,7 @@ def test_seed_signals_match_naive_on_real_data(which, request):
     n = 2000
     ref = naive.seed_signals(*_lists(frame, n), alignment="causal")
     x = {k: v[:n] for k, v in ohlcv(frame).items()}
-    got = seed_signals(x, engine="cpu")
+    got = seed_signals(x, instrument="EUR_USD", engine="cpu")
     assert np.array_equal(got.action, ref["action"]) and np.array_equal(got.hc, ref["hc"])
     assert _same(got.confidence, ref["confidence"])
     assert (got.action != 0).sum() > 100  # the data produce signals at all
@@ -127,7 +132,7 @@ def test_features_batch_many_series_and_windows(sample, eurusd):
     xs = [ohlcv(sample), ohlcv(eurusd)]
     cols = {k: np.stack([x[k][:n] for x in xs]) for k in ("close", "high", "low", "volume")}
     windows = [3, 11, 24]
-    prm = SEED.to_vector()
+    prm = SEED.to_vector(1e-4)
     outs = {}
     for engine in ("python", "cpu"):
         outs[engine] = eng.compute_features(cols["close"], cols["high"], cols["low"],
@@ -170,8 +175,14 @@ def test_sweep_matches_naive_on_o_test(o_test, alignment):
     grid = product_grid(window=[9, 11, 14], buy_threshold=[0.45, 0.5], w_s=[0.4, 0.2],
                         conf_threshold=[0.6, 0.65])
     x = ohlcv(o_test)
-    spread = spread_from(o_test)
-    assert spread.mean() > 0  # the file has bid/ask
+    # the sweep charges candle i's signal the spread at the open of t + 1 (t: its label's
+    # start); the naive sweep indexes its spread list by t
+    by_candle = sweep_spread_pips(o_test, pip=1e-4, alignment=alignment)
+    t = np.arange(len(by_candle)) - (alignment == "legacy")
+    spread = np.full(len(by_candle), np.nan)
+    ok = (t >= 0) & np.isfinite(by_candle)
+    spread[t[ok]] = by_candle[ok]
+    assert np.nanmean(spread) > 0  # the file has bid/ask
     s0, s1 = 150, 1200
     ref = naive.sweep(*_lists(o_test), _naive_grid(grid), s0, s1, list(spread), alignment)
     for engine in ("cpu", "python"):
@@ -181,8 +192,8 @@ def test_sweep_matches_naive_on_o_test(o_test, alignment):
     assert res["n_hc"].max() > 0 and res["n_non_hold"].min() > 0
     # the first configuration is the seed preset: its counts equal the scoring of its signals
     seed_row = {k: grid[0][k] for k in grid.dtype.names}
-    sig = config_signals(x, seed_row, alignment=alignment, engine="cpu")
-    mv = label_moves(x["close"], alignment=alignment)
+    sig = config_signals(x, seed_row, instrument="EUR_USD", alignment=alignment, engine="cpu")
+    mv = label_moves(x["close"], pip=1e-4, alignment=alignment)
     sl = slice(s0, s1)
     nh = (sig.action[sl] != 0) & ~np.isnan(mv[sl])
     assert res["n_non_hold"][0] == nh.sum()
@@ -200,19 +211,21 @@ def test_sweep_matches_naive_on_sample_with_extra_spread(sample):
                 for i in range(4)]
     ref = naive.sweep(*[list(x[k]) for k in ("open", "high", "low", "close", "volume")],
                       ref_grid, 30, n - 1, list(spread), "causal")
-    res = sweep_seed(x, grid, score_start=30, score_end=n - 1, spread_pips=0.8, engine="cpu",
-                     chunk=256)
+    res = sweep_seed(x, grid, score_start=30, score_end=n - 1, half_spread_pips=0.4,
+                     instrument="EUR_USD", engine="cpu", chunk=256)
     _check_sweep(res, ref)
 
 
 def test_sweep_ignores_data_after_score_end(sample):
     x = ohlcv(sample)
     grid = product_grid(window=[7, 11], buy_threshold=[0.45, 0.5, 0.55])
-    a = sweep_seed(x, grid, score_start=100, score_end=3000, spread_pips=0.5, engine="cpu")
+    a = sweep_seed(x, grid, score_start=100, score_end=3000, half_spread_pips=0.25,
+                   instrument="EUR_USD", engine="cpu")
     y = {k: v.copy() for k, v in x.items()}
     for k in ("open", "high", "low", "close"):
         y[k][3001:] *= 1.05  # everything after the last label changes
-    b = sweep_seed(y, grid, score_start=100, score_end=3000, spread_pips=0.5, engine="cpu")
+    b = sweep_seed(y, grid, score_start=100, score_end=3000, half_spread_pips=0.25,
+                   instrument="EUR_USD", engine="cpu")
     for k in a:
         assert np.array_equal(a[k], b[k]), k
 
@@ -220,16 +233,21 @@ def test_sweep_ignores_data_after_score_end(sample):
 def test_sweep_rejects_bad_input(sample):
     x = ohlcv(sample)
     n = len(x["close"])
+    kw = {"instrument": "EUR_USD", "half_spread_pips": 0.5}
     with pytest.raises(ValueError, match="score range"):
-        sweep_seed(x, {"window": [11]}, score_start=0, score_end=n)  # needs the next close
+        sweep_seed(x, {"window": [11]}, score_start=0, score_end=n, **kw)  # needs the next close
     with pytest.raises(ValueError, match="unknown grid fields"):
-        sweep_seed(x, {"windw": [11]}, score_start=0, score_end=10)
+        sweep_seed(x, {"windw": [11]}, score_start=0, score_end=10, **kw)
     with pytest.raises(ValueError, match="one length"):
-        sweep_seed(x, {"window": [11, 12], "w_s": [0.4]}, score_start=0, score_end=10)
+        sweep_seed(x, {"window": [11, 12], "w_s": [0.4]}, score_start=0, score_end=10, **kw)
     with pytest.raises(ValueError, match="integers >= 2"):
-        sweep_seed(x, {"window": [1.5]}, score_start=0, score_end=10)
+        sweep_seed(x, {"window": [1.5]}, score_start=0, score_end=10, **kw)
     with pytest.raises(ValueError, match="chunk"):
-        sweep_seed(x, {"window": [11]}, score_start=0, score_end=10, chunk=0)
+        sweep_seed(x, {"window": [11]}, score_start=0, score_end=10, chunk=0, **kw)
+    with pytest.raises(ValueError, match="instrument"):  # arrays name no instrument: no pip
+        sweep_seed(x, {"window": [11]}, score_start=0, score_end=10, half_spread_pips=0.5)
+    with pytest.raises(ValueError, match="half_spread_pips"):  # mid only: the spread is paid
+        sweep_seed(x, {"window": [11]}, score_start=0, score_end=10, instrument="EUR_USD")
 
 
 # ---- engine switch ---------------------------------------------------------------------------
@@ -254,11 +272,13 @@ def test_forcing_cuda_without_gpu_is_a_clear_error(o_test):
 def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="alignment"):
         seed_signals({"close": [1.0, 2.0, 3.0], "high": [1, 2, 3], "low": [1, 2, 3],
-                      "volume": [1, 1, 1]}, alignment="future")
+                      "volume": [1, 1, 1]}, instrument="EUR_USD", alignment="future")
     with pytest.raises(ValueError, match="close holds NaN"):
         seed_signals({"close": [1.0, math.nan, 3.0], "high": [1, 2, 3], "low": [1, 2, 3],
-                      "volume": [1, 1, 1]})
+                      "volume": [1, 1, 1]}, instrument="EUR_USD")
     with pytest.raises(ValueError, match="no 'volume'"):
-        seed_signals({"close": [1.0, 2.0], "high": [1, 2], "low": [1, 2]})
+        seed_signals({"close": [1.0, 2.0], "high": [1, 2], "low": [1, 2]}, instrument="EUR_USD")
+    with pytest.raises(ValueError, match="instrument"):
+        seed_signals({"close": [1.0, 2.0], "high": [1, 2], "low": [1, 2], "volume": [1, 1]})
     with pytest.raises(ValueError, match="window"):
         SEED.with_(window=1)

@@ -37,14 +37,14 @@ def _simulated_checks() -> None:
     assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
     from sep_research.kernels import cu, engine, loops, qfh
     from sep_research.signals.seed import SEED, ohlcv, seed_signals
-    from sep_research.signals.sweep import product_grid, sweep_seed
+    from sep_research.signals.sweep import product_grid, sweep_seed, sweep_spread_pips
     from tests import naive
 
     frame = _seed_o_test()
     n = 130
     x = {k: v[:n] for k, v in ohlcv(frame).items()}
     inp = engine.prepare_inputs(x["close"], x["high"], x["low"], x["volume"])
-    prm = SEED.to_vector()
+    prm = SEED.to_vector(1e-4)
     windows = np.array([3, 11, 22], dtype=np.int64)
     for legacy in (False, True):
         lr = engine.legacy_ranges(inp["high"], inp["low"], prm)
@@ -55,13 +55,17 @@ def _simulated_checks() -> None:
         assert np.array_equal(got, ref, equal_nan=True), f"features legacy={legacy}"
     # the engine switch reaches the simulated GPU, and agrees with the naive reference
     lists = [list(x[k]) for k in ("open", "high", "low", "close", "volume")]
-    sig = seed_signals(x, engine="cuda")
+    sig = seed_signals(x, instrument="EUR_USD", engine="cuda")
     nref = naive.seed_signals(*lists, alignment="causal")
     assert np.array_equal(sig.action, nref["action"]) and np.array_equal(sig.hc, nref["hc"])
     # the fused sweep: 6 configurations in blocks of 4 (2 blocks), 4 chunks of 40 candles
     grid = product_grid(window=[5, 11], buy_threshold=[0.45, 0.5, 0.55])
-    spread = np.linspace(0.2, 1.5, n)
-    res = sweep_seed(x, grid, score_start=5, score_end=n - 1, spread_pips=spread,
+    # a varying bid/ask spread at the opens; the sweep charges candle i the spread at the open
+    # of i + 1 (its entry), which the naive sweep indexes by i
+    half = np.linspace(0.2, 1.5, n) * 1e-4 / 2
+    x = {**x, "bid_open": x["open"] - half, "ask_open": x["open"] + half}
+    spread = np.r_[sweep_spread_pips(x, pip=1e-4)[:-1], 0.0]
+    res = sweep_seed(x, grid, score_start=5, score_end=n - 1, instrument="EUR_USD",
                      engine="cuda", chunk=40, cuda_block=4)
     rows = [{"window": int(r["window"]), "buy_threshold": float(r["buy_threshold"])}
             for r in grid]
@@ -70,7 +74,7 @@ def _simulated_checks() -> None:
         assert np.array_equal(res[name], [r[name] for r in nref]), name
     for name in qfh.SWEEP_SUMS:
         np.testing.assert_allclose(res[name], [r[name] for r in nref], rtol=1e-10, atol=1e-9)
-    cpu = sweep_seed(x, grid, score_start=5, score_end=n - 1, spread_pips=spread,
+    cpu = sweep_seed(x, grid, score_start=5, score_end=n - 1, instrument="EUR_USD",
                      engine="python", chunk=40)
     for k, v in cpu.items():  # same chunking: bit for bit
         assert np.array_equal(res[k], v), k
@@ -109,17 +113,19 @@ def test_real_gpu_matches_cpu_on_real_data():
     x = ohlcv(_seed_o_test())
     for alignment in ("causal", "legacy"):
         a = qfh_features_batch(x["close"], x["high"], x["low"], x["volume"], [5, 11, 30],
-                               alignment=alignment, engine="cpu")
+                               instrument="EUR_USD", alignment=alignment, engine="cpu")
         b = qfh_features_batch(x["close"], x["high"], x["low"], x["volume"], [5, 11, 30],
-                               alignment=alignment, engine="cuda")
+                               instrument="EUR_USD", alignment=alignment, engine="cuda")
         for k in a:
             np.testing.assert_allclose(b[k], a[k], rtol=1e-12, atol=0, equal_nan=True,
                                        err_msg=k)
     grid = product_grid(window=[9, 11, 13], buy_threshold=np.linspace(0.4, 0.6, 9),
                         conf_threshold=[0.6, 0.65, 0.7], w_s=[0.3, 0.4])
     n = len(x["close"])
-    a = sweep_seed(x, grid, score_start=20, score_end=n - 1, spread_pips=0.7, engine="cpu")
-    b = sweep_seed(x, grid, score_start=20, score_end=n - 1, spread_pips=0.7, engine="cuda")
+    kw = {"score_start": 20, "score_end": n - 1, "half_spread_pips": 0.35,
+          "instrument": "EUR_USD"}
+    a = sweep_seed(x, grid, engine="cpu", **kw)
+    b = sweep_seed(x, grid, engine="cuda", **kw)
     for k in qfh.SWEEP_COUNTS:
         assert np.array_equal(a[k], b[k]), k
     for k in qfh.SWEEP_SUMS:

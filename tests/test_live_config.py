@@ -66,15 +66,12 @@ def test_print_config_has_descriptions_and_limits_and_is_a_valid_config() -> Non
     text = default_config_yaml()
     assert config_from_dict(yaml.safe_load(text)) == RunnerConfig(instruments=["EUR_USD"])
     lines = text.splitlines()
-    # every key (the two policy keys aside: the research contract owns them) has a comment
-    policy = {"stop_loss_pips", "take_profit_pips"}
+    # every key has a comment
     for i, line in enumerate(lines):
         stripped = line.strip()
         if stripped.startswith("#") or ":" not in stripped:
             continue
         key = stripped.split(":", 1)[0]
-        if key in policy:
-            continue
         assert lines[i - 1].strip().startswith("#"), f"no description above {key!r}"
     assert "[> 0, <= 60]" in text  # feed.poll_interval_s
     assert "one of oanda, file" in text

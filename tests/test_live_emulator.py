@@ -55,7 +55,8 @@ def test_end_to_end_fills_match_backtest(tmp_path: Path, monkeypatch: pytest.Mon
     # trades entered at the open after `last` are not in the runner's range
     target[last + 1:] = 0
     bt = run_backtest(frame.iloc[: last + 2], target, instrument="EUR_USD", units=1000.0,
-                      stop_loss_pips=20.0, half_spread_pips=HALF_SPREAD)
+                      stop_loss_pips=r.models["EUR_USD"].policy.stop_loss_pips,
+                      half_spread_pips=HALF_SPREAD)
     trades = bt.trades[bt.trades.exit_reason != "end_of_data"]
     pos = r.journal.closed_trades(limit=10**9, oldest_first=True)
     assert len(trades) >= 10

@@ -143,19 +143,34 @@ def test_reload_reads_only_configured_artifacts_bounded(tmp_path: Path) -> None:
         _stop(r)
 
 
-def test_unusable_artifact_is_not_half_swapped(tmp_path: Path) -> None:
+def test_unusable_artifact_is_not_half_swapped(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Finding 9: reloading a verify-passing but unusable artifact (``window: 11.0``) answered
     "ok", then warm-up failed after ``models`` was assigned and before ``paths``: status and
     client IDs from the new model, signals from the old, no decision journalled. Now the new
-    paths are built and warmed up first; a failure swaps nothing and is journalled."""
+    paths are built and warmed up first; a failure swaps nothing and is journalled.
+
+    (Artifacts now refuse a float window when written and read, so the failure of the new
+    model's signal code is injected: its ``update`` raises the IndexError the review saw.)"""
+    from sep_research.live.model import SignalPath
+
     frame = sample_frame().iloc[:120]
     r = paper_runner(tmp_path, frame, conf_threshold=0.0, coh_threshold=0.0)
+    real_update = SignalPath.update
+
+    def update(self: SignalPath, candle):
+        if self.model.path.endswith("unusable.json"):
+            raise IndexError("only integers, slices ... are valid indices")
+        return real_update(self, candle)
+
+    monkeypatch.setattr(SignalPath, "update", update)
     try:
         for _ in range(60):
             r.step()
         old_id = r.status()["model_id"]["EUR_USD"]
         old_path = r.state.paths["EUR_USD"]
-        bad = make_artifact(tmp_path / "models" / "float_window.json", window=11.0)
+        bad = make_artifact(tmp_path / "models" / "unusable.json", window=12,
+                            stop_loss_pips=20.0)
         answer = r.command("reload", {"models": [str(bad)]})
         assert answer["ok"] is False and "fails on recent candles" in answer["error"], answer
         for _ in range(5):
@@ -165,10 +180,10 @@ def test_unusable_artifact_is_not_half_swapped(tmp_path: Path) -> None:
         assert r.state.model_paths == [str(tmp_path / "models" / "m.json")]
         assert {s["model_id"] for s in r.journal.signals(limit=5)} == {old_id}
         (d,) = r.journal.decisions(limit=100, kind="reload")
-        assert not d["taken"] and "float_window.json" in d["reason"]
+        assert not d["taken"] and "unusable.json" in d["reason"]
         # a good artifact is swapped in whole, at the next step, and the decision journalled
         good = make_artifact(tmp_path / "models" / "good.json", window=13, conf_threshold=0.0,
-                             coh_threshold=0.0)
+                             coh_threshold=0.0, stop_loss_pips=20.0)
         assert r.command("reload", {"models": [str(good)]})["ok"] is True
         r.step()
         new_id = r.status()["model_id"]["EUR_USD"]
@@ -345,7 +360,7 @@ def test_corrupt_journal_exits_2_and_the_unit_does_not_restart_it(tmp_path: Path
     con.commit()
     con.close()
     write_candle_json(sample_frame().iloc[:30], tmp_path / "c.json")
-    art = make_artifact(tmp_path / "m.json")
+    art = make_artifact(tmp_path / "m.json", stop_loss_pips=20.0)
     (tmp_path / "r.yaml").write_text(
         f"instruments: [EUR_USD]\njournal: {p}\n"
         f"feed: {{source: file, files: {{EUR_USD: {tmp_path / 'c.json'}}}}}\n"

@@ -52,7 +52,7 @@ def test_kill9_around_orders_and_start_up_never_duplicates(tmp_path: Path) -> No
             log.read_text()[-2000:]
         # a hook that tells when the emulator has just executed an order or a close
         hit = threading.Event()
-        broker = rig.emu.broker
+        broker = rig.emu.venue
         for name in ("create_order", "close_trade"):
             orig = getattr(broker, name)
 

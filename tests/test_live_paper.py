@@ -17,17 +17,19 @@ from sep_research.live.journal import Journal
 from sep_research.live.model import load_models
 from sep_research.live.runner import Runner
 from tests.conftest import SEED_O_TEST
-from tests.live_helpers import QUIET_RISK, frame_candles, make_artifact, write_candle_json
+from tests.live_helpers import QUIET_RISK, STOP, frame_candles, make_artifact, write_candle_json
 
 
 def run_paper(tmp_path: Path, frame, instrument: str, granularity: str, *,
-              half_spread_pips: float = 0.5, **params: float) -> Runner:
-    art = make_artifact(tmp_path / "m.json", instrument, granularity, **params)
+              half_spread_pips: float = 0.5, stop_loss_pips: float | None = STOP,
+              **params: float) -> Runner:
+    art = make_artifact(tmp_path / "m.json", instrument, granularity,
+                        stop_loss_pips=stop_loss_pips, **params)
     cfg = config_from_dict({
         "instruments": [instrument], "granularity": granularity,
         "journal": str(tmp_path / "j.sqlite"), "risk": QUIET_RISK,
         "paper": {"half_spread_pips": half_spread_pips}, "status": {"enabled": False}})
-    models = load_models([str(art)], cfg.instruments, cfg.granularity)
+    models = load_models([str(art)], cfg.instruments, cfg.granularity, risk=cfg.risk)
     pip = 0.01 if instrument.endswith("_JPY") else 0.0001
     feed = FileFeed({instrument: frame_candles(frame, instrument)}, cfg.granularity_seconds,
                     half_spread={instrument: half_spread_pips * pip})
@@ -43,6 +45,7 @@ def _compare(runner: Runner, frame, instrument: str, half_spread_pips: float | N
     from sep_research.signals.seed import seed_signals
 
     sig = seed_signals(frame)
+    stop = runner.models[instrument].policy.stop_loss_pips  # the artifact's
     # decisions: the runner's action per candle equals the vectorised research signals
     rows = runner.journal.signals(limit=10**9, oldest_first=True)
     assert len(rows) == len(frame)
@@ -63,7 +66,7 @@ def _compare(runner: Runner, frame, instrument: str, half_spread_pips: float | N
     for r in refused:
         target[idx[r["candle_time"]]] = 0
     # fills: the paper trades equal the backtest's (the runner never closes at the data's end)
-    bt = run_backtest(frame, target, instrument=instrument, units=1000.0, stop_loss_pips=20.0,
+    bt = run_backtest(frame, target, instrument=instrument, units=1000.0, stop_loss_pips=stop,
                       half_spread_pips=half_spread_pips)
     trades = bt.trades[bt.trades.exit_reason != "end_of_data"]
     pos = runner.journal.closed_trades(limit=10**9, oldest_first=True)
@@ -108,7 +111,7 @@ def test_paper_mode_needs_no_credentials(tmp_path: Path) -> None:
         "instruments: [EUR_USD]\ngranularity: H1\n"
         f"journal: {tmp_path / 'j.sqlite'}\n"
         f"feed: {{source: file, files: {{EUR_USD: {tmp_path / 'c.json'}}}}}\n"
-        "status: {port: 0}\n")
+        "risk: {fixed_units: 1000}\nstatus: {port: 0}\n")
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     out = subprocess.run([sys.executable, "-m", "runners.live", "--model",
                           str(tmp_path / "m.json"), "--config", str(tmp_path / "r.yaml"),
@@ -132,8 +135,8 @@ def test_status_commands_halt_resume_reload(tmp_path: Path, monkeypatch: pytest.
     from sep_research.data import load_sample
 
     frame = load_sample().iloc[:400]
-    art = make_artifact(tmp_path / "m.json", "EUR_USD", "H1", conf_threshold=0.0,
-                        coh_threshold=0.0)
+    art = make_artifact(tmp_path / "m.json", "EUR_USD", "H1", stop_loss_pips=STOP,
+                        conf_threshold=0.0, coh_threshold=0.0)
     cfg = config_from_dict({"instruments": ["EUR_USD"], "granularity": "H1",
                             "journal": str(tmp_path / "j.sqlite"), "risk": QUIET_RISK,
                             "status": {"port": 0}})

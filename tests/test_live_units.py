@@ -93,7 +93,10 @@ def _risk(**kw: object) -> RiskManager:
     base = {"max_spread_pips": 3.0, "weekend_cutoff_minutes": 120, "cooldown_losses": 2,
             "cooldown_candles": 3}
     base.update(kw)
-    return RiskManager(RiskConfig(**base), granularity_seconds=3600)
+    r = RiskManager(RiskConfig(**base), granularity_seconds=3600)
+    r.set_stops({"EUR_USD": kw.get("stop_loss_pips", 20.0),
+                 "USD_JPY": kw.get("stop_loss_pips", 20.0)})  # the models' policy stops
+    return r
 
 
 def _q(bid: float = 1.10000, ask: float = 1.10010, t: datetime = T0) -> Quote:
@@ -311,8 +314,11 @@ def test_status_api_endpoints_and_token() -> None:
         StatusServer(src, host="0.0.0.0", port=0, token=None)
     srv = StatusServer(src, host="0.0.0.0", port=0, token="tok-123456").start()
     try:
-        assert _req(f"http://127.0.0.1:{srv.port}/health")[0] == 401
-        assert _req(f"http://127.0.0.1:{srv.port}/health", token="tok-123456")[0] == 200
+        # finding 15: /health (ok or not, no data) answers a container's health check
+        # without the token; data needs it (more in tests/test_status_api.py)
+        assert _req(f"http://127.0.0.1:{srv.port}/health") == (200, '{"ok":true}')
+        assert _req(f"http://127.0.0.1:{srv.port}/api/status")[0] == 401
+        assert _req(f"http://127.0.0.1:{srv.port}/api/status", token="tok-123456")[0] == 200
     finally:
         srv.stop()
 

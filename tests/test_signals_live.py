@@ -17,7 +17,7 @@ from tests.conftest import SEED_EURUSD_M1, seed_file
 def _stream_all(frame, n, params=SEED):
     x = ohlcv(frame)
     times = list(frame.index[:n])
-    s = SeedSignalStream(params)
+    s = SeedSignalStream(params, instrument="EUR_USD")
     out = [s.update(times[i], x["open"][i], x["high"][i], x["low"][i], x["close"][i],
                     x["volume"][i]) for i in range(n)]
     return x, out
@@ -25,7 +25,8 @@ def _stream_all(frame, n, params=SEED):
 
 def _check_parity(frame, n, params=SEED):
     x, out = _stream_all(frame, n, params)
-    ref = seed_signals({k: v[:n] for k, v in x.items()}, params, engine="cpu")
+    ref = seed_signals({k: v[:n] for k, v in x.items()}, params, instrument="EUR_USD",
+                       engine="cpu")
     act = np.array([o.direction for o in out])
     hc = np.array([o.high_confidence for o in out])
     conf = np.array([o.confidence for o in out])
@@ -67,7 +68,7 @@ def test_stream_with_other_parameters():
 
 
 def test_stream_rejects_bad_candles():
-    s = SeedSignalStream()
+    s = SeedSignalStream(instrument="EUR_USD")
     s.update(1, 1.0, 1.1, 0.9, 1.0, 10)
     with pytest.raises(ValueError, match="not after"):
         s.update(1, 1.0, 1.1, 0.9, 1.0, 10)
@@ -80,7 +81,7 @@ def test_live_path_imports_neither_numba_nor_pandas():
         "import sys\n"
         "import sep_research.kernels, sep_research.signals\n"
         "from sep_research.signals.live import SeedSignalStream\n"
-        "s = SeedSignalStream()\n"
+        "s = SeedSignalStream(instrument='EUR_USD')\n"
         "for i in range(40): s.update(i, 1.0, 1.0 + 0.001 * (i % 3), 0.999, 1.0 + 0.0001 * (i % 5), 100)\n"
         "bad = [m for m in ('numba', 'pandas', 'matplotlib') if m in sys.modules]\n"
         "print('BAD', bad)\n"

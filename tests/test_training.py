@@ -82,8 +82,7 @@ def test_choice_is_the_best_eligible_on_the_training_fold(frame) -> None:
     res = walk_forward(frame, instrument="EUR_USD", granularity="H1", grid=grid, n_folds=2,
                        min_hc=10, n_random=10, spa_reps=20, pbo_splits=4,
                        allow_synthetic=True, progress=False, engine="cpu")
-    si = prepare_sweep(frame, grid.__class__(grid.table, grid.base.with_(pip=1e4)), pip=1e-4,
-                       half_spread_pips=None, engine="cpu")
+    si = prepare_sweep(frame, grid, instrument="EUR_USD", half_spread_pips=None, engine="cpu")
     for f in res.folds:
         sw = sweep(si, *f.train, engine="cpu")
         ok = sw["n_hc"] >= 10
@@ -159,20 +158,86 @@ def test_cli_train_on_sample_writes_an_artifact_that_verifies(tmp_path: Path, ca
     assert main(["train", "--instrument", "USD_JPY", "--out", str(out)]) == 2
 
 
-def test_prepared_sweep_equals_the_signals_sweep_api(frame) -> None:
-    """The walk-forward computes features once and sweeps sub-ranges; the signals package's
-    sweep_seed cuts the data at each range's end first. Causal features make them equal."""
+def _varying_spread(frame, seed: int = 11):
+    """The candles with a bid/ask spread that varies from candle to candle (0.2 to 3 pips)."""
+    out = frame.copy()
+    rng = np.random.default_rng(seed)
+    half = rng.uniform(0.1, 1.5, size=(len(out), 4)) * 1e-4
+    for j, col in enumerate(("open", "high", "low", "close")):
+        out[f"bid_{col}"] = (out[col] - half[:, j]).round(5)
+        out[f"ask_{col}"] = (out[col] + half[:, j]).round(5)
+    return out
+
+
+def _parity(frame, instrument: str, ranges, *, varying: bool = True) -> None:
     from sep_research.signals.sweep import sweep_seed
-    from sep_research.training.grid import COLUMNS
 
     grid = small_grid()
-    si = prepare_sweep(frame, grid, pip=1e-4, half_spread_pips=None, engine="cpu")
-    cols = {name: grid.table[:, j] for j, name in enumerate(COLUMNS)}
-    for lo, hi in ((40, 700), (900, 1799)):
+    si = prepare_sweep(frame, grid, instrument=instrument, half_spread_pips=None, engine="cpu")
+    cols = grid.columns()
+    spread = si.spread[np.isfinite(si.spread)]
+    if varying:
+        assert spread.std() > 0.1, "the spread must vary for this test to mean anything"
+    for lo, hi in ranges:
         mine = sweep(si, lo, hi, engine="cpu")
-        theirs = sweep_seed(frame, cols, score_start=lo, score_end=hi, spread_pips=si.spread,
-                            engine="cpu")
-        for key in ("n_non_hold", "n_hc", "n_hc_correct", "n_hc_buy"):
+        theirs = sweep_seed(frame, cols, score_start=lo, score_end=hi, engine="cpu")
+        for key in ("n_non_hold", "n_correct", "n_hc", "n_hc_correct", "n_hc_buy"):
             assert np.array_equal(mine[key], theirs[key]), key
-        for key in ("sum_pips_net", "hc_sum_pips_net"):
-            np.testing.assert_allclose(mine[key], theirs[key], rtol=1e-12, atol=1e-9)
+        for key in ("sum_pips_net", "sum_pips_net_sq", "hc_sum_pips_net", "hc_sum_pips_net_sq"):
+            assert np.array_equal(mine[key], theirs[key]), key  # one sweep: the same bits
+
+
+def test_training_sweep_and_sweep_seed_charge_the_same_varying_spread(frame) -> None:
+    """One sweep, one spread: training's sweep (features once, sub-ranges) and sweep_seed
+    (what sep batch spreads over GPUs; cuts the data at each range's end) give identical net
+    pips on bid/ask data whose spread varies: the real sample's candles with a bid/ask spread
+    varying from 0.2 to 3 pips, and synthetic candles. (Before, one charged the spread at
+    candle i's close and the other at the next open, and the parity test forced them equal.)"""
+    from sep_research.data import load_sample
+
+    real = _varying_spread(load_sample().iloc[:2500])
+    _parity(real, "EUR_USD", ((40, 900), (900, 2499)))
+    _parity(_varying_spread(frame), "EUR_USD", ((40, 700), (900, 1799)))
+
+
+def test_sweep_spread_parity_on_real_bid_ask(seed_o_test) -> None:
+    from sep_research.data import read_candle_file
+
+    real = read_candle_file(seed_o_test, instrument="EUR_USD", granularity="M1",
+                            check_grid=False)
+    _parity(real, "EUR_USD", ((60, 700), (700, 1439)), varying=False)  # its spread is 1.5
+
+
+def test_the_sweep_charges_the_backtests_entry_spread(frame) -> None:
+    """The spread the sweep charges a signal of candle i is the full spread at the open of
+    candle i + 1, where the backtest's entry for it fills (bid/ask), or twice the half-spread
+    (mid-only data)."""
+    from sep_research.signals.sweep import sweep_spread_pips
+
+    f = _varying_spread(frame)
+    got = sweep_spread_pips(f, pip=1e-4)
+    want = (f["ask_open"].to_numpy() - f["bid_open"].to_numpy()) * 1e4
+    np.testing.assert_array_equal(got[:-1], want[1:])
+    assert np.isnan(got[-1])  # the last candle has no label, so no trade
+    mid = f[["open", "high", "low", "close", "volume"]]
+    np.testing.assert_array_equal(sweep_spread_pips(mid, pip=1e-4, half_spread_pips=0.4)[:-1],
+                                  0.8)
+    with pytest.raises(ValueError, match="half_spread_pips"):
+        sweep_spread_pips(mid, pip=1e-4)
+
+
+def test_walk_forward_on_dask_workers_is_bit_identical(frame) -> None:
+    """The walk-forward's sweeps through sep_research.sweeps on Dask workers (inputs prepared
+    once, sent once) give the same result as in-process."""
+    from distributed import Client, LocalCluster
+
+    kw = {"instrument": "EUR_USD", "granularity": "H1", "grid": small_grid(), "n_folds": 2,
+          "min_hc": 10, "n_random": 10, "spa_reps": 20, "pbo_splits": 4,
+          "allow_synthetic": True, "progress": False, "engine": "cpu"}
+    local = walk_forward(frame, **kw)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        remote = walk_forward(frame, client=client, **kw)
+    assert [f.to_dict() for f in local.folds] == [f.to_dict() for f in remote.folds]
+    assert local.final == remote.final
+    assert local.overfitting["pbo"] == remote.overfitting["pbo"]

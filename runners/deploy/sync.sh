@@ -5,8 +5,9 @@
 #   runners/deploy/sync.sh user@server [models/*.json] [--config runner.yaml]
 #
 # Needs: ssh/rsync access; on the server the venv at /opt/sep/venv and the status token in
-# /opt/sep/status.env (SEP_STATUS_TOKEN=...). The status API listens on the server's
-# 127.0.0.1:8080 and is reached through ssh, never exposed.
+# /opt/sep/status.env (systemd) or /opt/sep/.env (Docker compose), as SEP_STATUS_TOKEN=...
+# The status API is on the server's 127.0.0.1:8080 (the runner itself, or the container's
+# port published on the host's loopback) and is reached through ssh, never exposed.
 set -euo pipefail
 if [[ $# -lt 2 ]]; then
   echo "usage: $0 user@server ARTIFACT.json [ARTIFACT.json ...] [--config runner.yaml]" >&2
@@ -46,8 +47,19 @@ if [[ -f /opt/sep/config/runner.yaml.new ]]; then
   mv -f /opt/sep/config/runner.yaml.new /opt/sep/config/runner.yaml
   echo "config changed: restart the runner to apply it (sudo systemctl restart sep-runner)"
 fi
-# ask the runner to verify and swap the model (the token is read on the server only)
-. /opt/sep/status.env
-curl -fsS -X POST -H "Authorization: Bearer $SEP_STATUS_TOKEN" http://127.0.0.1:8080/api/reload
+# ask the runner to verify and swap the model (the token is read on the server only, and
+# handed to curl on its standard input, never on a command line)
+SEP_STATUS_TOKEN=""
+for f in /opt/sep/status.env /opt/sep/.env; do
+  if [[ -z $SEP_STATUS_TOKEN && -r $f ]]; then
+    SEP_STATUS_TOKEN=$(sed -n 's/^SEP_STATUS_TOKEN=//p' "$f" | tail -n 1)
+  fi
+done
+if [[ -z $SEP_STATUS_TOKEN ]]; then
+  echo "no SEP_STATUS_TOKEN in /opt/sep/status.env or /opt/sep/.env: reload skipped" >&2
+  exit 1
+fi
+printf 'header = "Authorization: Bearer %s"\n' "$SEP_STATUS_TOKEN" |
+  curl -fsS --max-time 30 -K - -X POST http://127.0.0.1:8080/api/reload
 echo
 REMOTE

@@ -1,6 +1,7 @@
 """Backtest: fills at bid/ask, stops, equity and costs.
 
-``from sep_research.backtest import run_backtest`` (lazy: importing this package or
+``from sep_research.backtest import run_backtest`` (candle frames) or ``backtest_arrays``
+(bid/ask arrays, keyword arguments; what evaluation calls) (lazy: importing this package or
 :mod:`sep_research.backtest.fills` loads neither numba nor pandas, so the live runner's paper
 broker can reuse the fill rules).
 """
@@ -11,6 +12,8 @@ from sep_research._util import lazy_getattr
 
 _LAZY = {
     "run_backtest": "sep_research.backtest.engine",
+    "backtest_arrays": "sep_research.backtest.engine",
+    "ArrayBacktest": "sep_research.backtest.engine",
     "BacktestResult": "sep_research.backtest.engine",
     "positions_from_actions": "sep_research.backtest.engine",
     "quote_arrays": "sep_research.backtest.engine",
@@ -20,4 +23,5 @@ _LAZY = {
 __getattr__ = lazy_getattr(__name__, _LAZY)
 
 
-__all__ = ["BacktestResult", "positions_from_actions", "quote_arrays", "run_backtest"]
+__all__ = ["ArrayBacktest", "BacktestResult", "backtest_arrays", "positions_from_actions",
+           "quote_arrays", "run_backtest"]

@@ -1,7 +1,8 @@
 """Backtest of target positions on a candle frame: fills at bid/ask, equity, costs.
 
-Use :func:`run_backtest` on a candle frame (see :mod:`sep_research.data.candles`) and a target
-direction per candle (+1 long, -1 short, 0 flat) decided at that candle's **close**. The fill
+Use :func:`run_backtest` on a candle frame (see :mod:`sep_research.data.candles`), or
+:func:`backtest_arrays` on bid/ask arrays (the array-level entry point evaluation uses: same
+kernel, same checks, no frames), and a target direction per candle (+1 long, -1 short, 0 flat) decided at that candle's **close**. The fill
 rules are in :mod:`sep_research.backtest.fills`; in short: orders execute at the next candle's
 open, buys at the ask and sells at the bid; stops and take-profits are checked on each candle's
 bid/ask range with a conservative rule (stop first when both are inside one candle). After a
@@ -21,7 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sep_research.backtest.fills import EXIT_REASONS
+from sep_research.backtest.fills import EXIT_REASONS, on_price_grid, price_decimals
+from sep_research.fx import pip_size
 
 _ASK = ("ask_open", "ask_high", "ask_low", "ask_close")
 _BID = ("bid_open", "bid_high", "bid_low", "bid_close")
@@ -71,8 +73,10 @@ def quote_arrays(
     """(bid, ask, source): float64 (n, 4) arrays of open, high, low, close.
 
     Uses the frame's bid/ask columns when it has them and ``half_spread_pips`` is None;
-    otherwise mid +/- ``half_spread_pips * pip``. A frame without bid/ask and no half-spread is
-    an error (a backtest without costs would flatter the strategy).
+    otherwise mid +/- ``half_spread_pips * pip``, on the instrument's price grid
+    (:func:`sep_research.backtest.fills.on_price_grid`, as a broker quoting mid +/- a
+    half-spread publishes them). A frame without bid/ask and no half-spread is an error (a
+    backtest without costs would flatter the strategy).
     """
     has_ba = all(c in frame.columns for c in (*_BID, *_ASK))
     if has_ba and half_spread_pips is None:
@@ -88,8 +92,10 @@ def quote_arrays(
         raise ValueError(f"half_spread_pips must be a finite number >= 0, got {half_spread_pips!r}")
     mid = frame[list(_MID)].to_numpy(dtype=np.float64)
     hs = half_spread_pips * pip
-    return (np.ascontiguousarray(mid - hs), np.ascontiguousarray(mid + hs),
-            f"mid+/-{half_spread_pips:g}pip")
+    grid = np.vectorize(on_price_grid, otypes=[np.float64])
+    decimals = price_decimals(pip)
+    return (np.ascontiguousarray(grid(mid - hs, decimals)),
+            np.ascontiguousarray(grid(mid + hs, decimals)), f"mid+/-{half_spread_pips:g}pip")
 
 
 def _pip_for(frame: pd.DataFrame, instrument: str | None, pip: float | None) -> float:
@@ -102,8 +108,6 @@ def _pip_for(frame: pd.DataFrame, instrument: str | None, pip: float | None) -> 
         instrument = prov.get("instrument") if isinstance(prov, dict) else None
     if instrument is None:
         raise ValueError("pass instrument= or pip= (the frame has no provenance naming one)")
-    from sep_research.data.candles import pip_size
-
     return pip_size(instrument)
 
 
@@ -116,6 +120,98 @@ def check_target(target: Any, n: int) -> np.ndarray:
     if not np.isin(arr, (-1, 0, 1)).all():
         raise ValueError("target must hold only -1 (short), 0 (flat) and +1 (long)")
     return np.ascontiguousarray(arr.astype(np.int8))
+
+
+@dataclass(frozen=True)
+class ArrayBacktest:
+    """What :func:`backtest_arrays` returns (plain arrays; rows of ``trades_*`` are trades).
+
+    ``trades_i`` int64 ``(n_trades, 4)``: entry index, exit index, direction, exit reason
+    (:data:`sep_research.backtest.fills.EXIT_REASONS`); ``trades_f`` float64 ``(n_trades, 7)``:
+    units, entry price, exit price, pips, pnl, cost pips, cost pnl. ``position``,
+    ``equity_pips``, ``equity_ccy``: per candle, as in :class:`BacktestResult`.
+    """
+
+    trades_i: np.ndarray
+    trades_f: np.ndarray
+    position: np.ndarray
+    equity_pips: np.ndarray
+    equity_ccy: np.ndarray
+    costs_pips: float
+    costs_ccy: float
+
+    @property
+    def n_trades(self) -> int:
+        return int(self.trades_i.shape[0])
+
+    @property
+    def trade_pips(self) -> np.ndarray:
+        """Net pips of each trade (fills at bid/ask, so after the spread)."""
+        return self.trades_f[:, 3]
+
+
+def backtest_arrays(
+    target: Any,
+    bid: np.ndarray,
+    ask: np.ndarray,
+    *,
+    pip: float,
+    units: float | Any = 1.0,
+    sizing: str = "fixed",
+    risk_fraction: float = 0.01,
+    initial_balance: float = 10_000.0,
+    quote_to_account: float = 1.0,
+    stop_loss_pips: float | None = None,
+    take_profit_pips: float | None = None,
+) -> ArrayBacktest:
+    """The backtest on arrays: ``target`` (-1/0/+1 per candle, decided at its close), ``bid``
+    and ``ask`` float64 ``(n, 4)`` (open, high, low, close; :func:`quote_arrays` makes them),
+    ``pip`` the price per pip. The other arguments are those of :func:`run_backtest`; bad
+    values raise ``ValueError`` naming the argument."""
+    arr = np.asarray(target)
+    if arr.ndim != 1:
+        raise ValueError(f"target must be 1-D (one value per candle), got shape {arr.shape}")
+    tgt = check_target(arr, arr.shape[0])
+    n = tgt.shape[0]
+    if n < 2:
+        raise ValueError(f"a backtest needs at least 2 candles, got {n}")
+    if not (isinstance(pip, (int, float)) and np.isfinite(pip) and pip > 0):
+        raise ValueError(f"pip must be a finite price per pip > 0, got {pip!r}")
+    bid = np.ascontiguousarray(bid, dtype=np.float64)
+    ask = np.ascontiguousarray(ask, dtype=np.float64)
+    for name, arr in (("bid", bid), ("ask", ask)):
+        if arr.shape != (n, 4):
+            raise ValueError(f"{name} must be (n, 4) open/high/low/close for {n} candles, got "
+                             f"{arr.shape}")
+    from sep_research.backtest.nb import SIZING_FIXED, SIZING_FIXED_FRACTIONAL, backtest_nb
+
+    if sizing == "fixed":
+        mode = SIZING_FIXED
+        u = np.broadcast_to(np.asarray(units, dtype=np.float64), (n,)).copy()
+        if not np.isfinite(u).all() or (u < 0).any():
+            raise ValueError("units must be finite and >= 0")
+    elif sizing == "fixed_fractional":
+        mode = SIZING_FIXED_FRACTIONAL
+        if stop_loss_pips is None or not stop_loss_pips > 0:
+            raise ValueError("sizing='fixed_fractional' needs stop_loss_pips > 0")
+        if not 0 < risk_fraction <= 1:
+            raise ValueError(f"risk_fraction must be in (0, 1], got {risk_fraction!r}")
+        u = np.zeros(n, dtype=np.float64)
+    else:
+        raise ValueError(f"sizing must be 'fixed' or 'fixed_fractional', got {sizing!r}")
+    for name, val in (("stop_loss_pips", stop_loss_pips), ("take_profit_pips", take_profit_pips)):
+        if val is not None and (isinstance(val, bool) or not (np.isfinite(val) and val > 0)):
+            raise ValueError(f"{name} must be a positive number or None, got {val!r}")
+    if not quote_to_account > 0:
+        raise ValueError(f"quote_to_account must be > 0, got {quote_to_account!r}")
+    sl = float(stop_loss_pips) if stop_loss_pips is not None else 0.0
+    tp = float(take_profit_pips) if take_profit_pips is not None else 0.0
+    ti, tf, nt, position, eq_pips, eq_ccy, costs = backtest_nb(
+        tgt, u, bid, ask, float(pip), sl, tp, mode, float(risk_fraction),
+        float(initial_balance), float(quote_to_account), price_decimals(pip),
+    )
+    return ArrayBacktest(ti[:nt], tf[:nt], position, eq_pips, eq_ccy, float(costs[0]),
+                         float(costs[1]))
 
 
 def run_backtest(
@@ -139,8 +235,8 @@ def run_backtest(
     ----------
     frame: candle frame (mid prices, and bid/ask where the data has them).
     target: one of -1/0/+1 per candle, decided at that candle's close.
-    instrument, pip: the pip size comes from ``pip``, else from the instrument (0.01 for JPY
-        pairs, else 0.0001), else from the frame's provenance.
+    instrument, pip: the pip size (price per pip) comes from ``pip``, else from the instrument
+        (0.01 for JPY pairs, else 0.0001), else from the frame's provenance.
     units: fixed units per position, a scalar or one value per candle (the units of an entry
         decided at that close). Used when ``sizing="fixed"``.
     sizing: ``"fixed"`` or ``"fixed_fractional"`` (units = floor(balance * risk_fraction /
@@ -151,42 +247,18 @@ def run_backtest(
         the frame has no bid/ask.
     stop_loss_pips, take_profit_pips: distances from the entry fill; None disables.
     """
-    from sep_research.backtest.nb import SIZING_FIXED, SIZING_FIXED_FRACTIONAL, backtest_nb
-
     n = len(frame)
     if n < 2:
         raise ValueError(f"a backtest needs at least 2 candles, got {n}")
     tgt = check_target(target, n)
     pip_value = _pip_for(frame, instrument, pip)
     bid, ask, source = quote_arrays(frame, half_spread_pips=half_spread_pips, pip=pip_value)
-    if sizing == "fixed":
-        mode = SIZING_FIXED
-        u = np.broadcast_to(np.asarray(units, dtype=np.float64), (n,)).copy()
-        if not np.isfinite(u).all() or (u < 0).any():
-            raise ValueError("units must be finite and >= 0")
-    elif sizing == "fixed_fractional":
-        mode = SIZING_FIXED_FRACTIONAL
-        if stop_loss_pips is None or not stop_loss_pips > 0:
-            raise ValueError("sizing='fixed_fractional' needs stop_loss_pips > 0")
-        if not 0 < risk_fraction <= 1:
-            raise ValueError(f"risk_fraction must be in (0, 1], got {risk_fraction!r}")
-        u = np.zeros(n, dtype=np.float64)
-    else:
-        raise ValueError(f"sizing must be 'fixed' or 'fixed_fractional', got {sizing!r}")
-    for name, val in (("stop_loss_pips", stop_loss_pips), ("take_profit_pips", take_profit_pips)):
-        if val is not None and not (np.isfinite(val) and val > 0):
-            raise ValueError(f"{name} must be a positive number or None, got {val!r}")
-    if not quote_to_account > 0:
-        raise ValueError(f"quote_to_account must be > 0, got {quote_to_account!r}")
-    sl = float(stop_loss_pips) if stop_loss_pips is not None else 0.0
-    tp = float(take_profit_pips) if take_profit_pips is not None else 0.0
-    ti, tf, nt, position, eq_pips, eq_ccy, costs = backtest_nb(
-        tgt, u, bid, ask, pip_value, sl, tp, mode, float(risk_fraction),
-        float(initial_balance), float(quote_to_account),
-    )
+    bt = backtest_arrays(tgt, bid, ask, pip=pip_value, units=units, sizing=sizing,
+                         risk_fraction=risk_fraction, initial_balance=initial_balance,
+                         quote_to_account=quote_to_account, stop_loss_pips=stop_loss_pips,
+                         take_profit_pips=take_profit_pips)
     idx = frame.index
-    ti = ti[:nt]
-    tf = tf[:nt]
+    ti, tf, nt = bt.trades_i, bt.trades_f, bt.n_trades
     trades = pd.DataFrame(
         {
             "entry_time": idx[ti[:, 0]] if nt else pd.DatetimeIndex([], tz="UTC"),
@@ -204,17 +276,18 @@ def run_backtest(
             "exit_reason": [EXIT_REASONS[int(r)] for r in ti[:, 3]],
         }
     )
+    u = np.broadcast_to(np.asarray(units, dtype=np.float64), (n,)) if sizing == "fixed" else None
     return BacktestResult(
         trades=trades,
-        equity_pips=pd.Series(eq_pips, index=idx, name="equity_pips"),
-        equity_ccy=pd.Series(eq_ccy, index=idx, name="equity_ccy"),
-        position=pd.Series(position, index=idx, name="position"),
-        costs_pips=float(costs[0]),
-        costs_ccy=float(costs[1]),
+        equity_pips=pd.Series(bt.equity_pips, index=idx, name="equity_pips"),
+        equity_ccy=pd.Series(bt.equity_ccy, index=idx, name="equity_ccy"),
+        position=pd.Series(bt.position, index=idx, name="position"),
+        costs_pips=bt.costs_pips,
+        costs_ccy=bt.costs_ccy,
         initial_balance=float(initial_balance),
         price_source=source,
         settings={
-            "pip": pip_value, "sizing": sizing, "units": None if sizing != "fixed" else (
+            "pip": pip_value, "sizing": sizing, "units": None if u is None else (
                 float(u[0]) if np.all(u == u[0]) else "per-candle"),
             "risk_fraction": risk_fraction if sizing == "fixed_fractional" else None,
             "quote_to_account": quote_to_account, "half_spread_pips": half_spread_pips,

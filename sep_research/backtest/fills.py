@@ -1,8 +1,10 @@
 """The fill model: where an order executes and when a stop-loss or take-profit triggers.
 
 Pure Python, standard library only, so that the live runner's paper broker can reuse it without
-numba or pandas. The numba backtest (:mod:`sep_research.backtest.nb`) re-implements these rules
-line for line; ``tests/test_backtest_fills.py`` shows the two agree.
+numba or pandas. The numba backtest (:mod:`sep_research.backtest.nb`) compiles these very
+functions with ``numba.njit`` (no retyped copy), so every path applies one set of rules; keep
+them to scalar arithmetic that numba compiles (``tests/test_backtest.py`` checks the numba
+backtest against the plain-Python reference bit for bit).
 
 Rules
 -----
@@ -10,8 +12,14 @@ Rules
   a buy (opening a long or closing a short) at the **ask**, a sell at the **bid**.
 * **Prices without bid/ask:** ``bid = mid - half_spread``, ``ask = mid + half_spread`` with a
   configured half-spread (see :func:`quote_from_mid`).
+* **Prices are on the instrument's grid** (its quote precision, one decimal beyond the pip:
+  5 decimals for EUR_USD, 3 for USD_JPY; :func:`price_decimals`), as a broker quotes them and
+  holds stop and take-profit levels (:func:`on_price_grid`). So a stop exactly at a candle's
+  low is a tie that counts as reached, the same for every instrument, rather than a matter
+  of floating-point noise.
 * **Stop-loss / take-profit** are price levels set from the entry fill:
-  long ``stop = entry - sl_pips * pip``, ``take = entry + tp_pips * pip``; short the mirror.
+  long ``stop = entry - sl_pips * pip``, ``take = entry + tp_pips * pip``, on the price grid;
+  short the mirror.
   A long is closed by selling, so its levels are checked on the candle's **bid** range; a short is
   closed by buying, so on the **ask** range. The rule is conservative:
 
@@ -42,6 +50,24 @@ EXIT_TAKE = 3  # take-profit
 EXIT_END = 4  # still open at the last candle: closed at its close
 EXIT_REASONS = {EXIT_SIGNAL: "signal", EXIT_STOP: "stop_loss", EXIT_TAKE: "take_profit",
                 EXIT_END: "end_of_data"}
+
+
+def price_decimals(pip: float) -> int:
+    """Decimals of an instrument's quotes from its pip (price per pip): one beyond the pip,
+    OANDA's ``displayPrecision`` (5 for 0.0001, 3 for 0.01; see
+    :func:`sep_research.fx.display_precision`)."""
+    if not pip > 0:
+        raise ValueError(f"pip must be > 0, got {pip!r}")
+    return round(-math.log10(pip)) + 1
+
+
+def on_price_grid(price: float, decimals: int) -> float:
+    """``price`` rounded (half up) to ``decimals`` decimals, the instrument's quote grid.
+
+    Plain arithmetic, so that numba compiles the same operations: the numba backtest and the
+    plain-Python paths give the same level to the bit."""
+    scale = 10.0 ** decimals
+    return math.floor(price * scale + 0.5) / scale
 
 
 def quote_from_mid(mid: float, half_spread: float) -> tuple[float, float]:
@@ -80,14 +106,16 @@ def stop_take_levels(
     pip: float,
     stop_loss_pips: float | None,
     take_profit_pips: float | None,
+    decimals: int,
 ) -> tuple[float, float]:
-    """(stop, take) price levels for a position entered at ``entry``; NaN where disabled."""
+    """(stop, take) price levels for a position entered at ``entry``, on the price grid of
+    ``decimals`` decimals (:func:`on_price_grid`); NaN where disabled (None or <= 0)."""
     stop = math.nan
     take = math.nan
     if stop_loss_pips is not None and stop_loss_pips > 0:
-        stop = entry - direction * stop_loss_pips * pip
+        stop = on_price_grid(entry - direction * stop_loss_pips * pip, decimals)
     if take_profit_pips is not None and take_profit_pips > 0:
-        take = entry + direction * take_profit_pips * pip
+        take = on_price_grid(entry + direction * take_profit_pips * pip, decimals)
     return stop, take
 
 

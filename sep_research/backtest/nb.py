@@ -1,48 +1,49 @@
 """numba kernel of the backtest: pure arrays in, pure arrays out.
 
-The rules are those of :mod:`sep_research.backtest.fills` (read its docstring), re-implemented
-here in the same order of floating-point operations so that the results equal, bit for bit, the
-slow reference in ``tests/reference_backtest.py``.
+The fill rules are the functions of :mod:`sep_research.backtest.fills` themselves, compiled by
+numba as they stand (:data:`FILL_FUNCTIONS`; ``*_nb`` names here), so there is no second copy
+of them; the slow reference in ``tests/reference_backtest.py`` calls the same functions as plain
+Python, and the two agree bit for bit.
 """
 
 from __future__ import annotations
 
-import math
+import types
 
 import numpy as np
 from numba import njit
 
-from sep_research.backtest.fills import EXIT_END, EXIT_NONE, EXIT_SIGNAL, EXIT_STOP, EXIT_TAKE
+from sep_research.backtest import fills
+from sep_research.backtest.fills import EXIT_END, EXIT_NONE, EXIT_SIGNAL
 
 SIZING_FIXED = 0
 SIZING_FIXED_FRACTIONAL = 1
 
-
-@njit(cache=True)
-def check_stop_take_nb(direction, stop, take, bo, bh, bl, ao, ah, al):  # pragma: no cover
-    """numba twin of :func:`sep_research.backtest.fills.check_stop_take`."""
-    if direction > 0:
-        if bo <= stop:
-            return EXIT_STOP, bo, 0
-        if bo >= take:
-            return EXIT_TAKE, take, 0
-        if bl <= stop:
-            return EXIT_STOP, stop, 2
-        if bh >= take:
-            return EXIT_TAKE, take, 1
-    elif direction < 0:
-        if ao >= stop:
-            return EXIT_STOP, ao, 0
-        if ao <= take:
-            return EXIT_TAKE, take, 0
-        if ah >= stop:
-            return EXIT_STOP, stop, 1
-        if al <= take:
-            return EXIT_TAKE, take, 2
-    return EXIT_NONE, np.nan, -1
+#: the fill rules compiled from :mod:`sep_research.backtest.fills` (plain Python there)
+FILL_FUNCTIONS = ("on_price_grid", "entry_price", "exit_price", "fill_cost",
+                  "stop_take_levels", "check_stop_take", "fixed_fractional_units")
 
 
-@njit(cache=True)
+def _compile(name: str, **callees):
+    """``fills.<name>`` compiled as it stands; calls to other fill functions inside it go to
+    their compiled versions (``callees``). Cached on disk: numba keys the cache to fills.py."""
+    f = getattr(fills, name)
+    if callees:
+        f = types.FunctionType(f.__code__, {**f.__globals__, **callees}, f.__name__,
+                               f.__defaults__, f.__closure__)
+    return njit(cache=True)(f)
+
+
+on_price_grid_nb = _compile("on_price_grid")
+entry_price_nb = _compile("entry_price")
+exit_price_nb = _compile("exit_price")
+fill_cost_nb = _compile("fill_cost")
+stop_take_levels_nb = _compile("stop_take_levels", on_price_grid=on_price_grid_nb)
+check_stop_take_nb = _compile("check_stop_take")
+fixed_fractional_units_nb = _compile("fixed_fractional_units")
+
+
+@njit(cache=False)
 def _record_trade_nb(trades_i, trades_f, costs, nt, entry_idx, t, pos_dir, reason, pos_units,
                      entry, px, cost, pip, quote_to_account):  # pragma: no cover
     """Write trade ``nt`` (closed at ``px`` on candle ``t``); returns ``(pips, pnl)``."""
@@ -64,17 +65,20 @@ def _record_trade_nb(trades_i, trades_f, costs, nt, entry_idx, t, pos_dir, reaso
     return pips, pnl
 
 
-@njit(cache=True)
+# not cached: it calls the fill functions above, and a cached copy would not notice a change
+# in fills.py (numba keys a cache to the function's own file only)
+@njit(cache=False)
 def backtest_nb(
     target, units, bid, ask, pip, stop_loss_pips, take_profit_pips,
-    sizing, risk_fraction, initial_balance, quote_to_account,
+    sizing, risk_fraction, initial_balance, quote_to_account, decimals,
 ):  # pragma: no cover - compiled
     """Run the backtest.
 
     Parameters are arrays and scalars: ``target`` int8 (n,) target direction decided at each
     candle's close; ``units`` float64 (n,) units for an entry decided at that close (fixed
     sizing); ``bid``/``ask`` float64 (n, 4) open, high, low, close; stop/take in pips (<= 0:
-    disabled); ``sizing`` 0 fixed, 1 fixed-fractional.
+    disabled); ``sizing`` 0 fixed, 1 fixed-fractional; ``decimals``: the price grid of stop
+    and take-profit levels.
 
     Returns ``(trades_i, trades_f, n_trades, position, equity_pips, equity_ccy, costs)`` where
     ``trades_i`` int64 (n, 4) = entry index, exit index, direction, exit reason;
@@ -118,8 +122,8 @@ def backtest_nb(
                     blocked = 0
             if desired != pos_dir:
                 if pos_dir != 0:
-                    px = bo if pos_dir > 0 else ao
-                    cost = entry_cost + (ao - bo) / 2.0
+                    px = exit_price_nb(pos_dir, bo, ao)
+                    cost = entry_cost + fill_cost_nb(bo, ao)
                     pips, pnl = _record_trade_nb(trades_i, trades_f, costs, nt, entry_idx, t, pos_dir,
                                                  EXIT_SIGNAL, pos_units, entry, px, cost, pip,
                                                  quote_to_account)
@@ -132,33 +136,26 @@ def backtest_nb(
                     if sizing == SIZING_FIXED:
                         u = units[t - 1]
                     else:
-                        balance = initial_balance + realized_ccy
-                        if balance <= 0:
-                            u = 0.0
-                        else:
-                            u = float(math.floor(balance * risk_fraction / (
-                                stop_loss_pips * pip * quote_to_account)))
+                        u = fixed_fractional_units_nb(initial_balance + realized_ccy,
+                                                      risk_fraction, stop_loss_pips, pip,
+                                                      quote_to_account)
                     if u > 0:
                         pos_dir = desired
                         pos_units = u
-                        entry = ao if desired > 0 else bo
-                        entry_cost = (ao - bo) / 2.0
+                        entry = entry_price_nb(desired, bo, ao)
+                        entry_cost = fill_cost_nb(bo, ao)
                         entry_idx = t
-                        stop = np.nan
-                        take = np.nan
-                        if stop_loss_pips > 0:
-                            stop = entry - desired * stop_loss_pips * pip
-                        if take_profit_pips > 0:
-                            take = entry + desired * take_profit_pips * pip
+                        stop, take = stop_take_levels_nb(desired, entry, pip, stop_loss_pips,
+                                                         take_profit_pips, decimals)
         if pos_dir != 0:
             reason, px, comp = check_stop_take_nb(pos_dir, stop, take, bo, bh, bl, ao, ah, al)
             if reason != EXIT_NONE:
                 if comp == 0:
-                    hs = (ao - bo) / 2.0
+                    hs = fill_cost_nb(bo, ao)
                 elif comp == 1:
-                    hs = (ah - bh) / 2.0
+                    hs = fill_cost_nb(bh, ah)
                 else:
-                    hs = (al - bl) / 2.0
+                    hs = fill_cost_nb(bl, al)
                 cost = entry_cost + hs
                 pips, pnl = _record_trade_nb(trades_i, trades_f, costs, nt, entry_idx, t, pos_dir,
                                              reason, pos_units, entry, px, cost, pip,
@@ -170,8 +167,8 @@ def backtest_nb(
                 pos_dir = 0
                 pos_units = 0.0
         if pos_dir != 0 and t == n - 1:
-            px = bc if pos_dir > 0 else ac
-            cost = entry_cost + (ac - bc) / 2.0
+            px = exit_price_nb(pos_dir, bc, ac)
+            cost = entry_cost + fill_cost_nb(bc, ac)
             pips, pnl = _record_trade_nb(trades_i, trades_f, costs, nt, entry_idx, t, pos_dir,
                                          EXIT_END, pos_units, entry, px, cost, pip,
                                          quote_to_account)

@@ -12,8 +12,15 @@ content, obtained time) in its schema metadata under ``sep.provenance``; ``meta.
 dataset's provenance, the per-file hashes and the ranges a downloader has covered (so that a
 resumed download does not ask again for a range that held no candles, such as a weekend).
 
-Writes go to a temporary file in the same folder and are renamed into place, under a lock file,
-so a crash never leaves a half-written file, and a bad frame never touches what is stored.
+A write (under a lock file) validates the merged result first, so a bad frame never touches
+what is stored. It then writes each changed period to a *new* file name
+(``<PERIOD>.<hash>.parquet``: a temporary file, fsynced, renamed), fsyncs the folder, switches
+the dataset by replacing ``meta.json`` in one atomic, fsynced rename, and only then deletes the
+files the new ``meta.json`` no longer lists (and anything an interrupted write left). A crash or
+``kill -9`` at any moment leaves the old dataset or the new one, never a mix
+(``tests/test_cache_kill.py``). :meth:`CandleCache.load` serves only files that match
+``meta.json`` (listed, the recorded size, the content hash each file carries) and refuses a
+mismatch; ``sep data verify`` recomputes every hash.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sep_research import fx
 from sep_research._util import atomic_write_bytes
 from sep_research.data.candles import (
     GRANULARITY_SECONDS,
@@ -46,12 +54,14 @@ from sep_research.data.candles import (
     get_provenance,
     isoformat,
     make_provenance,
+    to_timestamp,
     utc_now,
     validate,
 )
 
 META_KEY = b"sep.provenance"
-#: When a dataset exists under several sources, load() picks the first in this order.
+#: When a dataset exists under several sources, load() picks the first kind in this order;
+#: two sources of the kind it would pick (two ``file:`` imports, say) are refused as ambiguous.
 SOURCE_PREFERENCE = ("oanda:live", "oanda:practice", "emulator:", "file:", "package:", "synthetic")
 
 
@@ -94,6 +104,7 @@ class DatasetInfo:
     provenance: Provenance
     files: dict[str, str]  # period file name -> content sha256
     covered: list[list[str]] = field(default_factory=list)
+    sizes: dict[str, int] = field(default_factory=dict)  # period file name -> bytes
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -113,15 +124,49 @@ class VerifyReport:
 
 
 def _atomic_write_table(path: Path, table: pa.Table) -> None:
+    """Write a Parquet file to a temporary name, fsync it, and rename it into place."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         pq.write_table(table, tmp, compression="snappy")
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the renames and deletions in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_meta(directory: Path, meta: dict[str, Any]) -> None:
+    """Switch the dataset to ``meta``: one atomic, fsynced rename of ``meta.json``."""
+    atomic_write_bytes(directory / "meta.json", json.dumps(meta, indent=2).encode())
+    _fsync_dir(directory)
+
+
+def _period_key(fname: str) -> str:
+    """``2024-01`` from ``2024-01.<hash>.parquet`` (and from the older ``2024-01.parquet``)."""
+    return fname.split(".", 1)[0]
+
+
+def _embedded_sha(table: pa.Table) -> str | None:
+    raw = (table.schema.metadata or {}).get(META_KEY)
+    try:
+        return str(json.loads(raw)["sha256"]) if raw else None
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 class CandleCache:
@@ -173,6 +218,7 @@ class CandleCache:
                     provenance=Provenance.from_dict(meta["provenance"]),
                     files=dict(meta["files"]),
                     covered=list(meta.get("covered", [])),
+                    sizes=dict(meta.get("sizes", {})),
                 )
             )
         return out
@@ -207,7 +253,21 @@ class CandleCache:
                     return i
             return len(SOURCE_PREFERENCE)
 
-        return min(found, key=rank)
+        best = min(rank(d) for d in found)
+        tied = [d for d in found if rank(d) == best]
+        if len(tied) > 1:
+            listed = "\n".join(
+                f"  - source={d.provenance.source!r}: {d.provenance.rows} candles, "
+                f"{d.provenance.start} .. {d.provenance.end} ({d.path})" for d in tied
+            )
+            raise CacheError(
+                f"{len(tied)} cached datasets for {instrument} {granularity} in {self.root}, "
+                f"none preferred over the others:\n{listed}\n"
+                "choose one: source=SOURCE (CandleCache.load, load_candles(cache_source=...), "
+                "sep data summary --cache-source SOURCE), or keep one per cache folder "
+                "(--cache-dir / SEP_CACHE_DIR)"
+            )
+        return tied[0]
 
     # -- write ---------------------------------------------------------------------------
     def write(self, frame: pd.DataFrame, *, covered: tuple[Any, Any] | None = None) -> Provenance:
@@ -232,14 +292,16 @@ class CandleCache:
         period = _period_of(prov.granularity)
         with self._lock(directory):
             meta = self._read_meta(directory) or {"files": {}, "covered": []}
+            stored = {_period_key(f): f for f in meta["files"]}
             new_tables: dict[str, pd.DataFrame] = {}
             keys = _period_keys(frame.index, period)
             for key in sorted(set(keys.tolist())):
                 part = frame[keys == key]
-                fname = f"{key}.parquet"
-                path = directory / fname
-                if path.exists():
-                    old = self._read_file(path, prov.granularity)
+                path = directory / f"{key}.parquet"
+                if key in stored:
+                    path = directory / stored[key]
+                    old = self._load_dir(directory, prov.granularity, [stored[key]],
+                                         expect=meta)
                     if list(old.columns) != list(part.columns):
                         raise CacheError(
                             f"{path}: stored price columns {list(old.columns)} differ from the "
@@ -247,33 +309,73 @@ class CandleCache:
                         )
                     part = pd.concat([old[~old.index.isin(part.index)], part]).sort_index()
                 validate(part, prov.granularity, name=f"merged {path}")
-                new_tables[fname] = part
-            # Everything validated: now write, file by file, each atomically.
-            for fname, part in new_tables.items():
-                part_prov = make_provenance(
-                    part, source=prov.source, instrument=prov.instrument,
-                    granularity=prov.granularity, obtained_at=prov.obtained_at,
-                    note=prov.note, extra=prov.extra,
+                new_tables[key] = part
+            # Everything validated. New content goes to new file names (fsynced); meta.json,
+            # switched last in one atomic rename, decides which files make the dataset; the
+            # files it no longer lists are deleted afterwards. A crash at any moment leaves the
+            # old dataset or the new one, never a mix.
+            files, sizes = dict(meta["files"]), dict(meta.get("sizes", {}))
+            written: list[str] = []
+            try:
+                for key, part in new_tables.items():
+                    part_prov = make_provenance(
+                        part, source=prov.source, instrument=prov.instrument,
+                        granularity=prov.granularity, obtained_at=prov.obtained_at,
+                        note=prov.note, extra=prov.extra,
+                    )
+                    if key in stored and files.get(stored[key]) == part_prov.sha256:
+                        continue  # the merged candles are the stored ones
+                    fname = f"{key}.{part_prov.sha256[:16]}.parquet"
+                    table = pa.Table.from_pandas(part, preserve_index=True)
+                    md = dict(table.schema.metadata or {})
+                    md[META_KEY] = json.dumps(part_prov.to_dict()).encode()
+                    _atomic_write_table(directory / fname, table.replace_schema_metadata(md))
+                    written.append(fname)
+                    if key in stored:
+                        files.pop(stored[key], None)
+                        sizes.pop(stored[key], None)
+                    files[fname] = part_prov.sha256
+                    sizes[fname] = (directory / fname).stat().st_size
+                _fsync_dir(directory)
+                new_meta = dict(meta, files=dict(sorted(files.items())),
+                                sizes=dict(sorted(sizes.items())))
+                if covered is not None:
+                    new_meta["covered"] = _merge_ranges(
+                        meta.get("covered", [])
+                        + [[isoformat(covered[0]), isoformat(covered[1])]]
+                    )
+                full = self._load_dir(directory, prov.granularity, list(files), expect=new_meta)
+                dataset_prov = make_provenance(
+                    full, source=prov.source, instrument=prov.instrument,
+                    granularity=prov.granularity, obtained_at=prov.obtained_at, note=prov.note,
+                    extra=prov.extra,
                 )
-                table = pa.Table.from_pandas(part, preserve_index=True)
-                md = dict(table.schema.metadata or {})
-                md[META_KEY] = json.dumps(part_prov.to_dict()).encode()
-                _atomic_write_table(directory / fname, table.replace_schema_metadata(md))
-                meta["files"][fname] = part_prov.sha256
-            if covered is not None:
-                meta["covered"] = _merge_ranges(
-                    meta.get("covered", []) + [[isoformat(covered[0]), isoformat(covered[1])]]
-                )
-            full = self._load_dir(directory, prov.granularity, sorted(meta["files"]))
-            dataset_prov = make_provenance(
-                full, source=prov.source, instrument=prov.instrument,
-                granularity=prov.granularity, obtained_at=prov.obtained_at, note=prov.note,
-                extra=prov.extra,
-            )
-            meta["provenance"] = dataset_prov.to_dict()
-            meta["updated_at"] = isoformat(utc_now())
-            atomic_write_bytes(directory / "meta.json", json.dumps(meta, indent=2).encode())
+                new_meta["provenance"] = dataset_prov.to_dict()
+                new_meta["updated_at"] = isoformat(utc_now())
+                _write_meta(directory, new_meta)
+            except BaseException:
+                for fname in written:  # never listed by the meta.json in force
+                    if fname not in meta["files"]:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(directory / fname)
+                raise
+            self._remove_unlisted(directory, set(files))
         return dataset_prov
+
+    def _remove_unlisted(self, directory: Path, listed: set[str]) -> None:
+        """Delete candle files and temporary files that meta.json does not list (replaced
+        versions, and what an interrupted write left behind). Called under the lock."""
+        removed = False
+        for path in directory.iterdir():
+            name = path.name
+            if name in listed or not (name.endswith(".parquet") or (
+                    name.startswith(".") and name.endswith(".tmp"))):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed = True
+        if removed:
+            _fsync_dir(directory)
 
     # -- read ----------------------------------------------------------------------------
     def _read_file(self, path: Path, granularity: str) -> pd.DataFrame:
@@ -288,16 +390,36 @@ class CandleCache:
     def _load_dir(
         self, directory: Path, granularity: str, files: list[str],
         start: pd.Timestamp | None = None, end: pd.Timestamp | None = None,
+        *, expect: dict[str, Any] | None = None,
     ) -> pd.DataFrame:
+        """Read ``files`` in period order. With ``expect`` (a meta.json), each file must be
+        listed there and match it: its size (where recorded) and the content hash it carries.
+        A mismatch (a dataset left inconsistent, e.g. by a write that an older version did not
+        finish) is refused with a message, never served."""
         tables = []
-        for fname in files:
+        listed = expect.get("files", {}) if expect is not None else {}
+        sizes = expect.get("sizes", {}) if expect is not None else {}
+        for fname in sorted(files, key=_period_key):
             path = directory / fname
-            if not path.exists():
-                raise CacheError(f"{path}: listed in meta.json but missing")
             try:
-                tables.append(pq.read_table(path))
+                size = path.stat().st_size
+            except FileNotFoundError:
+                raise CacheError(f"{path}: listed in meta.json but missing") from None
+            if expect is not None and fname not in listed:
+                raise CacheError(f"{path}: not listed in {directory / 'meta.json'}")
+            if fname in sizes and sizes[fname] != size:
+                raise CacheError(self._mismatch(path, f"{size} bytes where meta.json records "
+                                                      f"{sizes[fname]}"))
+            try:
+                table = pq.read_table(path)
             except (OSError, pa.ArrowInvalid) as exc:
                 raise CacheError(f"{path}: corrupt cache file ({exc})") from None
+            if expect is not None and _embedded_sha(table) != listed[fname]:
+                got = _embedded_sha(table) or "none"
+                raise CacheError(self._mismatch(
+                    path, f"it holds content {got[:12]}… where meta.json lists "
+                          f"{str(listed[fname])[:12]}…"))
+            tables.append(table)
         if not tables:
             raise CacheError(f"{directory}: no candle files")
         try:
@@ -312,6 +434,12 @@ class CandleCache:
             frame = frame.iloc[lo:hi]
         return frame
 
+    @staticmethod
+    def _mismatch(path: Path, what: str) -> str:
+        return (f"{path} does not match the dataset's meta.json ({what}): the dataset is "
+                "inconsistent (perhaps a write interrupted under an older version) and is not "
+                "served; `sep data verify` lists the files; re-import or re-fetch the data")
+
     def load(
         self,
         instrument: str,
@@ -323,18 +451,29 @@ class CandleCache:
         allow_synthetic: bool = False,
     ) -> pd.DataFrame:
         """Load cached candles ``start <= time < end`` as a validated frame with provenance."""
-        info = self.find(instrument, granularity, source, allow_synthetic=allow_synthetic)
         t0 = _to_utc(start, "start")
         t1 = _to_utc(end, "end")
         if t0 is not None and t1 is not None and t1 <= t0:
             raise CandleError(f"end {isoformat(t1)} is not after start {isoformat(t0)}")
-        files = sorted(info.files)
         period = _period_of(granularity)
-        if t0 is not None or t1 is not None:
-            files = [f for f in files if _file_overlaps(f, period, t0, t1)]
-        if not files:
-            raise CacheError(f"no cached {instrument} {granularity} candles in the range asked")
-        frame = self._load_dir(info.path, granularity, files, t0, t1)
+        for attempt in range(3):
+            info = self.find(instrument, granularity, source, allow_synthetic=allow_synthetic)
+            files = sorted(info.files)
+            if t0 is not None or t1 is not None:
+                files = [f for f in files if _file_overlaps(f, period, t0, t1)]
+            if not files:
+                raise CacheError(
+                    f"no cached {instrument} {granularity} candles in the range asked")
+            try:
+                frame = self._load_dir(info.path, granularity, files, t0, t1,
+                                       expect={"files": info.files, "sizes": info.sizes})
+                break
+            except CacheError:
+                # a writer may have switched meta.json (and deleted replaced files) between
+                # our reading it and the files: read it again; a real mismatch is raised
+                now = self._read_meta(info.path) or {}
+                if attempt == 2 or now.get("files") == info.files:
+                    raise
         validate(frame, granularity, name=str(info.path))
         p = info.provenance
         prov = make_provenance(
@@ -374,7 +513,7 @@ class CandleCache:
                 meta.get("covered", []) + [[isoformat(t0), isoformat(t1)]]
             )
             meta["updated_at"] = isoformat(utc_now())
-            atomic_write_bytes(directory / "meta.json", json.dumps(meta, indent=2).encode())
+            _write_meta(directory, meta)
 
     # -- verify --------------------------------------------------------------------------
     def verify(self) -> list[VerifyReport]:
@@ -391,6 +530,10 @@ class CandleCache:
                 except CandleError as exc:
                     problems.append(str(exc))
                     continue
+                size = path.stat().st_size
+                if fname in info.sizes and info.sizes[fname] != size:
+                    problems.append(f"{path}: {size} bytes, meta.json records "
+                                    f"{info.sizes[fname]}")
                 got = content_sha256(part)
                 if got != sha:
                     problems.append(f"{path}: content hash {got[:12]}… differs from {sha[:12]}…")
@@ -406,19 +549,11 @@ class CandleCache:
 
 
 def _to_utc(value: Any, name: str) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
-        raise CandleError(f"bad {name} date {value!r} ({exc})") from None
-    if ts is pd.NaT:
-        raise CandleError(f"bad {name} date {value!r}")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return None if value is None else to_timestamp(value, name)
 
 
 def _file_overlaps(fname: str, period: str, t0: pd.Timestamp | None, t1: pd.Timestamp | None) -> bool:
-    key = fname.removesuffix(".parquet")
+    key = _period_key(fname)
     if period == "all":
         return True
     if period == "month":
@@ -442,19 +577,37 @@ def _merge_ranges(ranges: list[list[str]]) -> list[list[str]]:
 
 
 def is_weekend_closure(t: pd.Timestamp) -> bool:
-    """True inside the FX weekend: Friday 20:00 UTC to Sunday 23:00 UTC (either DST side)."""
-    dow, hour = t.day_of_week, t.hour
-    return (dow == 4 and hour >= 20) or dow == 5 or (dow == 6 and hour < 23)
+    """True while the FX market is closed for the weekend (the one rule,
+    :func:`sep_research.fx.market_open`: Sunday 17:00 to Friday 17:00 New York)."""
+    return not fx.market_open(pd.Timestamp(t).to_pydatetime())
 
 
-def _weekend_mask(index: pd.DatetimeIndex) -> np.ndarray:
-    dow = np.asarray(index.day_of_week)
-    hour = np.asarray(index.hour)
-    return ((dow == 4) & (hour >= 20)) | (dow == 5) | ((dow == 6) & (hour < 23))
+_HOUR_NS = 3600 * 10**9
+
+
+def _market_open_mask(times: pd.DatetimeIndex, step: pd.Timedelta) -> np.ndarray:
+    """For each candle ``[t, t + step)``: is the market open at some moment of it?
+
+    Market hours change only on whole UTC hours (17:00 New York is a whole hour in UTC), so
+    :func:`sep_research.fx.market_open` is asked once per distinct hour; for ``step`` up to a
+    day (the weekend closure is about two days) a candle is open somewhere exactly when it is
+    open at its first or its last moment.
+    """
+    ns = times.as_unit("ns").asi8
+    if not len(ns):
+        return np.zeros(0, dtype=bool)
+    first = ns - ns % _HOUR_NS
+    last_ns = ns + step.value - 1
+    last = last_ns - last_ns % _HOUR_NS
+    hours = np.unique(np.r_[first, last])
+    is_open = {int(h): fx.market_open(fx.from_ns(int(h))) for h in hours}
+    look = np.vectorize(is_open.__getitem__, otypes=[bool])
+    return look(first) | look(last)
 
 
 def find_gaps(index: pd.DatetimeIndex, granularity: str) -> list[tuple[str, str, int]]:
-    """Runs of missing candles that are not (wholly) inside a weekend closure."""
+    """Runs of missing candles that are not wholly inside a weekend closure (the market hours
+    of :func:`sep_research.fx.market_open`); a holiday is a gap."""
     if len(index) < 2 or granularity in ("W", "M"):
         return []
     step = pd.Timedelta(seconds=GRANULARITY_SECONDS[granularity])
@@ -464,10 +617,7 @@ def find_gaps(index: pd.DatetimeIndex, granularity: str) -> list[tuple[str, str,
     for pos in np.flatnonzero(diffs > step.value):
         a, b = index[pos], index[pos + 1]
         missing = pd.date_range(a + step, b - step, freq=step)
-        if granularity == "D":
-            missing = missing[missing.day_of_week < 5]
-        else:
-            missing = missing[~_weekend_mask(missing)]
+        missing = missing[_market_open_mask(missing, step)]
         if len(missing):
             out.append((isoformat(a), isoformat(b), len(missing)))
     return out

@@ -18,24 +18,22 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from sep_research import fx
 
 MID = ("open", "high", "low", "close")
 BID = ("bid_open", "bid_high", "bid_low", "bid_close")
 ASK = ("ask_open", "ask_high", "ask_low", "ask_close")
 COLUMN_ORDER = (*MID, *BID, *ASK, "volume", "complete")
 
-#: OANDA granularities and their nominal length in seconds (D/W/M are nominal).
-GRANULARITY_SECONDS: dict[str, int] = {
-    "S5": 5, "S10": 10, "S15": 15, "S30": 30,
-    "M1": 60, "M2": 120, "M4": 240, "M5": 300, "M10": 600, "M15": 900, "M30": 1800,
-    "H1": 3600, "H2": 7200, "H3": 10800, "H4": 14400, "H6": 21600, "H8": 28800,
-    "H12": 43200, "D": 86400, "W": 604800, "M": 2592000,
-}
+#: OANDA granularities and their nominal length in seconds: the one table, in :mod:`sep_research.fx`
+#: (re-exported here because other modules import it from the data layer).
+GRANULARITY_SECONDS = fx.GRANULARITY_SECONDS
 
 SOURCE_KINDS = ("oanda:practice", "oanda:live", "file:", "package:", "synthetic", "emulator:")
 
@@ -48,31 +46,51 @@ class SyntheticDataError(CandleError):
     """Synthetic data was handed to a research entry point that did not ask for it."""
 
 
-def check_granularity(granularity: str) -> str:
-    if granularity not in GRANULARITY_SECONDS:
-        known = ", ".join(GRANULARITY_SECONDS)
-        raise CandleError(f"unknown granularity {granularity!r} (known: {known})")
-    return granularity
+def check_granularity(granularity: Any) -> str:
+    """:func:`sep_research.fx.check_granularity`, raising :class:`CandleError`."""
+    try:
+        return fx.check_granularity(granularity)
+    except fx.FxError as exc:
+        raise CandleError(str(exc)) from None
 
 
-def check_instrument(instrument: str) -> str:
-    """OANDA instrument names: two currency (or asset) codes joined by '_', e.g. EUR_USD."""
-    parts = instrument.split("_") if isinstance(instrument, str) else []
-    if len(parts) != 2 or not all(p.isalnum() and p.isupper() and 2 <= len(p) <= 6 for p in parts):
-        raise CandleError(
-            f"unknown instrument {instrument!r}: expected OANDA form such as 'EUR_USD'"
-        )
-    return instrument
+def check_instrument(instrument: Any) -> str:
+    """:func:`sep_research.fx.check_instrument` (two codes joined by '_', e.g. EUR_USD),
+    raising :class:`CandleError`."""
+    try:
+        return fx.check_instrument(instrument)
+    except fx.FxError as exc:
+        raise CandleError(f"unknown {exc}") from None
 
 
-def pip_size(instrument: str) -> float:
-    """Pip size: 0.01 for JPY-quoted pairs, else 0.0001 (OANDA pipLocation -2 / -4)."""
-    return 0.01 if instrument.endswith("_JPY") else 0.0001
+#: Price per pip (0.0001 for EUR_USD, 0.01 for USD_JPY): :func:`sep_research.fx.pip_size`.
+pip_size = fx.pip_size
+#: The current time, tz-aware UTC: :func:`sep_research.fx.utc_now`.
+utc_now = fx.utc_now
 
 
-def price_components(frame: pd.DataFrame) -> str:
-    """'M', 'MB', 'MA' or 'MBA' according to the columns present."""
-    comp = "M"
+#: ``Provenance.extra`` key saying which price the ``open .. close`` columns hold when it is not
+#: mid: ``"ask"`` or ``"bid"`` (a file that has only one side). Such a frame's ``price`` is
+#: ``"A"`` or ``"B"``, never ``"M"``.
+OHLC_PRICE_KEY = "ohlc_price"
+_OHLC_PRICES = {"mid": "M", "bid": "B", "ask": "A"}
+
+
+def price_components(frame: pd.DataFrame, extra: dict[str, Any] | None = None) -> str:
+    """'M', 'MB', 'MA' or 'MBA' according to the columns present; 'A' (or 'B') for a frame whose
+    ``open .. close`` hold ask (or bid) prices and no mid, as its provenance ``extra`` (or
+    ``extra`` given here) says under :data:`OHLC_PRICE_KEY`."""
+    if extra is None:
+        extra = (frame.attrs.get("provenance") or {}).get("extra") or {}
+    ohlc = extra.get(OHLC_PRICE_KEY, "mid")
+    if ohlc not in _OHLC_PRICES:
+        raise CandleError(f"provenance extra {OHLC_PRICE_KEY!r}: {ohlc!r} is not mid, bid or ask")
+    comp = _OHLC_PRICES[ohlc]
+    if ohlc != "mid":
+        if any(c in frame.columns for c in (*BID, *ASK)):
+            raise CandleError(f"open .. close hold {ohlc} prices: a frame with separate bid/ask "
+                              "columns must have mid in open .. close")
+        return comp
     if all(c in frame.columns for c in BID):
         comp += "B"
     if all(c in frame.columns for c in ASK):
@@ -80,12 +98,21 @@ def price_components(frame: pd.DataFrame) -> str:
     return comp
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def isoformat(ts: Any) -> str:
     return pd.Timestamp(ts).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def to_timestamp(value: Any, name: str) -> pd.Timestamp:
+    """One time argument (a date or time string, UNIX seconds, a datetime or Timestamp; naive
+    means UTC) as a UTC :class:`pandas.Timestamp`, read by the one parser
+    :func:`sep_research.fx.parse_time_ns` (1970..2100, finite); :class:`CandleError` naming
+    ``name`` otherwise."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise CandleError(f"{name}: a date is required (e.g. 2024-01-01)")
+    try:
+        return pd.Timestamp(fx.parse_time_ns(value, name=name), tz="UTC")
+    except fx.FxError as exc:
+        raise CandleError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -95,7 +122,7 @@ class Provenance:
     source: str  # oanda:practice | oanda:live | file:NAME | package:NAME==VERSION | synthetic
     instrument: str
     granularity: str
-    price: str  # M, MB, MA or MBA
+    price: str  # M, MB, MA or MBA; A (or B): open..close are ask (or bid) prices, no mid
     start: str  # first candle start, ISO UTC
     end: str  # last candle start, ISO UTC
     rows: int
@@ -186,7 +213,7 @@ def make_provenance(
         source=_check_source(source),
         instrument=instrument,
         granularity=granularity,
-        price=price_components(frame),
+        price=price_components(frame, dict(extra or {})),
         start=isoformat(frame.index[0]) if len(frame) else "",
         end=isoformat(frame.index[-1]) if len(frame) else "",
         rows=len(frame),
@@ -229,31 +256,103 @@ def normalise(frame: pd.DataFrame, *, name: str = "frame") -> pd.DataFrame:
     missing = [c for c in MID if c not in frame.columns]
     if missing:
         raise CandleError(f"{name}: missing price columns {missing}")
-    out = pd.DataFrame(index=frame.index)
-    for col in (*MID, *BID, *ASK):
-        if col in frame.columns:
-            try:
-                out[col] = pd.to_numeric(frame[col], errors="raise").astype("float64")
-            except (TypeError, ValueError) as exc:
-                raise CandleError(f"{name}: column {col!r} is not numeric ({exc})") from None
-    if "volume" in frame.columns:
-        vol = pd.to_numeric(frame["volume"], errors="coerce")
-        if vol.isna().any():
-            raise CandleError(f"{name}: column 'volume' has missing or non-numeric values")
-        out["volume"] = vol.astype("int64")
-    else:
-        out["volume"] = np.zeros(len(frame), dtype="int64")
-    if "complete" in frame.columns:
-        out["complete"] = frame["complete"].astype(bool)
-    else:
-        out["complete"] = np.ones(len(frame), dtype=bool)
-    idx = out.index
+    idx = frame.index
     if not isinstance(idx, pd.DatetimeIndex):
         raise CandleError(f"{name}: index must be a DatetimeIndex of candle start times")
     if idx.tz is None:
         raise CandleError(f"{name}: times must be timezone-aware UTC (naive times are bugs)")
-    out.index = idx.tz_convert("UTC").as_unit("ns").rename("time")
+    idx = idx.tz_convert("UTC").as_unit("ns").rename("time")
+    out = pd.DataFrame(index=idx)
+    for col in (*MID, *BID, *ASK):
+        if col in frame.columns:
+            try:
+                out[col] = pd.to_numeric(frame[col].to_numpy(), errors="raise").astype("float64")
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise CandleError(f"{name}: column {col!r} is not numeric ({exc})") from None
+    if "volume" in frame.columns:
+        out["volume"] = _volume(frame["volume"].to_numpy(), idx, name)
+    else:
+        out["volume"] = np.zeros(len(frame), dtype="int64")
+    if "complete" in frame.columns:
+        out["complete"] = _complete(frame["complete"].to_numpy(), idx, name)
+    else:
+        out["complete"] = np.ones(len(frame), dtype=bool)
     out.attrs = dict(frame.attrs)
+    return out
+
+
+#: Tick volumes above this are refused (it is far above any real count, and below 2**53, so
+#: every accepted value is exact in a float64 and fits an int64).
+MAX_VOLUME = 10**15
+#: Prices at or above this are refused as absurd (no OANDA instrument quotes near it; 1e300
+#: would overflow squared returns); NaN and infinities are refused as not finite.
+MAX_PRICE = 1e7
+
+_TRUE = frozenset(("true", "1"))
+_FALSE = frozenset(("false", "0"))
+
+
+def _volume(values: np.ndarray, index: pd.DatetimeIndex, name: str) -> np.ndarray:
+    """Tick volume as int64: numbers that are whole, finite, ``0 <= v <= MAX_VOLUME``."""
+    if values.dtype.kind in "iu":
+        vol = values.astype("float64")  # int64 values beyond 2**53 only matter above the cap
+    else:
+        try:
+            vol = pd.to_numeric(values, errors="coerce").astype("float64")
+        except (TypeError, ValueError, OverflowError):
+            vol = np.array([_float_or_nan(v) for v in values], dtype="float64")
+    vol = np.asarray(vol, dtype="float64")
+    for mask, what in (
+        (np.isnan(vol), "missing or non-numeric volume"),
+        (np.isinf(vol) | (vol > MAX_VOLUME), f"volume too large (above {MAX_VOLUME:.0e})"),
+        (vol < 0, "negative volume"),
+        (np.isfinite(vol) & (vol != np.floor(vol)), "volume not a whole number of ticks"),
+    ):
+        if mask.any():
+            pos = int(np.flatnonzero(mask)[0])
+            raise CandleError(f"{name}: {what}: {_first_bad(mask, index)}: {_shown(values[pos])}")
+    if values.dtype.kind in "iu":
+        return values.astype("int64")
+    return vol.astype("int64")
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message, cut to 40 characters (as :mod:`sep_research.fx` does)."""
+    return fx._shown(value.item() if isinstance(value, np.generic) else value)
+
+
+def _float_or_nan(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return np.nan
+
+
+def complete_flag(value: Any) -> bool | None:
+    """A candle's ``complete`` read strictly: a boolean, 1/0, or the strings true/false/1/0
+    (any case); None for anything else (``"no"`` is not read as true)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, np.integer, np.floating)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    return None
+
+
+def _complete(values: np.ndarray, index: pd.DatetimeIndex, name: str) -> np.ndarray:
+    """The ``complete`` column through :func:`complete_flag`; CandleError names the row."""
+    if values.dtype == bool:
+        return values.astype(bool)
+    out = np.empty(len(values), dtype=bool)
+    for pos, v in enumerate(values):
+        flag = complete_flag(v)
+        if flag is None:
+            raise CandleError(
+                f"{name}: 'complete' must be true or false (or 1/0), got {_shown(v)} at "
+                f"{isoformat(index[pos])} (row {pos})"
+            )
+        out[pos] = flag
     return out
 
 
@@ -271,9 +370,10 @@ def validate(
 ) -> pd.DataFrame:
     """Check a candle frame; raise :class:`CandleError` naming ``name`` and the first bad candle.
 
-    Checks: canonical columns, UTC index, strictly increasing (monotonic, unique) times, no NaN
-    prices, ``low <= open, close <= high`` for each price component, ``bid <= ask``, a known
-    granularity, and (``check_grid``) times on the granularity's grid.
+    Checks: canonical columns, UTC index, times in 1970..2100, strictly increasing (monotonic,
+    unique) times, finite prices below :data:`MAX_PRICE`, ``low <= open, close <= high`` for
+    each price component, ``bid <= ask``, integer non-negative volume, a known granularity,
+    and (``check_grid``) times on the granularity's grid.
     """
     check_granularity(granularity)
     idx = frame.index
@@ -286,6 +386,11 @@ def validate(
             raise CandleError(f"{name}: missing column {col!r}")
     if len(frame) == 0:
         return frame
+    ns = idx.as_unit("ns").asi8
+    outside = (ns < fx.MIN_TIME_NS) | (ns >= fx.MAX_TIME_NS)
+    if outside.any():
+        raise CandleError(f"{name}: candle times outside 1970-01-01 .. 2100-01-01: "
+                          f"{_first_bad(outside, idx)}")
     if idx.has_duplicates:
         dup = idx.duplicated(keep="first")
         raise CandleError(f"{name}: duplicate candle times: {_first_bad(dup, idx)}")
@@ -299,9 +404,14 @@ def validate(
         if len(present) != 4:
             raise CandleError(f"{name}: incomplete price columns {present}: need all of {list(cols)}")
         o, h, lo, c = (frame[col].to_numpy(dtype="float64") for col in cols)
-        nan = np.isnan(o) | np.isnan(h) | np.isnan(lo) | np.isnan(c)
-        if nan.any():
-            raise CandleError(f"{name}: NaN prices in {list(cols)}: {_first_bad(nan, idx)}")
+        finite = np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & np.isfinite(c)
+        if not finite.all():
+            raise CandleError(f"{name}: prices not finite (NaN or infinity) in {list(cols)}: "
+                              f"{_first_bad(~finite, idx)}")
+        huge = h >= MAX_PRICE
+        if huge.any():
+            raise CandleError(f"{name}: prices too large (at or above {MAX_PRICE:.0e}) in "
+                              f"{list(cols)}: {_first_bad(huge, idx)}")
         bad = (lo > o) | (lo > c) | (o > h) | (c > h) | (lo > h)
         if bad.any():
             raise CandleError(
@@ -315,6 +425,8 @@ def validate(
             crossed = frame[b].to_numpy() > frame[a].to_numpy()
             if crossed.any():
                 raise CandleError(f"{name}: bid above ask ({b} > {a}): {_first_bad(crossed, idx)}")
+    if "volume" in frame.columns and frame["volume"].dtype.kind not in "iu":
+        raise CandleError(f"{name}: volume must be integers, not {frame['volume'].dtype}")
     if "volume" in frame.columns and (frame["volume"].to_numpy() < 0).any():
         raise CandleError(f"{name}: negative volume: {_first_bad(frame['volume'].to_numpy() < 0, idx)}")
     if check_grid:

@@ -15,7 +15,12 @@ def register(sub: Any) -> None:
     def common_cache(p: argparse.ArgumentParser) -> None:
         p.add_argument("--cache-dir", help="cache folder (default: $SEP_CACHE_DIR or ./data/cache)")
 
-    p = dsub.add_parser("sample", help="put the packaged real EUR_USD H1 sample in the cache")
+    p = dsub.add_parser("sample", help="put a packaged real sample (default: EUR_USD H1 mid from "
+                        "the backtesting package) in the cache")
+    p.add_argument("--name", default=None,
+                   help="which packaged sample (see --list; default backtesting-eurusd-h1)")
+    p.add_argument("--list", action="store_true",
+                   help="list the packaged samples and their provenance, cache nothing")
     common_cache(p)
     p.set_defaults(func=_cmd_sample)
 
@@ -57,6 +62,9 @@ def register(sub: Any) -> None:
     p.add_argument("--source", default="sample", help="sample, cache or a file path")
     p.add_argument("--instrument", default="EUR_USD")
     p.add_argument("--granularity", default="H1")
+    p.add_argument("--cache-source", default=None,
+                   help="with --source cache: which cached source, e.g. file:NAME.csv "
+                   "(needed when two of one kind are cached)")
     common_cache(p)
     p.set_defaults(func=_cmd_summary)
 
@@ -79,13 +87,26 @@ def _prov_lines(prov: Any, indent: str = "  ") -> list[str]:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    from sep_research.data.sample import load_sample
+    from sep_research.data.sample import DEFAULT_SAMPLE, SAMPLES, load_sample
 
-    frame = load_sample()
+    if args.list:
+        for spec in SAMPLES.values():
+            default = " (the default)" if spec.name == DEFAULT_SAMPLE else ""
+            print(f"{spec.name}{default}: {spec.instrument} {spec.granularity}, "
+                  f"{spec.price.upper()} prices")
+            print(f"  package  {spec.distribution}   file {spec.file}")
+            print(f"  times    {spec.times}")
+            print(f"  note     {spec.note}")
+        return 0
+    frame = load_sample(args.name or DEFAULT_SAMPLE)
     cache = _cache(args)
     prov = cache.write(frame)
-    print(f"cached the packaged sample in {cache.root}:")
+    extra = prov.extra
+    print(f"cached the packaged sample {extra.get('sample', DEFAULT_SAMPLE)} in {cache.root}:")
     print("\n".join(_prov_lines(prov)))
+    for key in ("file", "licence", "price", "times"):
+        if key in extra:
+            print(f"  {key:<12} {extra[key]}")
     return 0
 
 
@@ -134,9 +155,18 @@ def _cmd_import(args: argparse.Namespace) -> int:
     frame = read_candle_file(
         args.file, instrument=args.instrument, granularity=args.granularity, tz=args.tz
     )
+    read = len(frame)
+    incomplete = int((~frame["complete"].to_numpy(dtype=bool)).sum())
+    if read == incomplete:
+        print(f"sep data import: {args.file}: read {read} candles, {incomplete} incomplete "
+              "('complete': false): nothing was stored (only complete candles are stored)",
+              file=sys.stderr)
+        return 1
     cache = _cache(args)
     prov = cache.write(frame)
-    print(f"imported {len(frame)} candles from {args.file}; dataset now:")
+    dropped = f" ({incomplete} incomplete, not stored)" if incomplete else ""
+    print(f"stored {read - incomplete} of {read} candles from {args.file}{dropped}; "
+          "dataset now:")
     print("\n".join(_prov_lines(prov)))
     return 0
 
@@ -158,7 +188,8 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     from sep_research.data.summary import summarise
 
     frame = load_candles(
-        args.source, args.instrument, args.granularity, cache_dir=args.cache_dir
+        args.source, args.instrument, args.granularity, cache_dir=args.cache_dir,
+        cache_source=args.cache_source,
     )
     print(summarise(frame))
     return 0

@@ -33,8 +33,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from sep_research import fx
 from sep_research.data.candles import (
     ASK,
     BID,
@@ -43,8 +45,10 @@ from sep_research.data.candles import (
     CandleError,
     check_granularity,
     check_instrument,
+    complete_flag,
     finish_frame,
     isoformat,
+    to_timestamp,
     utc_now,
 )
 
@@ -92,19 +96,6 @@ class FetchReport:
 
 
 # --------------------------------------------------------------------------- arguments
-
-
-def parse_time(value: Any, name: str) -> pd.Timestamp:
-    """A UTC timestamp from a date/time string, datetime or Timestamp (naive means UTC)."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise CandleError(f"{name}: a date is required (e.g. 2024-01-01)")
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise CandleError(f"{name}: bad date {value!r} ({exc})") from None
-    if ts is pd.NaT:
-        raise CandleError(f"{name}: bad date {value!r}")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def check_price(price: str) -> str:
@@ -158,12 +149,12 @@ def candles_to_records(
             cols[name] = []
     dropped = 0
     for c in candles:
-        if not c.get("complete", False):
+        if not _is_complete(c, where):
             dropped += 1
             continue
         try:
             cols["time"].append(c["time"])
-            cols["volume"].append(int(c.get("volume", 0)))
+            cols["volume"].append(c.get("volume", 0))  # checked by normalise()
             cols["complete"].append(True)
             for comp in price:
                 key, names = _COMPONENTS[comp]
@@ -177,8 +168,22 @@ def candles_to_records(
     return cols, dropped
 
 
-def records_to_frame(cols: dict[str, list[Any]]) -> pd.DataFrame:
-    idx = pd.DatetimeIndex(pd.to_datetime(cols["time"], utc=True, format="ISO8601"), name="time")
+def _is_complete(candle: Any, where: str) -> bool:
+    """A candle's ``complete`` flag, strictly (missing means false: not stored)."""
+    flag = complete_flag(candle.get("complete", False)) if isinstance(candle, dict) else None
+    if flag is None:
+        at = candle.get("time", "?") if isinstance(candle, dict) else "?"
+        raise CandleError(f"{where}: malformed candle at {str(at)[:40]}: 'complete' must be "
+                          "true or false")
+    return flag
+
+
+def records_to_frame(cols: dict[str, list[Any]], *, where: str = "candles") -> pd.DataFrame:
+    try:
+        ns = [fx.parse_time_ns(t, name=f"{where}: candle time") for t in cols["time"]]
+    except fx.FxError as exc:
+        raise CandleError(str(exc)) from None
+    idx = pd.DatetimeIndex(np.asarray(ns, dtype="datetime64[ns]"), name="time").tz_localize("UTC")
     data = {k: v for k, v in cols.items() if k != "time"}
     return pd.DataFrame(data, index=idx)
 
@@ -280,8 +285,8 @@ def fetch_candles(
         check_granularity(granularity)
     except CandleError as exc:
         raise CandleError(f"granularity (--granularity): {exc}") from None
-    t0 = parse_time(start, "start (--start)")
-    t1 = parse_time(end, "end (--end)")
+    t0 = to_timestamp(start, "start (--start)")
+    t1 = to_timestamp(end, "end (--end)")
     if t1 <= t0:
         raise CandleError(
             f"end (--end) {isoformat(t1)} must be after start (--start) {isoformat(t0)}"
@@ -322,7 +327,7 @@ def fetch_candles(
     # Only the ranges recorded by earlier downloads count as fetched: the span of the stored
     # candles (which CandleCache.covered() adds) would hide a hole between two downloads.
     covered = [
-        (parse_time(a, "cache coverage"), parse_time(b, "cache coverage"))
+        (to_timestamp(a, "cache coverage"), to_timestamp(b, "cache coverage"))
         for a, b in (stored.covered if stored is not None else [])
     ]
     todo = missing_ranges(t0, t1, covered)
@@ -428,16 +433,16 @@ def fetch_candles(
                 cols, dropped = candles_to_records(
                     candles, price, where=f"{source} {instrument} {granularity}"
                 )
-                frame = records_to_frame(cols)
+                frame = records_to_frame(cols, where=f"{source} {instrument} {granularity}")
                 report.candles_received += len(candles)
                 report.incomplete_dropped += dropped
                 stop = False
                 if use_count:
                     # The server decided where the answer ends: cover up to the first
                     # incomplete candle, or just past the last complete one.
-                    forming = [c["time"] for c in candles if not c.get("complete", False)]
+                    forming = [c["time"] for c in candles if not _is_complete(c, source)]
                     if forming:
-                        hi = min(parse_time(forming[0], "candle time"), b)
+                        hi = min(to_timestamp(forming[0], "candle time"), b)
                         stop = True
                     elif len(frame):
                         hi = min(frame.index[-1] + _ONE_SECOND, b)
@@ -447,10 +452,10 @@ def fetch_candles(
                         stop = True
                     frame = frame[frame.index < hi]
                 else:
-                    forming = [c["time"] for c in candles if not c.get("complete", False)]
+                    forming = [c["time"] for c in candles if not _is_complete(c, source)]
                     hi = w_end
                     if forming:
-                        hi = min(parse_time(forming[0], "candle time"), w_end)
+                        hi = min(to_timestamp(forming[0], "candle time"), w_end)
                         stop = True
                 if hi > cursor:
                     batch.add(frame, cursor, hi)

@@ -14,13 +14,16 @@ Times without an offset are read in ``tz`` (UTC by default) and the provenance s
 
 from __future__ import annotations
 
-import json
+import io
 import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from sep_research import fx
+from sep_research._util import JsonInputError, loads_json
 from sep_research.data.candles import (
     ASK,
     BID,
@@ -31,6 +34,8 @@ from sep_research.data.candles import (
     finish_frame,
 )
 
+#: Candle JSON is four levels deep ({"candles": [{"mid": {...}}]}); deeper input is refused.
+_JSON_DEPTH = 16
 _TIME_NAMES = ("time", "timestamp", "date", "datetime", "unnamed: 0", "")
 
 
@@ -49,16 +54,43 @@ def _parse_times(values: Any, *, name: str, tz: str) -> tuple[pd.DatetimeIndex, 
     except (ValueError, TypeError, OverflowError) as exc:
         raise CandleError(f"{name}: bad time value ({exc})") from None
     idx = pd.DatetimeIndex(parsed)
-    if idx.tz is None:
-        return idx.tz_localize(tz).tz_convert("UTC"), True
-    return idx.tz_convert("UTC"), False
+    localised = idx.tz is None
+    try:
+        idx = idx.tz_localize(tz) if localised else idx
+    except (ValueError, TypeError, OverflowError) as exc:  # e.g. a DST gap in ``tz``
+        raise CandleError(f"{name}: bad time value ({exc})") from None
+    idx = idx.tz_convert("UTC")
+    # the one range (sep_research.fx), checked before converting to nanoseconds, which
+    # pandas cannot hold for years past 2262
+    lo = pd.Timestamp(fx.MIN_TIME_NS, tz="UTC")
+    hi = pd.Timestamp(fx.MAX_TIME_NS, tz="UTC")
+    outside = np.asarray((idx < lo) | (idx >= hi))
+    if outside.any():
+        pos = int(np.flatnonzero(outside)[0])
+        raise CandleError(f"{name}: time {str(raw.iloc[pos])[:40]!r} at row {pos} is outside "
+                          "1970-01-01 .. 2100-01-01")
+    return idx.as_unit("ns"), localised
+
+
+def _read_bytes(path: Path, name: str) -> bytes:
+    """The file's bytes; a NUL byte means a binary (or corrupt) file, never candles."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CandleError(f"{name}: cannot read the file ({exc.strerror})") from None
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise CandleError(f"{name}: NUL byte at offset {nul}: a binary or corrupt file, "
+                          "not a text candle file")
+    return data
 
 
 def _read_json(path: Path, name: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     try:
-        with path.open("rb") as fh:
-            data = json.load(fh)
-    except json.JSONDecodeError as exc:
+        data = loads_json(_read_bytes(path, name), what=name, max_depth=_JSON_DEPTH)
+    except JsonInputError as exc:  # malformed, not UTF-8, NaN/Infinity, nested too deeply
+        raise CandleError(str(exc)) from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
         raise CandleError(f"{name}: malformed JSON ({exc})") from None
     meta: dict[str, Any] = {}
     if isinstance(data, dict):
@@ -88,7 +120,7 @@ def _oanda_rows(rows: list[Any], name: str) -> pd.DataFrame:
             raise CandleError(f"{name}: candle {i} is not an object with a 'time'")
         cols["time"].append(row["time"])
         cols["volume"].append(row.get("volume", 0))
-        cols["complete"].append(bool(row.get("complete", True)))
+        cols["complete"].append(row.get("complete", True))  # parsed strictly by normalise()
         for comp in present:
             ohlc = row.get(comp)
             if not isinstance(ohlc, dict):
@@ -115,9 +147,11 @@ def _plain_rows(rows: list[Any], name: str) -> pd.DataFrame:
 
 
 def _read_csv(path: Path, name: str) -> pd.DataFrame:
+    data = _read_bytes(path, name)
     try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        frame = pd.read_csv(io.BytesIO(data))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
+            ValueError, OverflowError) as exc:
         raise CandleError(f"{name}: malformed CSV ({exc})") from None
     frame.columns = [str(c).strip().lower() for c in frame.columns]
     time_col = next((c for c in frame.columns if c in _TIME_NAMES), None)

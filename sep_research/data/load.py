@@ -24,21 +24,26 @@ def load_candles(
 ) -> pd.DataFrame:
     """Candles for research, refusing synthetic data unless ``allow_synthetic``.
 
-    ``source``: ``"sample"`` (the packaged EUR_USD H1 sample), ``"cache"`` (the Parquet cache,
+    ``source``: ``"sample"`` (the default packaged EUR_USD H1 sample), ``"sample:NAME"`` (a
+    packaged sample by name, see :data:`sep_research.data.sample.SAMPLES`), ``"cache"`` (the
+    Parquet cache,
     optionally a specific ``cache_source`` such as ``oanda:practice``), or a path to a JSON/CSV
     candle file. ``start``/``end`` bound the candle start times (``start <= t < end``).
     """
     from sep_research.data.cache import CandleCache, _to_utc
 
-    if str(source) == "sample":
-        from sep_research.data.sample import SAMPLE_GRANULARITY, SAMPLE_INSTRUMENT, load_sample
+    if str(source) == "sample" or str(source).startswith("sample:"):
+        from sep_research.data.sample import DEFAULT_SAMPLE, SAMPLES, load_sample, sample_spec
 
-        if (instrument, granularity) != (SAMPLE_INSTRUMENT, SAMPLE_GRANULARITY):
+        name = str(source).partition(":")[2] or DEFAULT_SAMPLE
+        spec = sample_spec(name)
+        if (instrument, granularity) != (spec.instrument, spec.granularity):
             raise CandleError(
-                f"the packaged sample is {SAMPLE_INSTRUMENT} {SAMPLE_GRANULARITY}, "
-                f"not {instrument} {granularity}: use source='cache' or a file"
+                f"the packaged sample {name} is {spec.instrument} {spec.granularity}, "
+                f"not {instrument} {granularity}: use source='cache' or a file "
+                f"(samples: {', '.join(SAMPLES)})"
             )
-        frame = load_sample()
+        frame = load_sample(name)
     elif str(source) == "cache":
         frame = CandleCache(cache_dir).load(
             instrument, granularity, source=cache_source, allow_synthetic=allow_synthetic,

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from sep_research.data.candles import get_provenance, pip_size, price_components
+from sep_research.data.candles import (
+    OHLC_PRICE_KEY,
+    get_provenance,
+    pip_size,
+    price_components,
+)
 
 
 def bit_statistics(close: np.ndarray) -> dict[str, float]:
@@ -34,7 +39,10 @@ def summarise(frame: pd.DataFrame) -> str:
         f"{prov.instrument} {prov.granularity} from {prov.source}",
         (f"  {prov.rows} candles, {prov.start} .. {prov.end}, price components "
         f"{price_components(frame)}, sha256 {prov.sha256[:16]}…"),
-        "  validation: passed (sorted unique UTC times on the grid, no NaN, low<=open,close<=high"
+    ] + ([(f"  open .. close are {prov.extra[OHLC_PRICE_KEY].upper()} prices (no mid in this "
+           "data)")] if prov.extra.get(OHLC_PRICE_KEY, "mid") != "mid" else []) + [
+        "  validation: passed (sorted unique UTC times on the grid, finite prices, "
+        "low<=open,close<=high"
         + (", bid<=ask)" if "bid_close" in frame.columns and "ask_close" in frame.columns else ")"),
         f"  gaps outside weekends: {len(gaps)}"
         + (f" (largest: {max(g[2] for g in gaps)} candles)" if gaps else ""),

@@ -29,11 +29,13 @@ Python API::
 ``EmulatorConfig`` fields (all optional): ``candles={"EUR_USD": frame}`` or ``source="sample"``
 (default) / ``"cache"`` (with ``cache_dir``, ``granularity``), ``instruments``, ``start``
 (default: the middle of the data), ``speed`` (0 = manual clock), ``balance`` (100000 USD),
-``token``, ``account_id`` (``101-001-0000000-001``), ``extra_accounts``, ``foreign_token`` and
-``foreign_account_id`` (an account the main token may not touch: 403), ``hedging`` (False:
-netting, FIFO), ``margin_rate`` ("0.02"), ``half_spread_pips`` (0.7, used where the data has no
-bid/ask), ``faults`` (SPEC, see :mod:`sep_research.emulator.faults`), ``heartbeat_s`` (5),
-``price_interval_s`` (0.25), ``host``, ``port`` (0 = ephemeral).
+``token``, ``account_id`` (``101-001-0000000-001``), ``extra_accounts``, ``foreign_token``
+(None; tests only: a second token with its own account ``foreign_account_id``, which the main
+token may not touch: 403), ``hedging`` (False: netting, FIFO), ``margin_rate`` ("0.02"),
+``half_spread_pips`` (0.7, used where the data has no bid/ask), ``faults`` (SPEC, see
+:mod:`sep_research.emulator.faults`), ``heartbeat_s`` (5), ``price_interval_s`` (0.25),
+``host``, ``port`` (0 = ephemeral), ``max_connections`` (256), ``idle_timeout_s`` (60),
+``header_timeout_s`` (30).
 
 Behaviour in brief:
 
@@ -47,12 +49,27 @@ Behaviour in brief:
   market orders cancelled with ``MARKET_HALTED``.
 - Transactions: one ID sequence per account starting with CREATE, CLIENT_CONFIGURE and
   TRANSFER_FUNDS; times are replay-clock times, so runs are deterministic.
+- Answers carry the fields of OANDA's v20 reference with their wire types and links
+  (``relatedTransactionIDs``, ``lastTransactionID``, ``batchID``, ``orderFillTransactionID``
+  of orders created on fill, ``replacesOrderID``/``replacedByOrderID``; ``Location`` on 201,
+  ``Link`` on lists cut by ``count``); ``tests/test_emulator_fields.py`` pins each endpoint.
+  A take-profit or stop set on a trade at a price already reached fills in the same answer.
 - Not emulated: financing, commission and slippage (all "0.0000"), partial fills, FIFO
   rejections of explicit trade closes, OANDA's own rate limits (120 requests/s, 20 streams;
   use the ``429`` fault instead), ``smooth`` candles (accepted, ignored), order and position
-  books (404).
-- Admin (not v20, same token): ``GET/POST /_emulator/clock`` (``advance_candles``,
+  books (404), pricing ``homeConversions``, instruments' ``commission`` and ``financing``.
+- Admin (not v20, the main token only): ``GET/POST /_emulator/clock`` (``advance_candles``,
   ``advance_seconds``, ``set``, ``speed``) and ``POST /_emulator/faults`` (``spec``).
+- Bounds: at most ``max_connections`` connections (one more gets 503), reads bounded in time,
+  bodies read only after authentication and at most 64 KiB, every number and time of a
+  request checked before anything changes (400 with ``errorMessage``, never 500).
+
+Modules: :mod:`~.app` (the emulator object, config, child process), :mod:`~.server` (HTTP,
+auth, faults, streams), :mod:`~.routes` (the endpoints), :mod:`~.venue` (the trading engine),
+:mod:`~.orders` (requests read into typed orders), :mod:`~.matching` (triggers on the price
+path), :mod:`~.accounting` (fills, P/L, margin), :mod:`~.book` (accounts and the transaction
+log), :mod:`~.views` (JSON shapes), :mod:`~.market` (replayed candles), :mod:`~.clock`,
+:mod:`~.faults`, :mod:`~.wire` (request values and errors).
 """
 
 from __future__ import annotations

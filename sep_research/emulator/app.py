@@ -17,10 +17,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sep_research.emulator.broker import Broker
 from sep_research.emulator.clock import ReplayClock
 from sep_research.emulator.faults import FaultSpec
 from sep_research.emulator.market import Series, make_spec
+from sep_research.emulator.venue import Venue
 from sep_research.emulator.wire import NS, fmt_time, to_ns
 
 ACCOUNT_ID_FORM = "101-001-0000000-001"
@@ -37,6 +37,13 @@ class EmulatorConfig:
     first time (default: the start of the middle stored candle, so there is history behind and
     data ahead); ``speed`` 0 leaves the clock for the caller to move, otherwise it runs at that
     many times real time.
+
+    ``token`` owns ``account_id`` and ``extra_accounts`` and alone may use the admin routes
+    (``/_emulator/*``). ``foreign_token`` is off (None) unless a test turns it on: a second
+    token with its own account ``foreign_account_id``, which the main token may not touch
+    (403) and which may not drive the clock or the faults; ``sep emulator`` never sets it.
+    ``max_connections``, ``idle_timeout_s`` and ``header_timeout_s`` bound the HTTP server
+    (see :mod:`sep_research.emulator.server`).
     """
 
     candles: Mapping[str, Any] | None = None
@@ -50,7 +57,7 @@ class EmulatorConfig:
     token: str = "emulator-token"
     account_id: str = ACCOUNT_ID_FORM
     extra_accounts: tuple[str, ...] = ()
-    foreign_token: str = "foreign-token"
+    foreign_token: str | None = None
     foreign_account_id: str = "101-001-9999999-001"
     hedging: bool = False
     margin_rate: str = "0.02"
@@ -60,20 +67,42 @@ class EmulatorConfig:
     price_interval_s: float = 0.25
     host: str = "127.0.0.1"
     port: int = 0
+    max_connections: int = 256
+    idle_timeout_s: float = 60.0
+    header_timeout_s: float = 30.0
+
+    def accounts(self) -> list[str]:
+        """Every account of the emulator: the main token's, then the foreign one if any."""
+        return [self.account_id, *self.extra_accounts,
+                *([self.foreign_account_id] if self.foreign_token is not None else [])]
 
     def check(self) -> None:
-        for aid in (self.account_id, *self.extra_accounts, self.foreign_account_id):
+        for aid in self.accounts():
             parts = aid.split("-")
             if len(parts) != 4 or not all(p.isdigit() for p in parts):
                 raise ValueError(
                     f"account id {aid!r}: expected the OANDA form {ACCOUNT_ID_FORM!r}"
                 )
-        if not self.token or any(c.isspace() for c in self.token):
-            raise ValueError("token must be a non-empty string without spaces")
+        for name, tok in (("token", self.token), ("foreign_token", self.foreign_token)):
+            if tok is None and name == "foreign_token":
+                continue
+            if not isinstance(tok, str) or not tok or any(c.isspace() for c in tok):
+                raise ValueError(f"{name} must be a non-empty string without spaces")
+        if self.foreign_token == self.token:
+            raise ValueError("foreign_token must differ from token")
+        if len(set(self.accounts())) != len(self.accounts()):
+            raise ValueError("account ids must be distinct")
         if self.speed < 0:
             raise ValueError(f"speed must be >= 0, got {self.speed}")
         if self.balance < 0:
             raise ValueError(f"balance must be >= 0, got {self.balance}")
+        if not (isinstance(self.max_connections, int) and self.max_connections >= 1):
+            raise ValueError(f"max_connections must be an integer >= 1, got "
+                             f"{self.max_connections!r}")
+        for name in ("idle_timeout_s", "header_timeout_s", "heartbeat_s", "price_interval_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 < value < 86400):
+                raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
         if self.source not in (None, "sample", "cache"):
             raise ValueError(f"source {self.source!r}: expected 'sample' or 'cache'")
         FaultSpec.parse(self.faults)
@@ -81,7 +110,8 @@ class EmulatorConfig:
 
 def load_frames(config: EmulatorConfig) -> tuple[dict[str, Any], dict[str, str]]:
     """The candle frames the config asks for and their granularities."""
-    from sep_research.data.candles import GRANULARITY_SECONDS, get_provenance
+    from sep_research.data.candles import get_provenance
+    from sep_research.fx import GRANULARITY_SECONDS
 
     frames: dict[str, Any] = {}
     if config.candles is not None:
@@ -157,16 +187,17 @@ class Emulator:
         self.faults = FaultSpec.parse(cfg.faults)
         self.heartbeat_s = cfg.heartbeat_s
         self.price_interval_s = cfg.price_interval_s
-        self.tokens: dict[str, list[str]] = {
-            cfg.token: [cfg.account_id, *cfg.extra_accounts],
-            cfg.foreign_token: [cfg.foreign_account_id],
-        }
-        self.broker = Broker(self.market, self.clock,
-                             accounts=[cfg.account_id, *cfg.extra_accounts,
-                                       cfg.foreign_account_id],
-                             balance=cfg.balance, hedging=cfg.hedging,
-                             margin_rate=cfg.margin_rate, created=start)
-        self.clock.add_listener(self.broker.sync)
+        # the main token and, only when a test asks for it, a second one with its own account
+        self.tokens: dict[str, list[str]] = {cfg.token: [cfg.account_id, *cfg.extra_accounts]}
+        if cfg.foreign_token is not None:
+            self.tokens[cfg.foreign_token] = [cfg.foreign_account_id]
+        #: (token bytes, accounts, main token?) for the server's constant-time comparison
+        self.token_table = [(t.encode("utf-8"), accts, t == cfg.token)
+                            for t, accts in self.tokens.items()]
+        self.venue = Venue(self.market, self.clock, accounts=cfg.accounts(),
+                           balance=cfg.balance, hedging=cfg.hedging,
+                           margin_rate=cfg.margin_rate, created=start)
+        self.clock.add_listener(self.venue.sync)
         self._server: Any = None
         self._threads: list[threading.Thread] = []
         self._speed = cfg.speed
@@ -177,7 +208,10 @@ class Emulator:
 
         if self._server is not None:
             return self
-        self._server = EmulatorHTTPServer((self.config.host, self.config.port), self)
+        cfg = self.config
+        self._server = EmulatorHTTPServer(
+            (cfg.host, cfg.port), self, max_connections=cfg.max_connections,
+            idle_timeout=cfg.idle_timeout_s, header_timeout=cfg.header_timeout_s)
         t = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                              name="emulator-http", daemon=True)
         t.start()
@@ -192,7 +226,7 @@ class Emulator:
         assert self._server is not None
         while not self._server.stopping.wait(self.price_interval_s):
             if self.clock.speed > 0:
-                self.broker.sync(self.clock.now_ns())
+                self.venue.sync(self.clock.now_ns())
 
     def stop(self) -> None:
         """End streams cleanly (final chunk), stop serving and close every connection."""
@@ -200,8 +234,8 @@ class Emulator:
         if srv is None:
             return
         srv.stopping.set()
-        with self.broker.lock:
-            for acct in self.broker.accounts.values():
+        with self.venue.lock:
+            for acct in self.venue.accounts.values():
                 with acct.cond:
                     acct.cond.notify_all()
         deadline = time.monotonic() + 2.0
@@ -265,8 +299,8 @@ class Emulator:
 
     def transactions(self, account_id: str | None = None) -> list[dict[str, Any]]:
         """A copy of an account's transactions (for tests)."""
-        acct = self.broker.accounts[account_id or self.account_id]
-        with self.broker.lock:
+        acct = self.venue.accounts[account_id or self.account_id]
+        with self.venue.lock:
             return json.loads(json.dumps(acct.txs))
 
     @classmethod

@@ -52,12 +52,14 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from sep_research.emulator.app import Emulator, EmulatorConfig, serve_forever
+def config_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`~sep_research.emulator.app.EmulatorConfig` of ``sep emulator``: only the
+    token given (no second, foreign account: that is for tests alone)."""
+    from sep_research.emulator.app import EmulatorConfig
     from sep_research.emulator.faults import FaultSpec
 
     FaultSpec.parse(args.faults)  # a bad SPEC is a user error before anything starts
-    config = EmulatorConfig(
+    return EmulatorConfig(
         source=args.source, cache_dir=args.cache_dir, granularity=args.granularity,
         instruments=tuple(args.instruments.split(",")) if args.instruments else None,
         start=args.start, speed=args.speed, balance=args.balance, token=args.token,
@@ -65,7 +67,12 @@ def run(args: argparse.Namespace) -> int:
         half_spread_pips=args.half_spread_pips,
         host=args.host, port=args.port,
     )
-    emu = Emulator(config)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sep_research.emulator.app import Emulator, serve_forever
+
+    emu = Emulator(config_from_args(args))
     emu.start()
     print(f"OANDA v20 emulator at {emu.base_url}  account {emu.account_id}  "
           f"instruments {','.join(emu.instruments)}  clock {emu.clock.iso()} x{args.speed:g}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -10,6 +11,18 @@ from typing import Any
 
 from sep_research.emulator.wire import NS, fmt_time, to_ns
 
+#: The most the clock moves in one call, and the fastest it runs (both far beyond any use).
+MAX_STEP_SECONDS = 100 * 366 * 86400
+MAX_SPEED = 1e7
+
+
+def _check_count(name: str, value: Any, most: float) -> None:
+    """``value`` must be a real, finite number in ``0 .. most`` (ValueError naming it)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and 0 <= value <= most):
+        raise ValueError(f"{name} must be between 0 and {most:g}, got {value!r}")
+
 
 class ReplayClock:
     """Replayed time in integer nanoseconds (UTC).
@@ -17,7 +30,7 @@ class ReplayClock:
     ``speed == 0`` (the default for the Python API) leaves time still until :meth:`advance` or
     :meth:`set` moves it; ``speed > 0`` runs it at ``speed`` times real time from the moment
     :meth:`run` (or the constructor) set the speed. Time never goes past ``end`` (the end of the
-    data) and never backwards. Listeners (the broker) are called after every manual move so that
+    data) and never backwards. Listeners (the venue) are called after every manual move so that
     orders trigger along the way.
     """
 
@@ -72,10 +85,20 @@ class ReplayClock:
         for fn in list(self._listeners):
             fn(now)
 
+    def check_advance(self, candles: Any, seconds: Any) -> int:
+        """ValueError or TypeError unless :meth:`advance` can take these; the candles as int."""
+        for value in (candles, seconds):
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+                raise ValueError("the replay clock only moves forward (candles, seconds >= 0)")
+        _check_count("seconds", seconds, MAX_STEP_SECONDS)
+        _check_count("candles", candles, MAX_STEP_SECONDS * NS / max(self.step_ns, 1))
+        if candles != int(candles):
+            raise ValueError(f"candles must be a whole number, got {candles!r}")
+        return int(candles)
+
     def advance(self, *, candles: int = 0, seconds: float = 0.0) -> datetime:
         """Move forward by ``candles`` stored-candle lengths plus ``seconds``; returns now."""
-        if candles < 0 or seconds < 0:
-            raise ValueError("the replay clock only moves forward (candles, seconds >= 0)")
+        candles = self.check_advance(candles, seconds)
         with self._lock:
             t = self._now_locked() + candles * self.step_ns + round(seconds * NS)
             self._rebase(t)
@@ -95,10 +118,16 @@ class ReplayClock:
         self._notify()
         return self.now()
 
+    @staticmethod
+    def check_speed(speed: Any) -> None:
+        """ValueError or TypeError unless :meth:`run` can take ``speed``."""
+        if isinstance(speed, (int, float)) and not isinstance(speed, bool) and speed < 0:
+            raise ValueError(f"speed must be >= 0, got {speed}")
+        _check_count("speed", speed, MAX_SPEED)
+
     def run(self, speed: float) -> None:
         """Run at ``speed`` times real time (``0`` pauses)."""
-        if speed < 0:
-            raise ValueError(f"speed must be >= 0, got {speed}")
+        self.check_speed(speed)
         with self._lock:
             self._rebase(self._now_locked())
             self._speed = float(speed)

@@ -62,6 +62,8 @@ class FaultSpec:
 
     @classmethod
     def parse(cls, spec: str | None) -> FaultSpec:
+        if spec is not None and not isinstance(spec, str):
+            raise ValueError(f"fault spec: must be a string, got {type(spec).__name__}")
         if spec is None or not spec.strip() or spec.strip() == "none":
             return cls()
         rules: list[FaultRule] = []

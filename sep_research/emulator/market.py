@@ -14,12 +14,18 @@ plus a configured half-spread.
 The market is *halted* (``tradeable: false``) where the clock is in a gap of at least 12 hours
 between stored candles (weekends, holidays: the FX week ends on Friday and opens on Sunday), and
 before the first or after the last stored candle.
+
+Aggregates to coarser granularities are built on first use and kept in a least-recently-used
+cache of :data:`MAX_AGGREGATES` per instrument (a client may ask for every daily alignment in
+every time zone).
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -28,10 +34,14 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from sep_research.data.candles import ASK, BID, GRANULARITY_SECONDS, MID, validate
+from sep_research import fx
+from sep_research.data.candles import ASK, BID, MID, validate
 from sep_research.emulator.wire import NS, fmt_time
+from sep_research.fx import GRANULARITY_SECONDS
 
 HALT_GAP_NS = 12 * 3600 * NS
+#: Aggregates kept per instrument (least recently used dropped first).
+MAX_AGGREGATES = 32
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _FIXED = {g for g in GRANULARITY_SECONDS if g[0] in "SM" and g != "M"}
 
@@ -70,8 +80,8 @@ class InstrumentSpec:
 
 
 def make_spec(name: str, margin_rate: str) -> InstrumentSpec:
-    jpy = name.endswith("_JPY")
-    return InstrumentSpec(name, 3 if jpy else 5, -2 if jpy else -4, margin_rate)
+    fx.check_instrument(name)
+    return InstrumentSpec(name, fx.display_precision(name), fx.pip_location(name), margin_rate)
 
 
 class Series:
@@ -98,6 +108,9 @@ class Series:
             else:
                 comps[key] = mid + (half_spread if key == "A" else -half_spread)
         self.ohlc = {k: np.round(v, prec) for k, v in comps.items()}
+        # the same as Python lists, for the forming candle of every candles request
+        self.ohlc_l = {k: tuple(col.tolist() for col in v) for k, v in self.ohlc.items()}
+        self.volume_l: list[int] = self.volume.tolist()
         # vertices per component: shape (4, n): open, first extreme, second extreme, close
         self.vert: dict[str, list[list[float]]] = {}
         for k, (o, h, lo, c) in self.ohlc.items():
@@ -107,7 +120,7 @@ class Series:
             self.vert[k] = [o.tolist(), v1.tolist(), v2.tolist(), c.tolist()]
         self.first = int(self.t[0])
         self.end = int(self.t[-1]) + self.dur
-        self._aggs: dict[tuple[Any, ...], Aggregate] = {}
+        self._aggs: OrderedDict[tuple[Any, ...], Aggregate] = OrderedDict()
 
     # -- the path -------------------------------------------------------------------------
     def locate(self, t: int) -> int:
@@ -160,7 +173,7 @@ class Series:
             return t
         return t if self.inside(i, t) else self.tl[i] + self.dur
 
-    def segments(self, comp: str, t0: int, t1: int):
+    def segments(self, comp: str, t0: int, t1: int) -> Iterator[tuple[int, float, int, float]]:
         """The path's linear pieces ``(ta, va, tb, vb)`` covering ``[t0, t1]`` in time order.
 
         Between candles the price stands still at the last close; the next candle's open is
@@ -181,6 +194,7 @@ class Series:
 
     # -- aggregation ----------------------------------------------------------------------
     def aggregate(self, gran: str, align: int, tz: str, weekly: str) -> Aggregate:
+        """The ``gran`` candles for this alignment (callers hold the venue's lock)."""
         if gran in _FIXED or gran == "H1":
             key: tuple[Any, ...] = (gran,)
         else:
@@ -189,7 +203,16 @@ class Series:
         if agg is None:
             agg = Aggregate(self, gran, align, tz, weekly)
             self._aggs[key] = agg
+            while len(self._aggs) > MAX_AGGREGATES:
+                self._aggs.popitem(last=False)
+        else:
+            self._aggs.move_to_end(key)
         return agg
+
+    @property
+    def cached_aggregates(self) -> int:
+        """How many aggregates are cached now (at most :data:`MAX_AGGREGATES`)."""
+        return len(self._aggs)
 
     def supports(self, gran: str) -> bool:
         base = GRANULARITY_SECONDS[self.granularity]
@@ -291,7 +314,8 @@ class Aggregate:
     def _piece(self, comp: str, ohlc: tuple[float, float, float, float]) -> str:
         f = self._fmt
         o, h, lo, c = ohlc
-        return f'{{"o":"{f.format(o)}","h":"{f.format(h)}","l":"{f.format(lo)}","c":"{f.format(c)}"}}'
+        return (f'{{"o":"{f.format(o)}","h":"{f.format(h)}","l":"{f.format(lo)}",'
+                f'"c":"{f.format(c)}"}}')
 
     def pieces(self, comp: str) -> list[str]:
         out = self._pieces.get(comp)
@@ -338,22 +362,23 @@ class Aggregate:
         s = self.series
         a, b = self.first_idx[j], self.bounds[j]
         k = bisect.bisect_right(s.tl, now, a, b) - 1  # last stored candle begun
-        vol = int(sum(s.volume[a:k].tolist()))
+        volume = s.volume_l
+        vol = sum(volume[a:k])
         fpart = s.inside(k, now)
-        if fpart:
-            vol += math.floor(s.volume[k] * (now - s.tl[k]) / s.dur)
+        if fpart:  # as int64 times int, then float64 division (the values numpy gave)
+            vol += math.floor(float(volume[k] * (now - s.tl[k])) / float(s.dur))
         else:
-            vol += int(s.volume[k])
+            vol += volume[k]
         bodies = []
         for c in comps:
-            o_, h_, l_, c_ = s.ohlc[c]
-            o = float(o_[a])
-            hi = float(h_[a:k].max()) if k > a else -math.inf
-            lo = float(l_[a:k].min()) if k > a else math.inf
+            o_, h_, l_, c_ = s.ohlc_l[c]
+            o = o_[a]
+            hi = max(h_[a:k]) if k > a else -math.inf
+            lo = min(l_[a:k]) if k > a else math.inf
             if fpart:
                 _, ph, pl, pc = s.partial(k, c, now)
             else:
-                ph, pl, pc = float(h_[k]), float(l_[k]), float(c_[k])
+                ph, pl, pc = h_[k], l_[k], c_[k]
             bodies.append(f'"{names[c]}":{self._piece(c, (o, max(hi, ph), min(lo, pl), pc))}')
         return vol, ",".join(bodies)
 

@@ -1,84 +1,61 @@
-"""The HTTP/1.1 server: routing, authentication, the REST answers, streams and faults.
+"""The emulator's HTTP/1.1 server: authentication, fault injection, chunked streams, the wire.
 
-Built on the standard library's ``ThreadingHTTPServer`` (one thread per connection, keep-alive),
-which measured above the 2,000 requests per second the emulator needs on loopback (see
-``bench/emulator.py``). Every answer is written with one ``sendall`` and ``TCP_NODELAY``.
+Built on the project's bounded HTTP layer (:mod:`sep_research.httpd`): one thread per
+connection with keep-alive, at most ``max_connections`` at once (one more is answered 503),
+every read bounded by ``idle_timeout_s`` and the request line and headers by
+``header_timeout_s``, malformed requests answered in HTTP/1.1 with OANDA's error body. A
+request is routed, then authenticated (the token must own the account in the path; the admin
+routes ``/_emulator/*`` need the main token), and only then is its body read: at most
+:data:`MAX_BODY` bytes (orders are small), parsed with a nesting bound. Then the faults of
+:mod:`sep_research.emulator.faults` apply, then the endpoint of
+:mod:`sep_research.emulator.routes` answers. Answers are written with one ``sendall`` and
+``TCP_NODELAY`` (``bench/emulator.py`` measures the rate).
+
+The two streams (pricing and transactions) are served here: chunked JSON lines, a heartbeat
+every ``heartbeat_s``, the faults ``stall`` and ``cut``, and a clean final chunk when the
+emulator stops.
 """
 
 from __future__ import annotations
 
-import bisect
+import hmac
 import json
 import logging
-import re
 import select
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sep_research.data.candles import GRANULARITY_SECONDS
-from sep_research.emulator.broker import ApiError, Broker, invalid
+from sep_research._util import JsonInputError, loads_json
+from sep_research.emulator import routes, views
 from sep_research.emulator.faults import FaultSpec
-from sep_research.emulator.market import WEEKDAYS
-from sep_research.emulator.wire import WireError, fmt_time, parse_time
+from sep_research.emulator.routes import (
+    ADMIN_ROUTES,
+    ENDPOINTS,
+    ORDER_ROUTES,
+    ROUTES,
+    STREAM_ROUTES,
+    Call,
+    RawJSON,
+)
+from sep_research.emulator.wire import ApiError, WireError, fmt_time, parse_time_ns
+from sep_research.httpd import BoundedHandler, BoundedHTTPServer, HttpError
 
 log = logging.getLogger(__name__)
 
+#: The largest request body read (an order is well under 2 KiB).
+MAX_BODY = 64 * 1024
+#: Nesting allowed in a request body (an order nests 3 levels).
+MAX_BODY_DEPTH = 16
 UNAUTHORIZED = {"errorMessage": "Insufficient authorization to perform request."}
 FORBIDDEN = {"errorMessage": "The provided request was forbidden."}
 NOT_FOUND = {"errorMessage": "The requested resource could not be found."}
+INVALID_JSON = {"errorMessage": "Invalid JSON in request body"}
 TIME_KEYS = ("time", "createTime", "openTime", "closeTime", "filledTime", "cancelledTime",
-             "gtdTime", "timestamp", "createdTime", "from", "to", "triggeredTime")
-_ACC = r"/v3/accounts/(?P<acct>[^/]+)"
-_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
-    (m, re.compile(p + "$"), name) for m, p, name in [
-        ("GET", r"/v3/accounts", "accounts"),
-        ("GET", _ACC, "account"),
-        ("GET", _ACC + r"/summary", "summary"),
-        ("GET", _ACC + r"/instruments", "instruments"),
-        ("GET", _ACC + r"/changes", "changes"),
-        ("PATCH", _ACC + r"/configuration", "configuration"),
-        ("GET", r"/v3/instruments/(?P<inst>[^/]+)/candles", "candles"),
-        ("GET", _ACC + r"/pricing", "pricing"),
-        ("GET", _ACC + r"/pricing/stream", "pricing_stream"),
-        ("GET", _ACC + r"/instruments/(?P<inst>[^/]+)/candles", "candles"),
-        ("POST", _ACC + r"/orders", "order_create"),
-        ("GET", _ACC + r"/orders", "orders"),
-        ("GET", _ACC + r"/pendingOrders", "pending_orders"),
-        ("GET", _ACC + r"/orders/(?P<oid>[^/]+)", "order"),
-        ("PUT", _ACC + r"/orders/(?P<oid>[^/]+)", "order_replace"),
-        ("PUT", _ACC + r"/orders/(?P<oid>[^/]+)/cancel", "order_cancel"),
-        ("PUT", _ACC + r"/orders/(?P<oid>[^/]+)/clientExtensions", "order_ext"),
-        ("GET", _ACC + r"/trades", "trades"),
-        ("GET", _ACC + r"/openTrades", "open_trades"),
-        ("GET", _ACC + r"/trades/(?P<tid>[^/]+)", "trade"),
-        ("PUT", _ACC + r"/trades/(?P<tid>[^/]+)/close", "trade_close"),
-        ("PUT", _ACC + r"/trades/(?P<tid>[^/]+)/orders", "trade_orders"),
-        ("PUT", _ACC + r"/trades/(?P<tid>[^/]+)/clientExtensions", "trade_ext"),
-        ("GET", _ACC + r"/positions", "positions"),
-        ("GET", _ACC + r"/openPositions", "open_positions"),
-        ("GET", _ACC + r"/positions/(?P<inst>[^/]+)", "position"),
-        ("PUT", _ACC + r"/positions/(?P<inst>[^/]+)/close", "position_close"),
-        ("GET", _ACC + r"/transactions", "transactions"),
-        ("GET", _ACC + r"/transactions/idrange", "tx_idrange"),
-        ("GET", _ACC + r"/transactions/sinceid", "tx_sinceid"),
-        ("GET", _ACC + r"/transactions/stream", "tx_stream"),
-        ("GET", _ACC + r"/transactions/(?P<txid>[^/]+)", "transaction"),
-        ("GET", r"/_emulator/clock", "admin_clock"),
-        ("POST", r"/_emulator/clock", "admin_clock_set"),
-        ("POST", r"/_emulator/faults", "admin_faults"),
-    ]
-]
-ORDER_ROUTES = {"order_create", "order_replace", "trade_close", "position_close"}
-STREAM_ROUTES = {"pricing_stream", "tx_stream"}
-
-
-class _Raw(str):
-    """A body already encoded as JSON text (the candles fast path)."""
+             "gtdTime", "timestamp", "createdTime", "from", "to", "triggeredTime",
+             "lastOrderFillTimestamp")
 
 
 class Closed(Exception):
@@ -96,128 +73,44 @@ def _to_unix(obj: Any) -> Any:
 
 def _unix_str(v: str) -> str:
     try:
-        return fmt_time(parse_time(v, "time"), unix=True)
+        return fmt_time(parse_time_ns(v, "time"), unix=True)
     except WireError:
         return v
 
 
-def _bool(q: dict[str, str], name: str, default: bool) -> bool:
-    v = q.get(name)
-    if v is None:
-        return default
-    if v.lower() in ("true", "1"):
-        return True
-    if v.lower() in ("false", "0"):
-        return False
-    raise invalid(name)
+class EmulatorHTTPServer(BoundedHTTPServer):
+    """The bounded server with the emulator (``app``), its stop flag and its open streams."""
 
-
-def _int(q: dict[str, str], name: str, default: int | None, lo: int, hi: int | None,
-         over: str | None = None) -> int | None:
-    v = q.get(name)
-    if v is None:
-        return default
-    try:
-        n = int(v)
-    except ValueError:
-        raise invalid(name) from None
-    if n < lo:
-        raise invalid(name)
-    if hi is not None and n > hi:
-        if over:
-            raise ApiError(400, {"errorMessage": over})
-        raise invalid(name)
-    return n
-
-
-class EmulatorHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
     request_queue_size = 256
 
-    def __init__(self, addr: tuple[str, int], app: Any):
+    def __init__(self, addr: tuple[str, int], app: Any, *, max_connections: int,
+                 idle_timeout: float, header_timeout: float) -> None:
         self.app = app
         self.stopping = threading.Event()
-        self.conns: set[socket.socket] = set()
         self.streams: set[socket.socket] = set()
         self.conns_lock = threading.Lock()
-        super().__init__(addr, Handler)
+        super().__init__(addr, EmulatorHandler, max_connections=max_connections,
+                         idle_timeout=idle_timeout, header_timeout=header_timeout)
 
-    def handle_error(self, request: Any, client_address: Any) -> None:  # never print to clients
-        log.debug("connection error from %s", client_address)
-
-
-class _Headers(dict):  # type: ignore[type-arg]
-    """Request headers by lower-cased name (a lighter stand-in for ``email.message``)."""
-
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        return super().get(key.lower(), default)
-
-    def __getitem__(self, key: str) -> str:
-        return super().__getitem__(key.lower())
-
-    def __contains__(self, key: object) -> bool:
-        return super().__contains__(str(key).lower())
+    @property
+    def conns(self) -> set[socket.socket]:
+        """The connections being served now (a copy)."""
+        with self._lock:
+            return set(self._active)
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class EmulatorHandler(BoundedHandler):
+    """One connection: v20 requests in, OANDA-style answers out (see the module docstring)."""
+
     server_version = "sep-emulator/1"
-    sys_version = ""
-    timeout = 300  # idle keep-alive connections are closed after 5 minutes
     server: EmulatorHTTPServer
 
-    def parse_request(self) -> bool:
-        """Request line and headers, without the (slow) email parser of the standard one."""
-        self.command = None  # type: ignore[assignment]
-        self.request_version = self.default_request_version
-        self.close_connection = True
-        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
-        words = self.requestline.split()
-        if len(words) != 3 or not words[2].startswith("HTTP/1."):
-            self.send_error(400, "Bad request syntax")
-            return False
-        self.command, self.path, self.request_version = words
-        headers = _Headers()
-        for _ in range(101):
-            line = self.rfile.readline(65537)
-            if len(line) > 65536:
-                self.send_error(431, "Line too long")
-                return False
-            if line in (b"\r\n", b"\n", b""):
-                break
-            name, sep, value = line.decode("iso-8859-1").partition(":")
-            if not sep:
-                self.send_error(400, "Bad header line")
-                return False
-            headers[name.strip().lower()] = value.strip()
-        else:
-            self.send_error(431, "Too many headers")
-            return False
-        self.headers = headers  # type: ignore[assignment]
-        conn = headers.get("connection", "").lower()
-        if self.request_version == "HTTP/1.1":
-            self.close_connection = conn == "close"
-        else:
-            self.close_connection = conn != "keep-alive"
-        return True
+    def error_body(self, status: int, message: str) -> Any:
+        return {"errorMessage": message}
 
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self.server.conns_lock:
-            self.server.conns.add(self.connection)
-
-    def finish(self) -> None:
-        with self.server.conns_lock:
-            self.server.conns.discard(self.connection)
-        try:
-            super().finish()
-        except OSError:
-            pass
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
+    def send_json(self, status: int, obj: Any, extra: dict[str, str] | None = None) -> None:
+        self.send_bytes(status, json.dumps(obj, separators=(",", ":")).encode(),
+                        "application/json", extra)
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -237,39 +130,37 @@ class Handler(BaseHTTPRequestHandler):
     # -- writing --------------------------------------------------------------------------
     def _send(self, status: int, body: bytes, ctype: str = "application/json",
               extra: dict[str, str] | None = None) -> None:
-        reason = self.responses.get(status, ("",))[0]
-        head = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {ctype}",
-                f"Content-Length: {len(body)}", "Server: sep-emulator/1",
-                f"RequestID: {self.server.app.broker._request_id()}"]
+        if self._unread:
+            self.close_connection = True  # an unread body must never be read as a request
+        head = {"RequestID": self.server.app.venue.request_id()}
         if extra:
-            head += [f"{k}: {v}" for k, v in extra.items()]
-        if self.close_connection:
-            head.append("Connection: close")
-        data = ("\r\n".join(head) + "\r\n\r\n").encode() + body
-        try:
-            self.wfile.write(data)
-        except OSError:
-            self.close_connection = True
+            head.update(extra)
+        self.send_bytes(status, body, ctype, head)
 
-    def _json(self, status: int, obj: Any) -> None:
-        if isinstance(obj, _Raw):
-            self._send(status, obj.encode())
+    def _json(self, status: int, obj: Any, extra: dict[str, str] | None = None) -> None:
+        if isinstance(obj, RawJSON):
+            self._send(status, obj.encode(), extra=extra)
             return
         if self._unix:
             obj = _to_unix(obj)
-        self._send(status, json.dumps(obj, separators=(",", ":")).encode())
+        self._send(status, json.dumps(obj, separators=(",", ":")).encode(), extra=extra)
 
     # -- dispatch -------------------------------------------------------------------------
     def _dispatch(self, method: str) -> None:
         app = self.server.app
-        self._unix = self.headers.get("Accept-Datetime-Format", "").upper() == "UNIX"
+        head = self.headers  # names are lower-cased: plain dict reads on the hot path
+        self._unix = dict.get(head, "accept-datetime-format", "").upper() == "UNIX"
+        self._body_bytes = b""
+        self._unread = dict.get(head, "content-length", "") not in ("", "0")
         try:
-            self._body_bytes = self._read_body()
             url = urlsplit(self.path)
             path = url.path.rstrip("/") or "/"
             q = dict(parse_qsl(url.query, keep_blank_values=True))
             route, params = self._route(method, path)
-            self._auth(route, params)
+            owned = self._auth(route, params)
+            if self._unread:
+                self._body_bytes = self.read_body(MAX_BODY)
+                self._unread = False
             faults: FaultSpec = app.faults
             if faults:
                 if faults.draw("503"):
@@ -281,84 +172,81 @@ class Handler(BaseHTTPRequestHandler):
                                extra={"Retry-After": "1"})
                     return
                 slow = faults.draw("slow")
-                if slow and self._wait(slow.seconds):
+                if slow and self.server.stopping.wait(slow.seconds):
                     return
+            call = Call(app, params, q, owned, self._json_body, self._unix,
+                        dict.get(head, "host"), self.server.server_address[1])
             if route in STREAM_ROUTES:
                 with self.server.conns_lock:
                     self.server.streams.add(self.connection)
                 try:
-                    self._stream(route, params, q)
+                    self._stream(route, call)
                 finally:
                     with self.server.conns_lock:
                         self.server.streams.discard(self.connection)
                 return
-            fn = getattr(self, "r_" + route)
+            fn = ENDPOINTS[route]
             if route in ORDER_ROUTES and faults:
                 drop = faults.draw("drop-order")
                 if drop:
-                    fn(params, q)  # carried out; the answer is lost
+                    fn(call)  # carried out; the answer is lost
                     self._hold_and_drop(drop.seconds)
                     return
-            status, body = fn(params, q)
-            self._json(status, body)
+            answer = fn(call)
+            self._json(answer[0], answer[1], answer[2] if len(answer) > 2 else None)
         except ApiError as err:
             self._json(err.status, err.body)
         except WireError as err:
             self._json(400, {"errorMessage": str(err)})
+        except HttpError as err:
+            self.close_connection = self.close_connection or err.close
+            self._json(err.status, {"errorMessage": err.message})
         except Closed:
             self.close_connection = True
         except Exception:  # the server never crashes on input and never leaks a stack trace
-            log.exception("internal error on %s %s", method, self.path)
+            log.exception("internal error on %s %s", method, self.path[:200])
             self._json(500, {"errorMessage": "An internal server error occurred"})
-
-    def _read_body(self) -> bytes:
-        n = self.headers.get("Content-Length")
-        if not n:
-            return b""
-        try:
-            size = int(n)
-        except ValueError:
-            self.close_connection = True
-            raise ApiError(400, {"errorMessage": "Invalid Content-Length"}) from None
-        if size < 0 or size > 10_000_000:
-            self.close_connection = True
-            raise ApiError(413, {"errorMessage": "Request body too large"})
-        return self.rfile.read(size)
 
     def _json_body(self) -> Any:
         if not self._body_bytes.strip():
             return None
         try:
-            return json.loads(self._body_bytes)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise ApiError(400, {"errorMessage": "Invalid JSON in request body"}) from None
+            return loads_json(self._body_bytes, what="request body", max_depth=MAX_BODY_DEPTH)
+        except JsonInputError:
+            raise ApiError(400, INVALID_JSON) from None
 
     def _route(self, method: str, path: str) -> tuple[str, dict[str, str]]:
         allowed = False
-        for m, pat, name in _ROUTES:
+        for m, pat, name in ROUTES:
             hit = pat.match(path)
             if hit:
                 if m == method:
                     return name, hit.groupdict()
                 allowed = True
         if allowed:
-            raise ApiError(405, {"errorMessage": f"Method {method} not allowed on {path}"})
+            raise ApiError(405, {"errorMessage": f"Method {method} not allowed on {path[:200]}"})
         raise ApiError(404, NOT_FOUND)
 
-    def _auth(self, route: str, params: dict[str, str]) -> None:
+    def _auth(self, route: str, params: dict[str, str]) -> list[str]:
+        """The accounts the request's token owns; 401 without a known token, 403 for another
+        account or, without the main token, for the admin routes."""
         app = self.server.app
-        h = self.headers.get("Authorization", "")
-        token = h[7:].strip() if h.startswith("Bearer ") else None
-        owned = app.tokens.get(token) if token else None
+        got = self.bearer_token()
+        owned = None
+        main = False
+        if got:
+            given = got.encode("utf-8", "replace")
+            for token, accounts, is_main in app.token_table:  # constant-time, every token
+                if hmac.compare_digest(given, token):
+                    owned, main = accounts, is_main
         if owned is None:
             raise ApiError(401, UNAUTHORIZED)
+        if route in ADMIN_ROUTES and not main:
+            raise ApiError(403, FORBIDDEN)
         acct = params.get("acct")
         if acct is not None and acct not in owned:
             raise ApiError(403, FORBIDDEN)
-
-    def _wait(self, seconds: float) -> bool:
-        """Sleep ``seconds`` unless the server stops; True when it stopped."""
-        return self.server.stopping.wait(seconds)
+        return list(owned)
 
     def _client_gone(self) -> bool:
         try:
@@ -381,455 +269,6 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    # -- REST routes: each returns (status, body) -----------------------------------------
-    def _acct(self, params: dict[str, str]) -> Any:
-        return self.server.app.broker.accounts[params["acct"]]
-
-    def _locked(self, fn: Any, *args: Any) -> Any:
-        b: Broker = self.server.app.broker
-        with b.lock:
-            b.begin()
-            return fn(*args)
-
-    def r_accounts(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        token = self.headers["Authorization"][7:].strip()
-        ids = self.server.app.tokens[token]
-        return 200, {"accounts": [{"id": a, "tags": []} for a in ids]}
-
-    def r_account(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
-        acct = self._acct(params)
-
-        def go() -> Any:
-            return {"account": b.details(acct), "lastTransactionID": str(acct.last_id)}
-        return 200, self._locked(go)
-
-    def r_summary(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
-        acct = self._acct(params)
-        return 200, self._locked(lambda: {"account": b.summary(acct),
-                                          "lastTransactionID": str(acct.last_id)})
-
-    def r_instruments(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        app = self.server.app
-        acct = self._acct(params)
-        names = list(app.broker.market)
-        if q.get("instruments"):
-            want = q["instruments"].split(",")
-            if any(w not in app.broker.market for w in want):
-                raise invalid("instruments")
-            names = want
-        return 200, {"instruments": [app.broker.market[n].spec.describe() for n in names],
-                     "lastTransactionID": str(acct.last_id)}
-
-    def r_configuration(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
-        body = self._json_body()
-        return 200, self._locked(b.configure, self._acct(params), body)
-
-    def r_changes(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b: Broker = self.server.app.broker
-        acct = self._acct(params)
-        since = _int(q, "sinceTransactionID", None, 1, None)
-        if since is None:
-            raise invalid("sinceTransactionID")
-
-        def go() -> Any:
-            if since > acct.last_id:
-                raise invalid("sinceTransactionID")
-            txs = acct.txs[since:]
-            oids, tids, insts = set(), set(), set()
-            for tx in txs:
-                for k in ("orderID", "replacesOrderID"):
-                    if k in tx:
-                        oids.add(int(tx[k]))
-                if tx["type"].endswith("_ORDER") and int(tx["id"]) in acct.orders:
-                    oids.add(int(tx["id"]))
-                if "tradeID" in tx:
-                    tids.add(int(tx["tradeID"]))
-                for k in ("tradeOpened", "tradeReduced"):
-                    if tx.get(k):
-                        tids.add(int(tx[k]["tradeID"]))
-                for c in tx.get("tradesClosed", []):
-                    tids.add(int(c["tradeID"]))
-                if "instrument" in tx:
-                    insts.add(tx["instrument"])
-            orders = [acct.orders[i] for i in sorted(oids) if i in acct.orders]
-            trades = [acct.trades[i] for i in sorted(tids) if i in acct.trades]
-            created = [o.w for o in orders if o.id > since]
-            changes = {
-                "ordersCreated": created,
-                "ordersCancelled": [o.w for o in orders if o.state == "CANCELLED"],
-                "ordersFilled": [o.w for o in orders if o.state == "FILLED"],
-                "ordersTriggered": [],
-                "tradesOpened": [b.trade_json(t) for t in trades if t.id > since],
-                "tradesReduced": [b.trade_json(t) for t in trades
-                                  if t.id <= since and t.state == "OPEN"],
-                "tradesClosed": [b.trade_json(t) for t in trades if t.state == "CLOSED"],
-                "positions": [b.position_json(acct, n) for n in sorted(insts)],
-                "transactions": txs,
-            }
-            s = b.summary(acct)
-            state = {k: s[k] for k in (
-                "unrealizedPL", "NAV", "marginUsed", "marginAvailable", "positionValue",
-                "marginCloseoutUnrealizedPL", "marginCloseoutNAV", "marginCloseoutMarginUsed",
-                "marginCloseoutPercent", "marginCloseoutPositionValue", "withdrawalLimit",
-                "marginCallMarginUsed", "marginCallPercent")}
-            state["orders"] = [{"id": o.w["id"], **({"trailingStopValue":
-                                                     o.w["trailingStopValue"]}
-                                                    if "trailingStopValue" in o.w else {})}
-                               for o in acct.orders.values() if o.state == "PENDING"]
-            state["trades"] = [{"id": str(t.id), "unrealizedPL": b.trade_json(t)["unrealizedPL"],
-                                "marginUsed": b.trade_json(t)["marginUsed"]}
-                               for t in acct.trades.values() if t.state == "OPEN"]
-            state["positions"] = [
-                {"instrument": p["instrument"], "netUnrealizedPL": p["unrealizedPL"],
-                 "longUnrealizedPL": p["long"]["unrealizedPL"],
-                 "shortUnrealizedPL": p["short"]["unrealizedPL"],
-                 "marginUsed": p["marginUsed"]}
-                for p in b.positions(acct, only_open=True)]
-            return {"changes": changes, "state": state,
-                    "lastTransactionID": str(acct.last_id)}
-        return 200, self._locked(go)
-
-    def r_candles(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        app = self.server.app
-        series = app.broker.market.get(params["inst"])
-        if series is None:
-            raise invalid("instrument")
-        price = q.get("price", "M")
-        if not price or any(c not in "MBA" for c in price) or len(set(price)) != len(price):
-            raise invalid("price")
-        gran = q.get("granularity", "S5")
-        if gran not in GRANULARITY_SECONDS or not series.supports(gran):
-            raise invalid("granularity")
-        count = _int(q, "count", None, 1, 5000, "Maximum value for 'count' exceeded")
-        _bool(q, "smooth", False)
-        include_first = _bool(q, "includeFirst", True)
-        align = _int(q, "dailyAlignment", 17, 0, 23)
-        tz = q.get("alignmentTimezone", "America/New_York")
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise invalid("alignmentTimezone") from None
-        weekly = q.get("weeklyAlignment", "Friday")
-        if weekly not in WEEKDAYS:
-            raise invalid("weeklyAlignment")
-        t_from = parse_time(q["from"], "from") if "from" in q else None
-        t_to = parse_time(q["to"], "to") if "to" in q else None
-        now = app.clock.now_ns()
-        if t_to is not None and t_to > now:
-            raise ApiError(400, {"errorMessage":
-                                 "Invalid value specified for 'to'. Time is in the future"})
-        if t_from is not None and t_from > now:
-            raise ApiError(400, {"errorMessage":
-                                 "Invalid value specified for 'from'. Time is in the future"})
-        if t_from is not None and t_to is not None:
-            if count is not None:
-                raise ApiError(400, {"errorMessage": "'count' cannot be specified when 'to' "
-                                     "and 'from' parameters are set"})
-            if t_to < t_from:
-                raise invalid("to")
-        n = 500 if count is None else count
-        with app.broker.lock:
-            agg = series.aggregate(gran, align or 0, tz, weekly)
-        nvis = agg.visible(now)
-        starts = agg.start
-
-        def first_at(t: int) -> int:
-            if include_first:
-                i = bisect.bisect_right(starts, t) - 1
-                if i >= 0 and agg.bend[i] > t:
-                    return i
-                return i + 1
-            return bisect.bisect_right(starts, t)
-
-        if t_from is not None and t_to is not None:
-            lo = first_at(t_from)
-            hi = min(bisect.bisect_left(starts, t_to), nvis)
-            if hi - lo > 5000:
-                raise ApiError(400, {"errorMessage": "Maximum value for 'count' exceeded"})
-        elif t_from is not None:
-            lo = first_at(t_from)
-            hi = min(lo + n, nvis)
-        elif t_to is not None:
-            hi = min(bisect.bisect_left(starts, t_to), nvis)
-            lo = max(0, hi - n)
-        else:
-            hi = nvis
-            lo = max(0, hi - n)
-        rows = agg.render(lo, hi, price, now, self._unix)
-        body = (f'{{"instrument":"{series.spec.name}","granularity":"{gran}","candles":['
-                + rows + "]}")
-        return 200, _Raw(body)
-
-    def _instruments_param(self, q: dict[str, str]) -> list[str]:
-        market = self.server.app.broker.market
-        raw = q.get("instruments", "")
-        names = [n for n in raw.split(",") if n]
-        if not names or any(n not in market for n in names):
-            raise invalid("instruments")
-        return names
-
-    def r_pricing(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b: Broker = self.server.app.broker
-        names = self._instruments_param(q)
-        since = parse_time(q["since"], "since") if q.get("since") else None
-
-        def go() -> Any:
-            now = b.now()
-            prices = [b.price_object(n, now) for n in names]
-            if since is not None:
-                prices = [p for p in prices if parse_time(p["time"], "time") > since]
-            return {"time": fmt_time(now), "prices": prices}
-        return 200, self._locked(go)
-
-    def r_order_create(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
-        body = self._json_body()
-        return 201, self._locked(b.create_order, self._acct(params), body)
-
-    def r_order_replace(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
-        body = self._json_body()
-        return 201, self._locked(b.replace_order, self._acct(params), params["oid"], body)
-
-    def r_order_cancel(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
-        return 200, self._locked(b.cancel_order, self._acct(params), params["oid"])
-
-    def r_order_ext(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
-        body = self._json_body()
-        return 200, self._locked(b.order_client_extensions, self._acct(params), params["oid"],
-                                 body)
-
-    def r_order(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
-        acct = self._acct(params)
-        return 200, self._locked(lambda: {"order": b.find_order(acct, params["oid"]).w,
-                                          "lastTransactionID": str(acct.last_id)})
-
-    def _list(self, q: dict[str, str], items: list[Any], states: tuple[str, ...],
-              default_state: str) -> list[Any]:
-        state = q.get("state", default_state)
-        if state not in states:
-            raise invalid("state")
-        count = _int(q, "count", 50, 1, 500)
-        assert count is not None
-        before = _int(q, "beforeID", None, 1, None)
-        ids = set(q["ids"].split(",")) if q.get("ids") else None
-        inst = q.get("instrument")
-        if inst is not None and inst not in self.server.app.broker.market:
-            raise invalid("instrument")
-        out = []
-        for it in items:
-            if state != "ALL" and it.state != state:
-                continue
-            if before is not None and it.id >= before:
-                continue
-            if ids is not None and str(it.id) not in ids:
-                continue
-            if inst is not None and self._instrument_of(it) != inst:
-                continue
-            out.append(it)
-            if len(out) >= count:
-                break
-        return out
-
-    def _instrument_of(self, item: Any) -> str | None:
-        if getattr(item, "instrument", ""):
-            return item.instrument
-        for acct in self.server.app.broker.accounts.values():  # a dependent order
-            if acct.orders.get(item.id) is item and item.trade_id in acct.trades:
-                return acct.trades[item.trade_id].instrument
-        return None
-
-    def r_orders(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        acct = self._acct(params)
-
-        def go() -> Any:
-            items = sorted(acct.orders.values(), key=lambda o: -o.id)
-            got = self._list(q, items, ("PENDING", "FILLED", "TRIGGERED", "CANCELLED", "ALL"),
-                             "PENDING")
-            return {"orders": [o.w for o in got], "lastTransactionID": str(acct.last_id)}
-        return 200, self._locked(go)
-
-    def r_pending_orders(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        acct = self._acct(params)
-        return 200, self._locked(lambda: {
-            "orders": [o.w for o in sorted(acct.orders.values(), key=lambda o: -o.id)
-                       if o.state == "PENDING"],
-            "lastTransactionID": str(acct.last_id)})
-
-    def r_trades(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
-        acct = self._acct(params)
-
-        def go() -> Any:
-            items = sorted(acct.trades.values(), key=lambda t: -t.id)
-            got = self._list(q, items, ("OPEN", "CLOSED", "CLOSE_WHEN_TRADEABLE", "ALL"), "OPEN")
-            return {"trades": [b.trade_json(t) for t in got],
-                    "lastTransactionID": str(acct.last_id)}
-        return 200, self._locked(go)
-
-    def r_open_trades(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
-        acct = self._acct(params)
-        return 200, self._locked(lambda: {
-            "trades": [b.trade_json(t) for t in sorted(acct.trades.values(), key=lambda t: -t.id)
-                       if t.state == "OPEN"],
-            "lastTransactionID": str(acct.last_id)})
-
-    def r_trade(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
-        acct = self._acct(params)
-        return 200, self._locked(lambda: {
-            "trade": b.trade_json(b.find_trade(acct, params["tid"])),
-            "lastTransactionID": str(acct.last_id)})
-
-    def r_trade_close(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
-        body = self._json_body()
-        return 200, self._locked(b.close_trade, self._acct(params), params["tid"], body)
-
-    def r_trade_orders(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
-        body = self._json_body()
-        return 200, self._locked(b.trade_orders, self._acct(params), params["tid"], body)
-
-    def r_trade_ext(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
-        body = self._json_body()
-        return 200, self._locked(b.trade_client_extensions, self._acct(params), params["tid"],
-                                 body)
-
-    def r_positions(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
-        acct = self._acct(params)
-        return 200, self._locked(lambda: {"positions": b.positions(acct, only_open=False),
-                                          "lastTransactionID": str(acct.last_id)})
-
-    def r_open_positions(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
-        acct = self._acct(params)
-        return 200, self._locked(lambda: {"positions": b.positions(acct, only_open=True),
-                                          "lastTransactionID": str(acct.last_id)})
-
-    def r_position(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
-        acct = self._acct(params)
-        if params["inst"] not in b.market:
-            raise invalid("instrument")
-        return 200, self._locked(lambda: {"position": b.position_json(acct, params["inst"]),
-                                          "lastTransactionID": str(acct.last_id)})
-
-    def r_position_close(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        b = self.server.app.broker
-        body = self._json_body()
-        return 200, self._locked(b.close_position, self._acct(params), params["inst"], body)
-
-    def _types(self, q: dict[str, str]) -> set[str] | None:
-        return set(q["type"].split(",")) if q.get("type") else None
-
-    def r_transactions(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        acct = self._acct(params)
-        page = _int(q, "pageSize", 100, 1, 1000)
-        assert page is not None
-        t0 = parse_time(q["from"], "from") if q.get("from") else acct.created
-        types = self._types(q)
-        host = self.headers.get("Host") or f"127.0.0.1:{self.server.server_address[1]}"
-
-        def go() -> Any:
-            now = self.server.app.broker.now()
-            t1 = parse_time(q["to"], "to") if q.get("to") else now
-            if t1 < t0:
-                raise invalid("to")
-            sel = [tx for tx in acct.txs
-                   if t0 <= parse_time(tx["time"], "time") <= t1
-                   and (types is None or tx["type"] in types)]
-            ids = [int(tx["id"]) for tx in sel]
-            pages = []
-            for i in range(0, len(ids), page):
-                chunk = ids[i:i + page]
-                pages.append(f"http://{host}/v3/accounts/{acct.id}/transactions/idrange?"
-                             f"from={chunk[0]}&to={chunk[-1]}"
-                             + (f"&type={q['type']}" if types else ""))
-            out = {"from": fmt_time(t0), "to": fmt_time(t1), "pageSize": page,
-                   "count": len(ids), "pages": pages, "lastTransactionID": str(acct.last_id)}
-            if types:
-                out["type"] = sorted(types)
-            return out
-        return 200, self._locked(go)
-
-    def r_tx_idrange(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        acct = self._acct(params)
-        a = _int(q, "from", None, 1, None)
-        z = _int(q, "to", None, 1, None)
-        if a is None:
-            raise invalid("from")
-        if z is None or z < a:
-            raise invalid("to")
-        types = self._types(q)
-        return 200, self._locked(lambda: {
-            "transactions": [tx for tx in acct.txs[a - 1:z]
-                             if types is None or tx["type"] in types],
-            "lastTransactionID": str(acct.last_id)})
-
-    def r_tx_sinceid(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        acct = self._acct(params)
-        a = _int(q, "id", None, 0, None)
-        if a is None:
-            raise invalid("id")
-        types = self._types(q)
-        return 200, self._locked(lambda: {
-            "transactions": [tx for tx in acct.txs[a:] if types is None or tx["type"] in types],
-            "lastTransactionID": str(acct.last_id)})
-
-    def r_transaction(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        acct = self._acct(params)
-        txid = params["txid"]
-
-        def go() -> Any:
-            if not txid.isdigit() or not 1 <= int(txid) <= acct.last_id:
-                raise ApiError(404, {"lastTransactionID": str(acct.last_id),
-                                     "errorMessage": "The transaction ID specified does not "
-                                     "exist", "errorCode": "NO_SUCH_TRANSACTION"})
-            return {"transaction": acct.txs[int(txid) - 1],
-                    "lastTransactionID": str(acct.last_id)}
-        return 200, self._locked(go)
-
-    # -- admin (emulator control; not part of v20) ----------------------------------------
-    def r_admin_clock(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        clock = self.server.app.clock
-        return 200, {"time": fmt_time(clock.now_ns()), "speed": clock.speed}
-
-    def r_admin_clock_set(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        clock = self.server.app.clock
-        body = self._json_body() or {}
-        if not isinstance(body, dict):
-            raise invalid("body")
-        try:
-            if "set" in body:
-                clock.set(body["set"])
-            if body.get("advance_candles") or body.get("advance_seconds"):
-                clock.advance(candles=int(body.get("advance_candles", 0)),
-                              seconds=float(body.get("advance_seconds", 0.0)))
-            if "speed" in body:
-                clock.run(float(body["speed"]))
-        except (ValueError, TypeError) as exc:
-            raise ApiError(400, {"errorMessage": str(exc)}) from None
-        return self.r_admin_clock(params, q)
-
-    def r_admin_faults(self, params: dict[str, str], q: dict[str, str]) -> tuple[int, Any]:
-        body = self._json_body() or {}
-        spec = body.get("spec") if isinstance(body, dict) else None
-        try:
-            self.server.app.set_faults(spec)
-        except ValueError as exc:
-            raise ApiError(400, {"errorMessage": str(exc)}) from None
-        return 200, {"spec": spec or ""}
-
     # -- streams --------------------------------------------------------------------------
     def _chunk(self, obj: Any) -> None:
         if self._unix:
@@ -840,17 +279,17 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             raise Closed() from None
 
-    def _stream(self, route: str, params: dict[str, str], q: dict[str, str]) -> None:
+    def _stream(self, route: str, call: Call) -> None:
         app = self.server.app
-        b: Broker = app.broker
-        acct = self._acct(params)
-        names = self._instruments_param(q) if route == "pricing_stream" else []
+        venue = app.venue
+        acct = call.account
+        names = routes.instruments_param(venue, call.query) if route == "pricing_stream" else []
         faults: FaultSpec = app.faults
         stall = faults.draw("stall") if faults else None
         cut = faults.draw("cut") if faults else None
         head = ("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                "Transfer-Encoding: chunked\r\nServer: sep-emulator/1\r\n"
-                f"RequestID: {b._request_id()}\r\n\r\n")
+                f"Transfer-Encoding: chunked\r\nServer: {self.server_version}\r\n"
+                f"RequestID: {venue.request_id()}\r\n\r\n")
         try:
             self.wfile.write(head.encode())
         except OSError:
@@ -862,13 +301,12 @@ class Handler(BaseHTTPRequestHandler):
         last: dict[str, Any] = {}
         sent_tx = acct.last_id
         if route == "pricing_stream":
-            with b.lock:
-                b.begin()
-                now = b.now()
-                for n in names:
-                    p = b.price_object(n, now)
-                    last[n] = (p["bids"], p["asks"], p["tradeable"])
-                    self._chunk(p)
+            with venue.request():
+                now = venue.now()
+                first = [views.price_object(venue, n, now) for n in names]
+            for p in first:
+                last[p["instrument"]] = (p["bids"], p["asks"], p["tradeable"])
+                self._chunk(p)
         next_hb = time.monotonic() + hb_every
         stopping = self.server.stopping
         while not stopping.is_set():
@@ -889,12 +327,11 @@ class Handler(BaseHTTPRequestHandler):
                 stopping.wait(tick)
                 if self._client_gone():
                     raise Closed()
-                with b.lock:
-                    b.begin()
-                    now = b.now()
+                with venue.request():
+                    now = venue.now()
                     out = []
                     for n in names:
-                        p = b.price_object(n, now)
+                        p = views.price_object(venue, n, now)
                         key = (p["bids"], p["asks"], p["tradeable"])
                         if key != last.get(n):
                             last[n] = key
@@ -907,7 +344,7 @@ class Handler(BaseHTTPRequestHandler):
                         acct.cond.wait(min(tick, max(0.0, next_hb - time.monotonic())))
                 if self._client_gone():
                     raise Closed()
-                with b.lock:
+                with venue.lock:
                     new = acct.txs[sent_tx:]
                     sent_tx = acct.last_id
                 for tx in new:
@@ -923,4 +360,3 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
         raise Closed()
-

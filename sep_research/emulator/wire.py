@@ -1,26 +1,29 @@
-"""Wire conventions of OANDA v20: times, decimals and the error bodies.
+"""Wire conventions of OANDA v20: request values (times, decimals), money and error answers.
 
-Times inside the emulator are integer nanoseconds since the Unix epoch (UTC). They go on the
-wire as RFC3339 with 9 fractional digits, or as ``"SECONDS.NANOSECONDS"`` when the client
-sends ``Accept-Datetime-Format: UNIX``.
+Times inside the emulator are integer nanoseconds since the Unix epoch (UTC). They are parsed
+and written by :mod:`sep_research.fx` (the project's one time parser, with its range and
+finiteness checks); this module only turns its errors into :class:`WireError`, which names the
+request parameter as OANDA's messages do (``Invalid value specified for 'order.gtdTime'``).
+On the wire times are RFC3339 with 9 fractional digits, or ``"SECONDS.NANOSECONDS"`` when the
+client sends ``Accept-Datetime-Format: UNIX``.
+
+Decimals arrive as JSON strings or numbers and are read by :func:`parse_decimal`, which also
+refuses exponents that would overflow the decimal context later (``1E+1000000``). An answer
+other than success is an :class:`ApiError` (HTTP status and JSON body).
 """
 
 from __future__ import annotations
 
-import calendar
-import re
-import time
-from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
-NS = 1_000_000_000
-MONEY = Decimal("0.0001")
+from sep_research import fx
 
-_RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?"
-    r"(Z|[+-]\d{2}:?\d{2})?$"
-)
+NS = fx.NS
+MONEY = Decimal("0.0001")
+#: Largest decimal exponent accepted in a request (units, prices, distances, rates): far
+#: beyond any real value, well inside the decimal context (whose limit is 999999).
+MAX_EXPONENT = 30
 
 
 class WireError(ValueError):
@@ -31,61 +34,65 @@ class WireError(ValueError):
         super().__init__(message or f"Invalid value specified for '{param}'")
 
 
+class ApiError(Exception):
+    """An answer other than success: HTTP status and JSON body."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(body.get("errorMessage", ""))
+        self.status = status
+        self.body = body
+
+
+def invalid(param: str, status: int = 400) -> ApiError:
+    """OANDA's answer to a malformed request value: ``Invalid value specified for 'param'``."""
+    return ApiError(status, {"errorMessage": f"Invalid value specified for '{param}'"})
+
+
+# -- times -----------------------------------------------------------------------------------
+
+
+_last_fmt: tuple[int, bool, str] = (-1, False, "")
+
+
 def fmt_time(ns: int, unix: bool = False) -> str:
-    sec, frac = divmod(int(ns), NS)
-    if unix:
-        return f"{sec}.{frac:09d}"
-    t = time.gmtime(sec)
-    return (
-        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{frac:09d}Z"
-    )
+    """RFC3339 with 9 fractional digits (or ``"seconds.nanoseconds"``) of integer ns, by
+    :func:`sep_research.fx.fmt_time` (the last answer is kept: an answer often formats one
+    time several times)."""
+    global _last_fmt
+    last = _last_fmt
+    if last[0] == ns and last[1] == unix:
+        return last[2]
+    out = fx.fmt_time(int(ns), unix=unix)
+    _last_fmt = (ns, unix, out)
+    return out
 
 
-def parse_time(value: Any, param: str) -> int:
-    """Parse an RFC3339 or UNIX (``1497466233.049880709``) time into nanoseconds."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return round(float(value) * NS)
-    if not isinstance(value, str) or not value:
-        raise WireError(param)
-    s = value.strip()
-    if re.fullmatch(r"\d{1,12}(\.\d{1,9})?", s):
-        whole, _, frac = s.partition(".")
-        return int(whole) * NS + int((frac or "0").ljust(9, "0"))
-    m = _RFC3339.match(s)
-    if not m:
-        raise WireError(param)
-    y, mo, d, hh, mi, ss, frac, tz = m.groups()
+def parse_time_ns(value: Any, param: str) -> int:
+    """A request time (RFC3339, a date, UNIX seconds as a string or a number) in nanoseconds;
+    :class:`WireError` naming ``param`` when it is malformed, not finite or out of range."""
     try:
-        datetime(int(y), int(mo), int(d), int(hh or 0), int(mi or 0), int(ss or 0))
-    except ValueError:
+        return fx.parse_time_ns(value, name=param)
+    except fx.FxError:
         raise WireError(param) from None
-    sec = calendar.timegm((int(y), int(mo), int(d), int(hh or 0), int(mi or 0), int(ss or 0)))
-    if tz and tz != "Z":
-        sign = 1 if tz[0] == "+" else -1
-        digits = tz[1:].replace(":", "")
-        sec -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
-    return sec * NS + int((frac or "0").ljust(9, "0"))
 
 
 def to_ns(value: Any) -> int:
-    """Any time-like (ns int, datetime, pandas Timestamp, string) to ns; naive times refused."""
+    """Any time-like (ns int, aware datetime, pandas Timestamp, string) to ns.
+
+    Strings without an offset are UTC (``--start 2017-09-13``); naive datetimes are refused.
+    """
     if isinstance(value, bool):
         raise TypeError("a time cannot be a bool")
     if isinstance(value, int):
         return value
     if isinstance(value, str):
-        return parse_time(value, "time")
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: times must be timezone-aware UTC")
-        # pandas Timestamps keep nanoseconds in .value
-        ns = getattr(value, "value", None)
-        if isinstance(ns, int):
-            return ns
-        v = value.astimezone(UTC)
-        return calendar.timegm(v.timetuple()) * NS + v.microsecond * 1000
-    raise TypeError(f"cannot read a time from {type(value).__name__}")
+        return fx.parse_time_ns(value, name="time")
+    if isinstance(value, (int, float)) or value is None:
+        raise TypeError(f"cannot read a time from {type(value).__name__}")
+    return fx.parse_time_ns(value, name="time", naive="error")  # FxError is a ValueError
+
+
+# -- decimals and money ------------------------------------------------------------------------
 
 
 def money(x: Decimal) -> str:
@@ -97,8 +104,9 @@ def qmoney(x: Decimal) -> Decimal:
 
 
 def parse_decimal(value: Any, param: str) -> Decimal:
-    """A decimal from a JSON string or number (OANDA accepts both); bools and junk refused."""
-    if isinstance(value, bool) or value is None:
+    """A finite decimal from a JSON string or number (OANDA accepts both); bools, junk,
+    non-finite values and exponents beyond :data:`MAX_EXPONENT` are refused."""
+    if isinstance(value, bool) or value is None or isinstance(value, (dict, list)):
         raise WireError(param)
     if isinstance(value, float):
         value = repr(value)
@@ -106,14 +114,18 @@ def parse_decimal(value: Any, param: str) -> Decimal:
         d = Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
         raise WireError(param) from None
-    if not d.is_finite():
+    if not d.is_finite() or (d and abs(d.adjusted()) > MAX_EXPONENT):
         raise WireError(param)
     return d
 
 
 def decimals_of(d: Decimal) -> int:
-    exp = d.normalize().as_tuple().exponent
-    return max(0, -int(exp)) if isinstance(exp, int) else 0
+    """Number of significant decimals of ``d`` (``1.2300`` -> 2), without context overflow."""
+    _, digits, exp = d.as_tuple()
+    if not isinstance(exp, int) or exp >= 0 or not any(digits):
+        return 0
+    trailing = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -exp - trailing)
 
 
 def units_str(u: int) -> str:

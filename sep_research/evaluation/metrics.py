@@ -1,15 +1,24 @@
 """Out-of-sample evaluation of per-candle signals: hit rates, trading figures and baselines.
 
-Scoring follows the spec's **causal** scoring (qfh-spec section 5): the signal of candle ``i`` is
-correct when it is BUY and the next move ``(close[i+1] - close[i]) / pip`` is above
+:func:`score_signals` is **the** scorer (the seed's reproduction, the walk-forward and the
+reports all use it; results are fractions, percent only when printed). It follows the spec's
+scoring (qfh-spec section 5): the signal of candle ``i`` is correct when it is BUY and its
+label move (:func:`sep_research.signals.seed.label_moves`, the one label function: causal
+``(close[i+1] - close[i]) / pip``; legacy: the original's look-ahead scoring) is above
 ``+threshold_pips`` (0.5), or SELL and the move is below ``-threshold_pips``. Moves within the
-threshold count as wrong. The last candle has no next move and is never scored.
+threshold count as wrong. Candles without a label (the last one, causally) or without
+features are not scored.
 
-Trading figures come from :func:`sep_research.backtest.run_backtest` (fills at bid/ask, so
-net of the spread). By default only high-confidence (HC) signals trade, one candle each
-(``hold="flat"``). Baselines are computed on exactly the same candles:
+Trading figures come from :func:`sep_research.backtest.backtest_arrays` (fills at bid/ask, so
+net of the spread) under the strategy's **trading policy** (:class:`sep_research.strategy.Policy`:
+which signals trade, what a HOLD means, stop-loss and take-profit), turned into per-candle
+targets by :func:`policy_targets`. The default policy trades high-confidence (HC) signals
+only, one candle each (``hold="flat"``), with no stop. Baselines are computed on exactly the
+same candles under the same policy (its stop and take-profit included):
 
-* ``always_long`` / ``always_short``: a target of +1 / -1 on every evaluated candle;
+* ``always_long`` / ``always_short``: a target of +1 / -1 on every evaluated candle (held
+  throughout; after a stop or take-profit the backtest stays flat until the target changes,
+  which for these baselines is never);
 * ``random``: random signals with exactly the same rate and BUY/SELL mix, made from the
   strategy's own (action, HC) sequence over the evaluated candles. ``random="rotate"`` (the
   default) shifts that sequence circularly by a random offset, which also keeps its runs and
@@ -28,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sep_research.backtest.fills import EXIT_STOP, EXIT_TAKE
 from sep_research.evaluation.stats import (
     max_drawdown,
     periods_per_year,
@@ -36,6 +46,7 @@ from sep_research.evaluation.stats import (
     sharpe_ratio,
     wilson_interval,
 )
+from sep_research.strategy import Policy, data_instrument
 
 
 def _rate(k: int, n: int, name: str) -> dict[str, Any]:
@@ -43,14 +54,6 @@ def _rate(k: int, n: int, name: str) -> dict[str, Any]:
         return {name: None, f"{name}_ci95": None, f"{name}_note": "no signals: undefined"}
     lo, hi = wilson_interval(k, n)
     return {name: k / n, f"{name}_ci95": [lo, hi]}
-
-
-def next_move_pips(frame: pd.DataFrame, pip: float) -> np.ndarray:
-    """``(close[i+1] - close[i]) / pip`` for each candle; NaN for the last one."""
-    c = frame["close"].to_numpy(dtype=np.float64)
-    out = np.full(c.shape, np.nan)
-    out[:-1] = (c[1:] - c[:-1]) / pip
-    return out
 
 
 def _check_mask(mask: Any, n: int) -> np.ndarray:
@@ -68,31 +71,55 @@ def _check_mask(mask: Any, n: int) -> np.ndarray:
 
 
 def score_signals(
-    frame: pd.DataFrame,
+    data: Any,
     actions: Any,
     hc: Any,
     *,
-    pip: float,
+    instrument: str | None = None,
     mask: Any = None,
+    has: Any = None,
+    alignment: str = "causal",
     threshold_pips: float = 0.5,
 ) -> dict[str, Any]:
-    """Hit rates (overall and HC, each with a Wilson 95 % interval), signal rate, base rates."""
-    n = len(frame)
+    """Hit rates (overall and HC, each with a Wilson 95 % interval), signal rate, base rates.
+
+    ``data``: candles with a ``close`` column (a frame or a mapping of arrays) of
+    ``instrument`` (else the frame's provenance names it; it sets the pip). ``actions``
+    (+1/-1/0) and ``hc`` (bool): one per candle. Scored candles: those in ``mask`` (default
+    all) that have features (``has``, default all) and a label. Every rate is a fraction in
+    [0, 1]; an undefined one is None with a ``*_note``.
+    """
+    from sep_research.fx import pip_size
+    from sep_research.signals.seed import label_moves
+
+    pip = pip_size(data_instrument(data, instrument))
+    close = np.asarray(data["close"], dtype=np.float64)
+    n = close.shape[0]
     a = np.asarray(actions)
     h = np.asarray(hc, dtype=bool)
     if a.shape != (n,) or h.shape != (n,):
         raise ValueError("actions and hc need one value per candle")
-    m = _check_mask(mask, n)
-    move = next_move_pips(frame, pip)
-    up = move > threshold_pips
-    down = move < -threshold_pips
+    move = label_moves(close, pip=pip, alignment=alignment)
+    scored = np.isfinite(move)
+    if mask is not None:
+        mk = np.asarray(mask, dtype=bool)
+        if mk.shape != (n,):
+            raise ValueError(f"mask must have one value per candle ({n}), got {mk.shape}")
+        scored &= mk
+    if has is not None:
+        scored &= np.asarray(has, dtype=bool)
+    n_candles = int(scored.sum())
+    if n_candles == 0:
+        raise ValueError("no candle to score (mask, features and labels leave none)")
+    mv = np.where(scored, move, 0.0)
+    up = scored & (mv > threshold_pips)
+    down = scored & (mv < -threshold_pips)
     correct = ((a == 1) & up) | ((a == -1) & down)
-    sig = m & (a != 0)
+    sig = scored & (a != 0)
     hcs = sig & h
     n_sig, n_hc = int(sig.sum()), int(hcs.sum())
-    n_candles = int(m.sum())
-    up_rate = float(up[m].mean())
-    down_rate = float(down[m].mean())
+    up_rate = int(up.sum()) / n_candles
+    down_rate = int(down.sum()) / n_candles
     hc_buy = int((hcs & (a == 1)).sum())
     hc_sell = n_hc - hc_buy
     out: dict[str, Any] = {
@@ -106,6 +133,7 @@ def score_signals(
         "hits": int((correct & sig).sum()),
         "hc_hits": int((correct & hcs).sum()),
         "threshold_pips": threshold_pips,
+        "alignment": alignment,
         "base_rate_up": up_rate,
         "base_rate_down": down_rate,
         "hc_per_candle": n_hc / n_candles,
@@ -124,6 +152,27 @@ def score_signals(
         out["hc_chance_rate"] = None
         out["hc_chance_rate_note"] = "no HC signals"
     return out
+
+
+def policy_targets(actions: Any, hc: Any, policy: Policy, mask: Any = None) -> np.ndarray:
+    """Per-candle target directions (int8) of signals under ``policy``, 0 outside ``mask``.
+
+    The array form of :meth:`sep_research.strategy.Policy.target` (what the live runner
+    applies candle by candle; a test checks the two agree): signals that do not trade
+    (non-HC ones when ``trade_on="hc"``) count as HOLD; with ``hold="keep"`` a HOLD keeps the
+    previous target (reset to flat outside the mask).
+    """
+    a = np.asarray(actions)
+    n = a.shape[0]
+    m = np.ones(n, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    t = np.where(m, a, 0)
+    if policy.trade_on == "hc":
+        t = np.where(np.asarray(hc, dtype=bool), t, 0)
+    if policy.hold == "keep":
+        pos = np.where((t != 0) | ~m, np.arange(n), -1)
+        pos = np.maximum.accumulate(pos)
+        t = np.where(pos >= 0, t[np.maximum(pos, 0)], 0)
+    return t.astype(np.int8)
 
 
 def _span(m: np.ndarray, n: int) -> tuple[int, int]:
@@ -190,11 +239,9 @@ def evaluate_signals(
     *,
     instrument: str,
     granularity: str,
+    policy: Policy | None = None,
     mask: Any = None,
-    trade_on: str = "hc",
     half_spread_pips: float | None = None,
-    stop_loss_pips: float | None = None,
-    take_profit_pips: float | None = None,
     n_random: int = 1000,
     random: str = "rotate",
     seed: int = 0,
@@ -202,50 +249,57 @@ def evaluate_signals(
 ) -> dict[str, Any]:
     """Score signals out of sample and set them beside the baselines (see module docstring).
 
-    Returns ``{"signals": score_signals(...), "trading": trading_metrics(...),
-    "baselines": {"always_long", "always_short", "random"}, "tests": {p-values}}``.
-    """
-    from sep_research.backtest.engine import check_target, quote_arrays
-    from sep_research.backtest.nb import SIZING_FIXED, backtest_nb
-    from sep_research.data.candles import pip_size
+    ``policy``: the trading policy the backtests use (default :class:`Policy()`: HC signals
+    only, one-candle trades, no stop). ``half_spread_pips``: mid +/- this half-spread instead
+    of the frame's bid/ask (required without bid/ask).
 
+    Returns ``{"signals": score_signals(...), "trading": trading_metrics(...),
+    "baselines": {"always_long", "always_short", "random"}, "tests": {p-values},
+    "policy": policy.to_dict()}``.
+    """
+    from sep_research.backtest.engine import backtest_arrays, check_target, quote_arrays
+    from sep_research.fx import pip_size
+    from sep_research.signals.seed import label_moves
+
+    policy = Policy() if policy is None else policy
+    if not isinstance(policy, Policy):
+        raise TypeError(f"policy must be a sep_research.strategy.Policy, got {policy!r}")
     n = len(frame)
-    pip = pip_size(instrument)
+    inst = data_instrument(frame, instrument)
+    pip = pip_size(inst)
     a = check_target(actions, n)
     h = np.asarray(hc, dtype=bool)
     if h.shape != (n,):
         raise ValueError("hc needs one value per candle")
     m = _check_mask(mask, n)
-    if trade_on not in ("hc", "all"):
-        raise ValueError(f"trade_on must be 'hc' or 'all', got {trade_on!r}")
     if n_random < 1:
         raise ValueError("n_random must be >= 1")
     if random not in ("rotate", "shuffle"):
         raise ValueError(f"random must be 'rotate' or 'shuffle', got {random!r}")
     bid, ask, source = quote_arrays(frame, half_spread_pips=half_spread_pips, pip=pip)
-    units = np.ones(n)
-    sl = float(stop_loss_pips or 0.0)
-    tp = float(take_profit_pips or 0.0)
     span = _span(m, n)
 
-    def target_of(act: np.ndarray, hcm: np.ndarray) -> np.ndarray:
-        t = np.where(m, act, 0)
-        if trade_on == "hc":
-            t = np.where(hcm, t, 0)
-        return t.astype(np.int8)
+    def backtest(target: np.ndarray) -> Any:
+        return backtest_arrays(target, bid, ask, pip=pip,
+                               stop_loss_pips=policy.stop_loss_pips,
+                               take_profit_pips=policy.take_profit_pips)
 
     def run(target: np.ndarray) -> dict[str, Any]:
-        _ti, tf, nt, pos, eq, _eqc, costs = backtest_nb(
-            target, units, bid, ask, pip, sl, tp, SIZING_FIXED, 0.01, 0.0, 1.0)
-        return trading_metrics(eq, pos, tf[:nt, 3], costs[0], span=span,
-                               granularity=granularity)
+        bt = backtest(target)
+        out = trading_metrics(bt.equity_pips, bt.position, bt.trade_pips, bt.costs_pips,
+                              span=span, granularity=granularity)
+        reasons = bt.trades_i[:, 3]
+        out["n_stop_loss"] = int((reasons == EXIT_STOP).sum())
+        out["n_take_profit"] = int((reasons == EXIT_TAKE).sum())
+        return out
 
-    sig = score_signals(frame, a, h, pip=pip, mask=m, threshold_pips=threshold_pips)
-    trading = run(target_of(a, h))
+    sig = score_signals(frame, a, h, instrument=inst, mask=m, threshold_pips=threshold_pips)
+    trading = run(policy_targets(a, h, policy, m))
     trading["price_source"] = source
-    trading["trade_on"] = trade_on
+    trading["trade_on"] = policy.trade_on
+    trading["policy"] = policy.describe()
 
-    move = next_move_pips(frame, pip)
+    move = label_moves(frame["close"].to_numpy(dtype=np.float64), pip=pip)
     n_eval = int(m.sum())
     baselines: dict[str, Any] = {}
     for name, d in (("always_long", 1), ("always_short", -1)):
@@ -271,10 +325,7 @@ def evaluate_signals(
         rh = h.copy()
         ra[idx] = a[perm]
         rh[idx] = h[perm]
-        tgt = target_of(ra, rh)
-        _ti, tf, nt, _pos, _eq, _eqc, _costs = backtest_nb(
-            tgt, units, bid, ask, pip, sl, tp, SIZING_FIXED, 0.01, 0.0, 1.0)
-        null_pips[b] = tf[:nt, 3].sum()
+        null_pips[b] = backtest(policy_targets(ra, rh, policy, m)).trade_pips.sum()
         hcs = m & rh & (ra != 0)
         hits = int((hcs & (((ra == 1) & up) | ((ra == -1) & down))).sum())
         null_hc_hits[b] = hits
@@ -300,7 +351,8 @@ def evaluate_signals(
     else:
         tests["pvalue_hc_hits_vs_random"] = None
         tests["pvalue_hc_hits_vs_random_note"] = "no HC signals"
-    return {"signals": sig, "trading": trading, "baselines": baselines, "tests": tests}
+    return {"signals": sig, "trading": trading, "baselines": baselines, "tests": tests,
+            "policy": policy.to_dict()}
 
 
 def verdict(result: dict[str, Any], *, alpha: float = 0.05) -> str:

@@ -33,9 +33,12 @@ EULER_GAMMA = 0.5772156649015329
 
 def periods_per_year(granularity: str) -> float:
     """Candles per year under the convention stated in the module docstring."""
-    from sep_research.data.candles import GRANULARITY_SECONDS, check_granularity
+    from sep_research.fx import GRANULARITY_SECONDS, FxError, check_granularity
 
-    check_granularity(granularity)
+    try:
+        check_granularity(granularity)
+    except FxError as exc:
+        raise ValueError(str(exc)) from None
     if granularity == "W":
         return 52.0
     if granularity == "M":

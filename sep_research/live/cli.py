@@ -31,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="required to trade a live (real money) account")
     p.add_argument("--env-file", default=None, help="OANDA.env file with the credentials")
     p.add_argument("--journal", default=None, help="override the journal path of the config")
+    p.add_argument("--status-host", default=None,
+                   help="override status.host (0.0.0.0 in a container: the token is then "
+                        "required for everything but /health and the page)")
     p.add_argument("--status-port", type=int, default=None,
                    help="override status.port (0: any free port)")
     p.add_argument("--max-steps", type=int, default=None, help=argparse.SUPPRESS)
@@ -67,11 +70,12 @@ def build(args: argparse.Namespace) -> Any:
         cfg = load_config(args.config)
     except ConfigError as exc:
         raise _error(f"invalid runner config:\n{exc}") from None
-    if args.status_port is not None:
-        cfg = cfg.model_copy(update={"status": cfg.status.model_copy(
-            update={"port": args.status_port})})
+    over = {k: v for k, v in (("host", getattr(args, "status_host", None)),
+                              ("port", args.status_port)) if v is not None}
+    if over:
+        cfg = cfg.model_copy(update={"status": cfg.status.model_copy(update=over)})
     try:
-        models = load_models(args.model, cfg.instruments, cfg.granularity)
+        models = load_models(args.model, cfg.instruments, cfg.granularity, risk=cfg.risk)
     except (ModelError, ValueError) as exc:
         raise _error(f"model refused: {exc}") from None
 
@@ -85,7 +89,8 @@ def build(args: argparse.Namespace) -> Any:
 
     if cfg.status.enabled and not is_loopback(cfg.status.host) and not status_token:
         raise _error(f"status.host {cfg.status.host} is not a loopback address: set "
-                     f"{cfg.status.token_env} to a token (every request must then carry it)")
+                     f"{cfg.status.token_env} to a token (every request but /health and the page "
+                     "must then carry it)")
     try:
         journal = Journal(args.journal or cfg.journal)
     except JournalFull:

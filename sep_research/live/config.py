@@ -110,17 +110,26 @@ class FeedConfig(_Strict):
 
 
 class RiskConfig(_Strict):
-    """Risk rules; each can be switched off with ``null`` (or 0 where stated)."""
+    """Risk rules; each can be switched off with ``null`` (or 0 where stated).
+
+    The trading policy (which signals trade, stop-loss, take-profit) is the model artifact's,
+    the one training evaluated; this config may only tighten risk (limits, sizing, guards).
+    """
 
     risk_per_trade: Num = Field(
         0.005, gt=0, le=0.1, description="fraction of the balance risked per trade: size = "
-        "risk / (stop distance valued in the account currency)")
-    #: stop-loss distance in pips (required for sizing); take-profit optional.
-    stop_loss_pips: float = Field(20.0, gt=0)
-    take_profit_pips: float | None = Field(None, gt=0)
+        "risk / (the model's policy stop-loss distance valued in the account currency)")
+    stop_loss_pips: Num | None = Field(
+        None, gt=0, description="null (default): the model's policy.stop_loss_pips; a number "
+        "must equal the model's (another one is refused at start-up and on reload, naming "
+        "both: the runner trades the policy the report evaluated; retrain to trade another)")
+    take_profit_pips: Num | None = Field(
+        None, gt=0, description="null (default): the model's policy.take_profit_pips; a "
+        "number must equal the model's")
     fixed_units: int | None = Field(
-        None, ge=1, le=100_000_000, description="fixed units per order instead of the "
-        "risk-based size (null: size from risk_per_trade)")
+        None, ge=1, le=100_000_000, description="fixed units per trade instead of the "
+        "risk-based size (null: risk_per_trade over the model's stop-loss; a model without a "
+        "stop-loss needs fixed_units)")
     max_units_per_order: int = Field(
         100_000, ge=1, le=100_000_000, description="cap on the units of any one order")
     max_open_positions: int = Field(

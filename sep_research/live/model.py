@@ -1,61 +1,73 @@
 """Model artifacts in the runner: verify, check against the config, and turn signals into targets.
 
 :func:`load_models` verifies each artifact (:func:`sep_research.training.artifact.load_artifact`
-refuses a failed checksum, a non-canonical file and a legacy alignment), and refuses an
-artifact whose instrument or granularity the runner config does not trade, or a config
-instrument without a model.
+refuses a failed checksum, a non-canonical file, an older schema, a legacy alignment and a
+strategy that does not validate), reads its :class:`~sep_research.strategy.StrategySpec`, and
+refuses an artifact whose instrument or granularity the runner config does not trade, or a
+config instrument without a model.
 
-The trading policy (what position a signal asks for) is the one training scores:
+**The runner trades the artifact's policy** (``artifact["policy"]``, the one training
+evaluated): which signals trade (``trade_on``), what a HOLD means (``hold``), the stop-loss and
+the take-profit (:meth:`sep_research.strategy.Policy.target`). The runner config may only
+tighten risk (limits, sizing, guards); it cannot change the policy. With ``risk`` given,
+:func:`load_models` (and so ``sep run`` at start-up and ``/api/reload``) refuses
 
-- ``hc_only`` (default true): only high-confidence signals trade; others mean flat;
-- ``hold`` (default ``"flat"``): a HOLD (or a non-HC signal) means flat, so each signal is a
-  one-candle trade; ``"keep"`` keeps the previous target instead.
+- ``risk.stop_loss_pips`` / ``risk.take_profit_pips`` other than null (null: the artifact's)
+  or the artifact's own value: the message names both values;
+- risk-based sizing (``risk.fixed_units: null``: units from ``risk_per_trade`` over the stop
+  distance) for a policy without a stop-loss, where that size is undefined: set
+  ``risk.fixed_units`` to trade such a model.
 
-Both are read from ``artifact["policy"]`` or ``artifact["signal_params"]["policy"]`` when
-present. The signal itself comes from :class:`sep_research.signals.live.SeedSignalStream`, the
-pure-Python path of the research signal code.
+The signal itself comes from :class:`sep_research.signals.live.SeedSignalStream`, the
+pure-Python path of the research signal code, for the artifact's instrument (its pip).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sep_research.live.types import Candle, Decision
+from sep_research.strategy import Policy, SpecError, StrategySpec
 from sep_research.training.artifact import ArtifactError, load_artifact
 
 log = logging.getLogger(__name__)
+
+#: the rules whose signals the runner can compute (its pure-Python stream)
+RUNNER_RULES = ("seed",)
+
+__all__ = ["Model", "ModelError", "Policy", "SignalPath", "check_policy", "load_model",
+           "load_models"]
 
 
 class ModelError(ValueError):
     """A model artifact cannot be used by this runner."""
 
 
-@dataclass(frozen=True)
-class Policy:
-    hc_only: bool = True
-    hold: str = "flat"
-
-    def target(self, direction: int, high_confidence: bool, previous: int) -> int:
-        if self.hc_only and not high_confidence:
-            direction = 0
-        if direction == 0 and self.hold == "keep":
-            return previous
-        return direction
-
-
 @dataclass
 class Model:
     path: str
     artifact: dict[str, Any]
-    instrument: str
-    granularity: str
+    spec: StrategySpec
     model_id: str
-    params: Any  # SeedParams
-    policy: Policy
+
+    @property
+    def instrument(self) -> str:
+        return self.spec.instrument
+
+    @property
+    def granularity(self) -> str:
+        return self.spec.granularity
+
+    @property
+    def params(self) -> Any:  # SeedParams
+        return self.spec.params
+
+    @property
+    def policy(self) -> Policy:
+        return self.spec.policy
 
     def new_stream(self) -> SignalPath:
         return SignalPath(self)
@@ -68,7 +80,7 @@ class SignalPath:
         from sep_research.signals.live import SeedSignalStream
 
         self.model = model
-        self.stream = SeedSignalStream(model.params)
+        self.stream = SeedSignalStream(model.params, instrument=model.instrument)
         self.previous = 0
 
     def update(self, candle: Candle) -> Decision:
@@ -84,44 +96,51 @@ class SignalPath:
                    "stability": sig.stability, "phase": sig.phase, "n": sig.index})
 
 
-def _params(art: dict[str, Any], where: str) -> tuple[Any, Policy]:
-    from sep_research.signals.seed import SeedParams
-
-    if art.get("preset") not in ("seed", None) and not str(art.get("preset")).startswith("seed"):
-        raise ModelError(f"{where}: preset {art.get('preset')!r} is not one the runner knows "
-                         "(seed)")
-    sp = dict(art.get("signal_params") or {})
-    pol = dict(art.get("policy") or sp.pop("policy", None) or {})
-    names = {f.name for f in dataclasses.fields(SeedParams)} - {"extra"}
-    unknown = sorted(set(sp) - names)
-    if unknown:
-        log.info("model %s: signal_params keys not used by the seed rule: %s", where, unknown)
-    try:
-        params = SeedParams(**{k: v for k, v in sp.items() if k in names})
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"{where}: bad signal_params: {exc}") from None
-    hold = pol.get("hold", "flat")
-    if hold not in ("flat", "keep"):
-        raise ModelError(f"{where}: policy.hold must be 'flat' or 'keep', got {hold!r}")
-    return params, Policy(hc_only=bool(pol.get("hc_only", True)), hold=hold)
-
-
 def load_model(path: str | Path) -> Model:
     p = str(path)
     try:
         art = load_artifact(p, verify=True)
-    except ArtifactError as exc:
+        spec = StrategySpec.from_artifact(art, where=p)
+    except (ArtifactError, SpecError) as exc:
         raise ModelError(str(exc)) from None
-    params, policy = _params(art, p)
-    return Model(path=p, artifact=art, instrument=str(art["instrument"]),
-                 granularity=str(art["granularity"]),
-                 model_id=f"{art['instrument']}-{art['granularity']}-{art['sha256'][:12]}",
-                 params=params, policy=policy)
+    if spec.rule not in RUNNER_RULES:
+        raise ModelError(f"{p}: rule {spec.rule!r} is not one the runner computes "
+                         f"({', '.join(RUNNER_RULES)})")
+    return Model(path=p, artifact=art, spec=spec,
+                 model_id=f"{spec.instrument}-{spec.granularity}-{art['sha256'][:12]}")
 
 
-def load_models(paths: list[str], instruments: list[str], granularity: str
-                ) -> dict[str, Model]:
-    """Verify every artifact and match them to the config: one model per instrument."""
+def _pips(v: float | None) -> str:
+    return "null (none)" if v is None else f"{v:g}"
+
+
+def check_policy(model: Model, risk: Any) -> None:
+    """Refuse a runner config that would trade another policy than the artifact's, or size
+    trades of a policy without a stop-loss from the stop distance (see the module docstring).
+    ``risk``: the config's ``RiskConfig``."""
+    pol = model.policy
+    for key, mine in (("stop_loss_pips", pol.stop_loss_pips),
+                      ("take_profit_pips", pol.take_profit_pips)):
+        asked = getattr(risk, key)
+        if asked is not None and asked != mine:
+            flag = "--" + key.replace("_", "-")
+            retrain = (f"retrain with sep train {flag} {asked:g}" if asked is not None else "")
+            raise ModelError(
+                f"{model.path}: the runner config asks risk.{key}={_pips(asked)} but the model "
+                f"was trained and judged with policy.{key}={_pips(mine)}: the runner trades the "
+                f"artifact's policy. Set risk.{key} to null (the artifact's) or to {_pips(mine)}"
+                + (f", or {retrain}" if retrain else ""))
+    if risk.fixed_units is None and pol.stop_loss_pips is None:
+        raise ModelError(
+            f"{model.path}: the model's policy has no stop-loss (policy.stop_loss_pips: null), "
+            "so risk-based sizing (risk.risk_per_trade over the stop distance) is undefined: "
+            "set risk.fixed_units to the units per trade, or train with --stop-loss-pips")
+
+
+def load_models(paths: list[str], instruments: list[str], granularity: str, *,
+                risk: Any = None) -> dict[str, Model]:
+    """Verify every artifact and match them to the config: one model per instrument; with
+    ``risk`` (the config's ``RiskConfig``) also :func:`check_policy` each."""
     if not paths:
         raise ModelError("no model artifact given (--model ARTIFACT.json)")
     models: dict[str, Model] = {}
@@ -136,6 +155,8 @@ def load_models(paths: list[str], instruments: list[str], granularity: str
         if m.instrument in models:
             raise ModelError(f"{p}: a second model for {m.instrument} "
                              f"(first: {models[m.instrument].path})")
+        if risk is not None:
+            check_policy(m, risk)
         models[m.instrument] = m
     missing = [i for i in instruments if i not in models]
     if missing:

@@ -143,14 +143,16 @@ class OrderDesk:
 
     # ================================================================ opening
     def levels(self, info: InstrumentInfo, direction: int) -> tuple[str | None, str | None]:
+        """Stop-loss and take-profit of the model's policy (the artifact's), from the quote."""
         q = self.state.quotes.get(info.name)
         if q is None:
             return None, None
         entry = q.ask if direction > 0 else q.bid
         from sep_research.backtest.fills import stop_take_levels
 
-        stop, take = stop_take_levels(direction, entry, info.pip, self.cfg.risk.stop_loss_pips,
-                                      self.cfg.risk.take_profit_pips)
+        pol = self.state.models[info.name].policy
+        stop, take = stop_take_levels(direction, entry, info.pip, pol.stop_loss_pips,
+                                      pol.take_profit_pips, info.display_precision)
         text = self.broker.price_text
         return (text(info, stop) if not math.isnan(stop) else None,
                 text(info, take) if not math.isnan(take) else None)

@@ -86,6 +86,8 @@ class RiskManager:
         self.granularity_seconds = int(granularity_seconds)
         self.account_currency = account_currency
         self.s = RiskState()
+        #: instrument -> the stop-loss (pips) of its model's policy (see set_stops)
+        self.stops: dict[str, float | None] = {}
 
     # -------------------------------------------------------------- persistence
     def state(self) -> dict[str, Any]:
@@ -107,13 +109,25 @@ class RiskManager:
         self.s.halt_reason = ""
 
     # -------------------------------------------------------------- sizing
+    def set_stops(self, stops: dict[str, float | None]) -> None:
+        """The stop-loss (pips) of each instrument's model policy, which risk-based sizing
+        divides by (the runner sets it from the artifacts at start-up and on reload)."""
+        self.stops = dict(stops)
+
+    def stop_of(self, instrument: str) -> float | None:
+        return self.stops.get(instrument, self.cfg.stop_loss_pips)
+
     def size(self, balance: float, info: InstrumentInfo, q2a: float) -> int:
-        """Units for a new position: fixed, or risk per trade over the stop distance."""
+        """Units for a new position: fixed, or risk per trade over the policy's stop distance
+        (0 without a stop: start-up refuses that configuration already)."""
+        stop = self.stop_of(info.name)
         if self.cfg.fixed_units is not None:
             units = float(self.cfg.fixed_units)
+        elif stop is None:
+            return 0
         else:
-            units = fixed_fractional_units(balance, self.cfg.risk_per_trade,
-                                           self.cfg.stop_loss_pips, info.pip, q2a)
+            units = fixed_fractional_units(balance, self.cfg.risk_per_trade, stop, info.pip,
+                                           q2a)
         units = min(units, float(self.cfg.max_units_per_order), info.maximum_order_units)
         return int(units)
 
@@ -186,8 +200,10 @@ class RiskManager:
                                   f"{info.quote} or trade a pair that gives it")
         units = self.size(balance, info, q2a)
         if units < max(1, info.minimum_trade_size):
+            stop = self.stop_of(info.name)
             return Verdict.refuse("size", f"size {units} units is below the minimum (balance "
-                                  f"{balance:.2f}, stop {cfg.stop_loss_pips:g} pips)")
+                                  f"{balance:.2f}, stop "
+                                  f"{'none' if stop is None else f'{stop:g} pips'})")
         if cfg.max_exposure_per_currency is not None:
             v = self._exposure(info, direction, units, quote, quotes, open_positions)
             if v is not None:

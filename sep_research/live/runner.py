@@ -34,7 +34,7 @@ from sep_research.live.config import RunnerConfig
 from sep_research.live.feed import Feed
 from sep_research.live.journal import Journal, JournalCorrupt, JournalFull
 from sep_research.live.loop import CandleLoop
-from sep_research.live.model import Model, SignalPath, load_models
+from sep_research.live.model import Model, SignalPath, check_policy, load_models
 from sep_research.live.orders import OrderDesk
 from sep_research.live.port import Broker
 from sep_research.live.reconcile import NeedsHuman, reconcile
@@ -72,6 +72,10 @@ class Runner:
         self.metrics = Metrics()
         self.risk = RiskManager(cfg.risk, granularity_seconds=cfg.granularity_seconds,
                                 account_currency=cfg.account_currency)
+        # the runner trades each artifact's policy; the config may only tighten risk
+        for m in models.values():
+            check_policy(m, cfg.risk)
+        self.risk.set_stops({i: m.policy.stop_loss_pips for i, m in models.items()})
         self.state = RunnerState(models=dict(models),
                                  model_paths=list(model_paths or
                                                   [m.path for m in models.values()]),
@@ -102,6 +106,11 @@ class Runner:
     @property
     def account(self) -> Any:
         return self.state.account
+
+    @property
+    def quotes(self) -> dict[str, Any]:
+        """The latest quote per instrument (read by the operator page's feed view)."""
+        return self.state.quotes
 
     @property
     def status_port(self) -> int | None:
@@ -281,7 +290,8 @@ class Runner:
         regular files under their folders of at most :data:`MAX_ARTIFACT_BYTES`, are read."""
         try:
             paths = self._reload_paths(body.get("models"))
-            models = load_models(paths, self.cfg.instruments, self.cfg.granularity)
+            models = load_models(paths, self.cfg.instruments, self.cfg.granularity,
+                                 risk=self.cfg.risk)
             prepared = {inst: self._warm_up(m) for inst, m in models.items()}
         except (ValueError, ReloadRefused) as exc:
             reason = bounded(f"reload refused: {exc}")
@@ -365,6 +375,7 @@ class Runner:
             return
         st.models, st.model_paths = models, paths
         st.paths.update(new_paths)
+        self.risk.set_stops({i: m.policy.stop_loss_pips for i, m in models.items()})
         self.journal.record_decision("reload", True, "models swapped",
                                      detail={"old": old, "new": st.model_ids()})
         log.info("models reloaded: %s", st.model_ids())

@@ -58,7 +58,25 @@ class StatusView:
             "account": {"balance": a.balance, "nav": a.nav, "unrealized": a.unrealized,
                         "currency": a.currency} if a else None,
             "risk": {**r.risk.state(), "blocked": st.blocked},
+            "policy": self._policies(),
         }
+
+    def _policies(self) -> dict[str, Any]:
+        """The policy in force per instrument: the artifact's, and how trades are sized."""
+        r = self.r.cfg.risk
+        out = {}
+        for inst, m in self.r.state.models.items():
+            pol = m.policy
+            if r.fixed_units is not None:
+                sizing = f"fixed {r.fixed_units} units"
+            elif pol.stop_loss_pips is not None:
+                sizing = (f"risk {r.risk_per_trade:g} of the balance over the "
+                          f"{pol.stop_loss_pips:g}-pip stop")
+            else:
+                sizing = "none (risk-based sizing without a stop is refused)"
+            out[inst] = {**pol.to_dict(), "source": m.path, "model_id": m.model_id,
+                         "describe": pol.describe(), "sizing": sizing}
+        return out
 
     def positions(self) -> list[dict[str, Any]]:
         return self.r.journal.positions("open")

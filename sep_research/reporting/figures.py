@@ -50,7 +50,8 @@ def price_figure(frame: pd.DataFrame) -> Figure:
 
 def returns_figure(frame: pd.DataFrame, *, max_lag: int = 24) -> Figure:
     """Distribution of close-to-close moves (pips) and their autocorrelation by lag."""
-    from sep_research.data.candles import get_provenance, pip_size
+    from sep_research.data.candles import get_provenance
+    from sep_research.fx import pip_size
 
     pip = pip_size(get_provenance(frame).instrument)
     moves = np.diff(frame["close"].to_numpy(dtype=np.float64)) / pip

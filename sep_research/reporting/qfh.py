@@ -32,6 +32,17 @@ def _arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     return {k: frame[k].to_numpy() for k in _ARRAYS}
 
 
+def _instrument(frame: pd.DataFrame) -> str:
+    """The frame's instrument (its provenance names it; it sets the pip of the features)."""
+    from sep_research.strategy import data_instrument
+
+    return data_instrument(frame)
+
+
+def _pct(x: float | None) -> float:
+    return np.nan if x is None else 100.0 * x
+
+
 def qfh_features(frame: pd.DataFrame, windows: Sequence[int], *, engine: str = "auto",
                  alignment: str = "causal") -> dict[str, np.ndarray]:
     """``qfh_features_batch`` of a candle frame under the seed parameters."""
@@ -39,7 +50,7 @@ def qfh_features(frame: pd.DataFrame, windows: Sequence[int], *, engine: str = "
 
     x = _arrays(frame)
     return qfh_features_batch(x["close"], x["high"], x["low"], x["volume"], list(windows), SEED,
-                              alignment=alignment, engine=engine)
+                              instrument=_instrument(frame), alignment=alignment, engine=engine)
 
 
 def feature_summary(features: dict[str, np.ndarray], windows: Sequence[int],
@@ -134,13 +145,15 @@ def lookahead_demo(frame: pd.DataFrame, *, cuts: Sequence[int], engine: str = "a
     from sep_research.signals import SEED, seed_signals
 
     x = _arrays(frame)
+    inst = _instrument(frame)
     rows = []
     for alignment in ("legacy", "causal"):
-        base = seed_signals(x, SEED, alignment=alignment, engine=engine)
+        base = seed_signals(x, SEED, instrument=inst, alignment=alignment, engine=engine)
         for cut in cuts:
             if not 0 <= cut < len(frame) - 1:
                 raise ValueError(f"cut {cut} is outside 0 .. {len(frame) - 2}")
-            alt = seed_signals(_shift_future(x, cut), SEED, alignment=alignment, engine=engine)
+            alt = seed_signals(_shift_future(x, cut), SEED, instrument=inst,
+                               alignment=alignment, engine=engine)
             for name in outputs:
                 a = _output(base, name)[: cut + 1].astype(float)
                 b = _output(alt, name)[: cut + 1].astype(float)
@@ -176,14 +189,16 @@ def lookahead_figure(frame: pd.DataFrame, *, cut: int, output: str = "coherence"
     from sep_research.signals import SEED, seed_signals
 
     x = _arrays(frame)
+    inst = _instrument(frame)
     lo, hi = max(0, cut - before), min(len(frame), cut + after + 1)
     t = np.arange(lo, hi) - cut
     fig = Figure(figsize=(9.0, 3.4), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     for ax, alignment in zip(axes, ("legacy", "causal")):
-        a = _output(seed_signals(x, SEED, alignment=alignment, engine=engine), output)
-        b = _output(seed_signals(_shift_future(x, cut), SEED, alignment=alignment,
+        a = _output(seed_signals(x, SEED, instrument=inst, alignment=alignment,
                                  engine=engine), output)
+        b = _output(seed_signals(_shift_future(x, cut), SEED, instrument=inst,
+                                 alignment=alignment, engine=engine), output)
         a, b = a[lo:hi].astype(float), b[lo:hi].astype(float)
         ax.plot(t, a, marker="o", markersize=3, color="C0", label="real data")
         ax.plot(t, b, marker="x", markersize=4, color="C1", linestyle="--",
@@ -232,21 +247,21 @@ def seed_headline(frame: pd.DataFrame, *, engine: str = "auto", shuffles: int = 
     Returns the table (one row per alignment plus the shuffled-causal baseline, accuracies
     in percent with 95 % Wilson intervals) and the signals per alignment.
     """
-    from sep_research.signals import SEED, score_signals, seed_signals
-    from sep_research.signals.cli import shuffled_baseline
+    from sep_research.signals.cli import reproduce, shuffled_baseline
 
     rows, sigs = [], {}
     for alignment in ("legacy", "causal"):
-        sig = seed_signals(frame, SEED, alignment=alignment, engine=engine)
-        sc = score_signals(frame["close"], sig)
-        lo, hi = sc.hc_accuracy_ci95()
-        sigs[alignment] = sig
-        rows.append({"rule": f"seed, {alignment} alignment", "hc_signals": sc.hc,
-                     "hc_correct": sc.hc_correct, "hc_accuracy": sc.hc_accuracy,
-                     "ci_low": lo, "ci_high": hi, "signal_rate": sc.signal_rate,
-                     "profitability_score": sc.profitability_score_rounded,
-                     "overall_accuracy": sc.overall_accuracy, "base_rate": sc.base_rate,
-                     "non_hold": sc.non_hold})
+        r = reproduce(frame, alignment, engine=engine)
+        sc = r["_unrounded"]
+        sigs[alignment] = r["_signals"]
+        ci = sc["hc_hit_rate_ci95"] or (None, None)
+        rows.append({"rule": f"seed, {alignment} alignment", "hc_signals": sc["n_hc"],
+                     "hc_correct": sc["hc_hits"], "hc_accuracy": _pct(sc["hc_hit_rate"]),
+                     "ci_low": _pct(ci[0]), "ci_high": _pct(ci[1]),
+                     "signal_rate": _pct(sc["signal_rate"]),
+                     "profitability_score": r["profitability_score"],
+                     "overall_accuracy": _pct(sc["hit_rate"]),
+                     "base_rate": 100.0 * sc["base_rate_up"], "non_hold": sc["n_signals"]})
     sh = shuffled_baseline(frame, sigs["causal"], n=shuffles, seed=seed)
     rows.append({"rule": f"causal signals shuffled ({sh['n']}x)", "hc_signals": rows[1][
         "hc_signals"], "hc_accuracy": sh["mean"], "ci_low": sh["low"], "ci_high": sh["high"],
@@ -283,7 +298,7 @@ def cumulative_hits_figure(frame: pd.DataFrame, signals: dict[str, Any]) -> Figu
     fig = Figure(figsize=(9.0, 3.6), layout="constrained")
     ax = fig.subplots()
     for i, (alignment, sig) in enumerate(signals.items()):
-        mv = label_moves(frame["close"], alignment=alignment, pip=sig.params.pip)
+        mv = label_moves(frame["close"], alignment=alignment, pip=sig.pip)
         mm = sig.params.min_move
         scored = sig.has & ~np.isnan(mv) & (sig.action != 0) & sig.hc
         ok = ((sig.action == 1) & (mv > mm)) | ((sig.action == -1) & (mv < -mm))

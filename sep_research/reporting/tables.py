@@ -49,7 +49,7 @@ def gap_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def returns_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Close-to-close moves and candle ranges in pips, and the spread where bid/ask is known."""
-    from sep_research.data.candles import pip_size
+    from sep_research.fx import pip_size
 
     pip = pip_size(_prov(frame).instrument)
     close = frame["close"].to_numpy(dtype=np.float64)
@@ -106,7 +106,7 @@ def bit_table(frame: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:
 def data_metrics(frame: pd.DataFrame) -> dict[str, float | int | str]:
     """Headline numbers of a candle frame for ``metrics.json`` and the index."""
     from sep_research.data.cache import find_gaps
-    from sep_research.data.candles import pip_size
+    from sep_research.fx import pip_size
 
     prov = _prov(frame)
     pip = pip_size(prov.instrument)

@@ -8,6 +8,8 @@ Input: a :class:`sep_research.training.walkforward.WalkForwardResult` and its ca
 - :func:`trading_table`: net pips (95 % interval), annualised Sharpe (interval), drawdown,
   trades, p-value against the random signals.
 - :func:`fold_table`, :func:`overfitting_table`: per fold choices; PBO, SPA, DSR, stability.
+- :func:`selection_gap_table`: the sweep's net pips of each fold's choice beside the backtest
+  of the same configuration under the trading policy (the sweep cannot model a stop).
 - :func:`equity_curves`: out-of-sample equity (pips) of each rule from the backtest (fills at
   bid/ask, or mid +/- the half-spread); feeds ``figures.equity_figure``.
 - :func:`oos_actions`: the stitched out-of-sample target of the tuned rule (for the
@@ -111,20 +113,39 @@ def overfitting_table(result: Any) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["statistic", "value"]).set_index("statistic")
 
 
+def selection_gap_table(result: Any) -> pd.DataFrame:
+    """Per fold: the sweep's net pips of the chosen configuration (one-candle trades, no stop)
+    beside the backtest of the same configuration under the policy, on training and test."""
+    gap = result.selection_gap
+    rows = [{"fold": r["fold"], "train_sweep": r["train_sweep_net_pips"],
+             "train_backtest": r["train_backtest_net_pips"],
+             "train_gap": r["train_backtest_net_pips"] - r["train_sweep_net_pips"],
+             "test_sweep": r["test_sweep_net_pips"], "test_backtest": r["test_backtest_net_pips"],
+             "test_gap": r["test_backtest_net_pips"] - r["test_sweep_net_pips"]}
+            for r in gap.get("per_fold", [])]
+    cols = ["fold", "train_sweep", "train_backtest", "train_gap", "test_sweep",
+            "test_backtest", "test_gap"]
+    return pd.DataFrame(rows, columns=cols).set_index("fold")
+
+
 def oos_actions(result: Any, *, rule: str = "tuned") -> np.ndarray:
-    """Target per candle of a rule out of sample: its HC signals inside the test folds."""
+    """Target per candle of a rule out of sample under the result's trading policy (e.g. its
+    HC signals inside the test folds)."""
+    from sep_research.evaluation.metrics import policy_targets
+
     if rule == "tuned":
         a, h = result.oos_action, result.oos_hc
     elif rule == "seed":
         a, h = result.seed_action, result.seed_hc
     else:
         raise ValueError(f"rule must be 'tuned' or 'seed', got {rule!r}")
-    return np.where(result.oos_mask & np.asarray(h, bool), a, 0).astype(np.int8)
+    return policy_targets(a, h, result.policy, result.oos_mask)
 
 
 def equity_curves(frame: pd.DataFrame, result: Any, *,
                   half_spread_pips: float | None) -> dict[str, pd.Series]:
-    """Out-of-sample equity in pips (backtest fills at bid/ask) over the test folds."""
+    """Out-of-sample equity in pips (backtest fills at bid/ask, the result's policy: its stop
+    and take-profit) over the test folds."""
     from sep_research.backtest import run_backtest
 
     m = np.asarray(result.oos_mask, bool)
@@ -136,7 +157,9 @@ def equity_curves(frame: pd.DataFrame, result: Any, *,
     out = {}
     for name, tgt in targets.items():
         bt = run_backtest(frame, tgt, instrument=result.instrument,
-                          half_spread_pips=half_spread_pips)
+                          half_spread_pips=half_spread_pips,
+                          stop_loss_pips=result.policy.stop_loss_pips,
+                          take_profit_pips=result.policy.take_profit_pips)
         eq = bt.equity_pips.iloc[lo:hi]
         out[name] = eq - (bt.equity_pips.iloc[lo - 1] if lo > 0 else 0.0)
     return out
@@ -150,11 +173,10 @@ def grid_oos_table(frame: pd.DataFrame, grid: Any, result: Any, *,
                    half_spread_pips: float | None, engine: str = "auto") -> pd.DataFrame:
     """Each configuration scored on the out-of-sample candles with the sweep kernel (HC
     count, HC accuracy, net pips after the spread): for heatmaps, not for choosing."""
-    from sep_research.data.candles import pip_size
     from sep_research.training.grid import COLUMNS
     from sep_research.training.walkforward import prepare_sweep, sweep
 
-    si = prepare_sweep(frame, grid, pip=pip_size(result.instrument),
+    si = prepare_sweep(frame, grid, instrument=result.instrument,
                        half_spread_pips=half_spread_pips, engine=engine)
     idx = np.flatnonzero(result.oos_mask)
     sw = sweep(si, int(idx[0]), int(idx[-1]) + 1, engine=engine)
@@ -186,6 +208,8 @@ def training_metrics(result: Any) -> dict[str, Any]:
         "pbo": (of.get("pbo") or {}).get("pbo"),
         "spa_p": (of.get("spa") or {}).get("pvalue_consistent"),
         "dsr_median": of.get("dsr_median"),
+        "policy": result.policy.describe(),
+        "selection_gap_test_pips": result.selection_gap.get("test_gap_pips"),
     }
 
 

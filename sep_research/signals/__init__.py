@@ -6,8 +6,10 @@ Public API (imported lazily; nothing here imports numba or pandas at import time
     from sep_research.signals import (
         SeedParams, SEED, PRESETS,                       # parameters and presets
         seed_features, seed_signals, qfh_features_batch, # vectorised features and signals
-        score_signals, label_moves,                      # the spec's scoring
-        sweep_seed, config_signals, product_grid,        # the fused sweep (training)
+        label_moves,                                     # the spec's label (scoring:
+                                                         #   evaluation.metrics.score_signals)
+        sweep_seed, config_signals, product_grid,        # the fused sweep (training, batch)
+        prepare_sweep, run_prepared, sweep_spread_pips,  # its one preparation and spread
         SeedSignalStream, Signal,                        # the live runner's pure path
         check_causality, check_preset,                   # the look-ahead check
     )
@@ -21,19 +23,19 @@ _LAZY = {
     "SeedParams": "sep_research.signals.seed",
     "SEED": "sep_research.signals.seed",
     "SeedSignals": "sep_research.signals.seed",
-    "Score": "sep_research.signals.seed",
     "seed_features": "sep_research.signals.seed",
     "seed_signals": "sep_research.signals.seed",
     "qfh_features_batch": "sep_research.signals.seed",
-    "score_signals": "sep_research.signals.seed",
     "label_moves": "sep_research.signals.seed",
-    "wilson_interval": "sep_research.signals.seed",
     "PRESETS": "sep_research.signals.presets",
     "get_preset": "sep_research.signals.presets",
     "sweep_seed": "sep_research.signals.sweep",
     "config_signals": "sep_research.signals.sweep",
     "product_grid": "sep_research.signals.sweep",
-    "spread_from": "sep_research.signals.sweep",
+    "sweep_spread_pips": "sep_research.signals.sweep",
+    "prepare_sweep": "sep_research.signals.sweep",
+    "run_prepared": "sep_research.signals.sweep",
+    "SweepInputs": "sep_research.signals.sweep",
     "GRID_FIELDS": "sep_research.signals.sweep",
     "SeedSignalStream": "sep_research.signals.live",
     "Signal": "sep_research.signals.live",

@@ -36,6 +36,7 @@ from sep_research.signals.seed import (
     seed_features,
     seed_signals,
 )
+from sep_research.strategy import data_instrument
 
 KINDS = ("truncate", "noise", "shift", "reverse", "volume")
 PRICES = ("open", "high", "low", "close")
@@ -171,23 +172,25 @@ def check_causality(func: Callable[[Mapping[str, np.ndarray]], Mapping[str, np.n
 # ---- every shipped feature function and preset ------------------------------------------------
 
 def _qfh_batch(windows: tuple[int, ...]) -> Callable:
-    def f(x: Mapping[str, np.ndarray], alignment: str, params: SeedParams, engine: str):
+    def f(x: Mapping[str, np.ndarray], alignment: str, params: SeedParams, engine: str,
+          instrument: str):
         b = qfh_features_batch(x["close"], x["high"], x["low"], x["volume"], list(windows),
-                               params, alignment=alignment, engine=engine)
+                               params, instrument=instrument, alignment=alignment,
+                               engine=engine)
         return {f"{k}[w={w}]": v[:, j] for k, v in b.items() for j, w in enumerate(windows)}
     return f
 
 
-def _seed_features(x, alignment, params, engine):
-    return seed_features(x, params, alignment=alignment, engine=engine)
+def _seed_features(x, alignment, params, engine, instrument):
+    return seed_features(x, params, instrument=instrument, alignment=alignment, engine=engine)
 
 
-def _seed_signals(x, alignment, params, engine):
-    s = seed_signals(x, params, alignment=alignment, engine=engine)
+def _seed_signals(x, alignment, params, engine, instrument):
+    s = seed_signals(x, params, instrument=instrument, alignment=alignment, engine=engine)
     return {"action": s.action, "confidence": s.confidence, "hc": s.hc}
 
 
-#: name -> f(data, alignment, params, engine) -> per-candle outputs
+#: name -> f(data, alignment, params, engine, instrument) -> per-candle outputs
 FEATURE_FUNCTIONS: dict[str, Callable] = {
     "qfh_features_batch": _qfh_batch((2, 5, 11, 25)),
     "seed_features": _seed_features,
@@ -195,11 +198,15 @@ FEATURE_FUNCTIONS: dict[str, Callable] = {
 }
 
 
-def check_preset(data: Any, preset: str = "seed", *, alignment: str = "causal",
-                 engine: str = "auto", functions: tuple[str, ...] | None = None,
-                 n_cuts: int = 24, seed: int = 0) -> dict[str, CausalityReport]:
-    """The look-ahead check of every feature function (or those named) under a preset."""
+def check_preset(data: Any, preset: str = "seed", *, instrument: str | None = None,
+                 alignment: str = "causal", engine: str = "auto",
+                 functions: tuple[str, ...] | None = None, n_cuts: int = 24,
+                 seed: int = 0) -> dict[str, CausalityReport]:
+    """The look-ahead check of every feature function (or those named) under a preset.
+
+    ``instrument``: the candles' instrument (else the frame's provenance names it)."""
     check_alignment(alignment)
+    inst = data_instrument(data, instrument)
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     params = PRESETS[preset]
@@ -208,6 +215,6 @@ def check_preset(data: Any, preset: str = "seed", *, alignment: str = "causal",
     for name in names:
         f = FEATURE_FUNCTIONS[name]
         reports[name] = check_causality(
-            lambda x, f=f: f(x, alignment, params, engine), data, n_cuts=n_cuts, seed=seed,
+            lambda x, f=f: f(x, alignment, params, engine, inst), data, n_cuts=n_cuts, seed=seed,
             label=f"{preset}/{name} ({alignment})")
     return reports

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -76,27 +77,39 @@ def _fmt_pct(x: float) -> str:
 
 
 def reproduce(frame: Any, alignment: str, *, engine: str = "auto") -> dict[str, Any]:
-    """The seed preset scored as the spec does, as the JSON figures of ``reproduce-seed``."""
-    from sep_research.signals.seed import SEED, score_signals, seed_signals
+    """The seed preset scored as the spec does, as the JSON figures of ``reproduce-seed``.
+
+    The counts and rates come from the one scorer
+    (:func:`sep_research.evaluation.metrics.score_signals`, fractions); this prints them in
+    percent, as the spec's golden table does. ``_unrounded`` holds the fractions.
+    """
+    from sep_research.evaluation.metrics import score_signals
+    from sep_research.signals.seed import SEED, seed_signals
 
     sig = seed_signals(frame, SEED, alignment=alignment, engine=engine)
-    sc = score_signals(frame["close"], sig)
-    lo, hi = sc.hc_accuracy_ci95()
+    sc = score_signals(frame, sig.action, sig.hc, instrument=sig.instrument, has=sig.has,
+                       alignment=alignment, threshold_pips=SEED.min_move)
+    hc_acc = 100.0 * sc["hc_hit_rate"] if sc["hc_hit_rate"] is not None else math.nan
+    rate = 100.0 * sc["signal_rate"] if sc["signal_rate"] is not None else math.nan
+    lo, hi = (100.0 * v for v in (sc["hc_hit_rate_ci95"] or (math.nan, math.nan)))
+    overall = 100.0 * sc["hit_rate"] if sc["hit_rate"] is not None else math.nan
     return {
         "alignment": alignment,
-        "non_hold": sc.non_hold,
-        "overall_accuracy": round(sc.overall_accuracy, 2),
-        "hc_signals": sc.hc,
-        "hc_buy": sc.hc_buy,
-        "hc_correct": sc.hc_correct,
-        "hc_accuracy": round(sc.hc_accuracy, 2),
+        "non_hold": sc["n_signals"],
+        "overall_accuracy": round(overall, 2),
+        "hc_signals": sc["n_hc"],
+        "hc_buy": sc["n_hc_buy"],
+        "hc_correct": sc["hc_hits"],
+        "hc_accuracy": round(hc_acc, 2),
         "hc_accuracy_ci95": [round(lo, 2), round(hi, 2)],
         # one decimal, as the spec's golden table and the original report it (19.1)
-        "signal_rate": round(sc.signal_rate, 1),
-        "profitability_score": round(sc.profitability_score_rounded, 2),
-        "profitability_score_unrounded": round(sc.profitability_score, 2),
-        "base_rate": round(sc.base_rate, 2),
-        "scored": sc.scored,
+        "signal_rate": round(rate, 1),
+        # (HC accuracy % - 50) x signal rate %: from the rounded figures, as the original did
+        "profitability_score": round((round(hc_acc, 2) - 50.0) * round(rate, 1), 2),
+        "profitability_score_unrounded": round((hc_acc - 50.0) * rate, 2),
+        "base_rate": round(100.0 * sc["base_rate_up"], 2),
+        "scored": sc["n_candles"],
+        "_unrounded": sc,
         "_signals": sig,
     }
 
@@ -107,7 +120,7 @@ def shuffled_baseline(frame: Any, sig: Any, *, n: int = 1000, seed: int = 0) -> 
 
     from sep_research.signals.seed import label_moves
 
-    mv = label_moves(frame["close"], alignment="causal", pip=sig.params.pip)
+    mv = label_moves(frame["close"], alignment="causal", pip=sig.pip)
     scored = sig.has & ~np.isnan(mv)
     act = sig.action[scored]
     hc = sig.hc[scored]

@@ -2,14 +2,15 @@
 
 ::
 
-    stream = SeedSignalStream(SEED)
+    stream = SeedSignalStream(SEED, instrument="EUR_USD")
     sig = stream.update(time, open, high, low, close, volume)   # a completed candle
     sig.action            # "BUY" | "SELL" | "HOLD"
     sig.high_confidence   # bool
 
-Each ``update`` takes the newest *completed* candle and returns the causal signal of that
-candle, computed from a bounded history (``max(window, vol_window, vm_window - 1) + 1``
-candles and the last ``tf_long`` coherence values) by the same scalar code that the numba
+Each ``update`` takes the newest *completed* candle of ``instrument`` (it sets the pip of the
+candle ranges) and returns the causal signal of that candle, computed from a bounded history
+(``max(window, vol_window, vm_window - 1) + 1`` candles and the last ``tf_long`` coherence
+values) by the same scalar code that the numba
 and CUDA kernels compile (:mod:`sep_research.kernels.qfh`). A test checks that the stream's
 decisions equal the vectorised :func:`sep_research.signals.seed.seed_signals` candle for
 candle on real data.
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from sep_research import fx
 from sep_research.kernels import qfh
 from sep_research.signals.seed import SEED, SeedParams
 
@@ -51,9 +53,10 @@ class Signal:
 class SeedSignalStream:
     """Causal seed signals, one completed candle at a time, from a bounded history."""
 
-    def __init__(self, params: SeedParams = SEED) -> None:
+    def __init__(self, params: SeedParams = SEED, *, instrument: str) -> None:
         self.params = params
-        self._prm = params.to_vector()
+        self.instrument = fx.check_instrument(instrument)
+        self._prm = params.to_vector(fx.pip_size(instrument))
         self._hist = max(params.window, params.vol_window, params.vm_window - 1) + 1
         self._candles: deque = deque(maxlen=self._hist)  # (high, low, close, volume)
         self._cohs: deque = deque(maxlen=params.tf_long)

@@ -5,15 +5,22 @@ pandas needed):
 
 - :class:`SeedParams`: every constant of the rule (weights, thresholds, HC filter, volume
   and temporal factors, volatility multiplier), with the seed's values as defaults.
-- :func:`seed_features(data, params=SEED, *, alignment="causal", engine="auto")` -> dict of
-  per-candle arrays (``has``, ``coherence``, ``stability``, ``phase``, ``rupture``, ...).
-- :func:`qfh_features_batch(close, high, low, volume, windows, params=SEED, *,
+- :func:`seed_features(data, params=SEED, *, instrument=None, alignment="causal",
+  engine="auto")` -> dict of per-candle arrays (``has``, ``coherence``, ``stability``, ...).
+- :func:`qfh_features_batch(close, high, low, volume, windows, params=SEED, *, instrument,
   alignment="causal", engine="auto")` -> dict name -> 2-D array ``(n, n_series*n_windows)``.
-- :func:`seed_signals(data, params=SEED, *, alignment="causal", engine="auto")` ->
-  :class:`SeedSignals` (action int8 +1/-1/0, confidence, hc, and the features).
-- :func:`label_moves(close, *, alignment="causal", pip=1e4)` -> the move each candle's
-  signal is scored on (pips; NaN where there is none).
-- :func:`score_signals(close, signals, *, alignment="causal", min_move=0.5)` -> :class:`Score`.
+- :func:`seed_signals(data, params=SEED, *, instrument=None, alignment="causal",
+  engine="auto")` -> :class:`SeedSignals` (action int8 +1/-1/0, confidence, hc, features).
+- :func:`label_moves(close, *, pip, alignment="causal")` -> the move each candle's signal is
+  scored on (pips; NaN where there is none). The one label function: the sweep, the scorer
+  (:func:`sep_research.evaluation.metrics.score_signals`) and the reports use it.
+
+**Instrument and pip.** The features measure candle ranges in pips, so they depend on the
+instrument: ``instrument`` names it (else the candle frame's provenance must; see
+:func:`sep_research.strategy.data_instrument`), and its pip is the price per pip of
+:func:`sep_research.fx.pip_size` (0.0001, or 0.01 for JPY pairs). The kernels' parameter
+vector holds pips per price unit, :func:`sep_research.fx.pips_per_unit` of that pip (exactly
+10000.0 for EUR_USD, so the seed's golden figures are unchanged).
 
 Alignment: ``"causal"`` (the default) uses only data known at the close of candle ``i``;
 ``"legacy"`` reproduces the original engine's look-ahead and is for reproduction only.
@@ -28,10 +35,23 @@ from typing import Any
 
 import numpy as np
 
+from sep_research import fx
 from sep_research.kernels import engine as _engine
 from sep_research.kernels import qfh
+from sep_research.strategy import (
+    SpecError,
+    check_bool,
+    check_int,
+    check_keys,
+    check_number,
+    data_instrument,
+)
 
 ALIGNMENTS = ("causal", "legacy")
+#: most candles any window of the rule may span (the live runner backfills at most 5000)
+MAX_WINDOW = 5000
+_INT_FIELDS = ("window", "vol_window", "vm_window", "tf_short", "tf_long")
+_BOOL_FIELDS = ("volume_factor", "temporal_factor", "vol_multiplier")
 
 
 @dataclass(frozen=True)
@@ -48,7 +68,6 @@ class SeedParams:
     coh_threshold: float = 0.30
     collapse_threshold: float = 0.3
     min_move: float = 0.5
-    pip: float = 1e4
     coh_scale: float = 0.7
     coh_offset: float = 0.15
     vol_window: int = 20
@@ -77,18 +96,42 @@ class SeedParams:
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if int(self.window) != self.window or self.window < 2:
-            raise ValueError(f"window must be an integer >= 2, got {self.window!r}")
-        for name in ("vol_window", "vm_window", "tf_short", "tf_long"):
+        if int(self.window) != self.window or not 2 <= self.window <= MAX_WINDOW:
+            raise ValueError(f"window must be an integer in 2..{MAX_WINDOW}, got "
+                             f"{self.window!r}")
+        for name in _INT_FIELDS[1:]:
             v = getattr(self, name)
-            if int(v) != v or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+            if int(v) != v or not 1 <= v <= MAX_WINDOW:
+                raise ValueError(f"{name} must be an integer in 1..{MAX_WINDOW}, got {v!r}")
         if self.tf_short > self.tf_long:
             raise ValueError("tf_short must not exceed tf_long")
         for f in fields(self):
             v = getattr(self, f.name)
             if isinstance(v, float) and not math.isfinite(v):
                 raise ValueError(f"{f.name} must be finite, got {v!r}")
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str = "signal_params") -> SeedParams:
+        """Strict, typed: every parameter present, nothing unknown, integers are JSON
+        integers (1..5000 candles; window >= 2), booleans are ``true``/``false``, numbers are
+        finite (``min_move`` >= 0); errors name the key (``signal_params.window: ...``)."""
+        names = tuple(f.name for f in fields(cls) if f.name != "extra")
+        d = check_keys(data, where, required=names)
+        values: dict[str, Any] = {}
+        for name in names:
+            key = f"{where}.{name}"
+            if name in _INT_FIELDS:
+                values[name] = check_int(d[name], key, minimum=2 if name == "window" else 1,
+                                         maximum=MAX_WINDOW)
+            elif name in _BOOL_FIELDS:
+                values[name] = check_bool(d[name], key)
+            else:
+                values[name] = check_number(d[name], key,
+                                            minimum=0.0 if name == "min_move" else None)
+        try:
+            return cls(**values)
+        except ValueError as exc:
+            raise SpecError(f"{where}: {exc}") from None
 
     def with_(self, **changes: Any) -> SeedParams:
         unknown = set(changes) - {f.name for f in fields(self)}
@@ -101,15 +144,16 @@ class SeedParams:
         d.pop("extra")
         return d
 
-    def to_vector(self) -> np.ndarray:
-        """The float64 parameter vector ``prm`` of the kernels (``qfh.P_*`` order)."""
+    def to_vector(self, pip: float) -> np.ndarray:
+        """The float64 parameter vector ``prm`` of the kernels (``qfh.P_*`` order) for an
+        instrument whose price per pip is ``pip`` (``P_PIP`` holds pips per price unit)."""
         p = np.zeros(qfh.N_PARAMS, dtype=np.float64)
         p[qfh.P_WINDOW] = self.window
         p[qfh.P_WS], p[qfh.P_WC], p[qfh.P_WE] = self.w_s, self.w_c, self.w_e
         p[qfh.P_BUY], p[qfh.P_SELL] = self.buy_threshold, self.sell_threshold
         p[qfh.P_CONF], p[qfh.P_COH] = self.conf_threshold, self.coh_threshold
         p[qfh.P_COLLAPSE], p[qfh.P_MIN_MOVE] = self.collapse_threshold, self.min_move
-        p[qfh.P_PIP] = self.pip
+        p[qfh.P_PIP] = fx.pips_per_unit(pip)
         p[qfh.P_COH_SCALE], p[qfh.P_COH_OFFSET] = self.coh_scale, self.coh_offset
         p[qfh.P_VOL_WINDOW], p[qfh.P_VOL_DEFAULT] = self.vol_window, self.vol_default
         p[qfh.P_STAB_VOL_W], p[qfh.P_STAB_VOL_S] = self.stab_vol_weight, self.stab_vol_scale
@@ -157,15 +201,18 @@ def ohlcv(data: Any) -> dict[str, np.ndarray]:
 
 
 def qfh_features_batch(close, high, low, volume, windows, params: SeedParams = SEED, *,
-                       alignment: str = "causal", engine: str = "auto") -> dict[str, np.ndarray]:
+                       instrument: str, alignment: str = "causal",
+                       engine: str = "auto") -> dict[str, np.ndarray]:
     """Per-candle features of many series x window lengths: name -> ``(n, n_series*n_win)``.
 
-    Inputs are 1-D (one series) or 2-D ``(n_series, n)``; column ``s * len(windows) + w``
-    belongs to series ``s`` and window ``windows[w]``. Names: ``qfh.FEATURE_NAMES``
-    (``has`` is bool, the three counts are float with NaN where there are no features).
+    Inputs are 1-D (one series) or 2-D ``(n_series, n)`` prices of ``instrument`` (it sets
+    the pip of the ranges); column ``s * len(windows) + w`` belongs to series ``s`` and window
+    ``windows[w]``. Names: ``qfh.FEATURE_NAMES`` (``has`` is bool, the three counts are float
+    with NaN where there are no features).
     """
     check_alignment(alignment)
-    out = _engine.compute_features(close, high, low, volume, windows, params.to_vector(),
+    prm = params.to_vector(fx.pip_size(data_instrument(None, instrument)))
+    out = _engine.compute_features(close, high, low, volume, windows, prm,
                                    alignment=alignment, engine=engine)
     res = {name: out[q] for q, name in enumerate(qfh.FEATURE_NAMES)}
     res["has"] = out[qfh.F_HAS] == 1.0
@@ -173,12 +220,13 @@ def qfh_features_batch(close, high, low, volume, windows, params: SeedParams = S
     return res
 
 
-def seed_features(data: Any, params: SeedParams = SEED, *, alignment: str = "causal",
-                  engine: str = "auto") -> dict[str, np.ndarray]:
+def seed_features(data: Any, params: SeedParams = SEED, *, instrument: str | None = None,
+                  alignment: str = "causal", engine: str = "auto") -> dict[str, np.ndarray]:
     """Per-candle features of one series with the preset's window: name -> ``(n,)`` array."""
+    inst = data_instrument(data, instrument)
     x = ohlcv(data)
     b = qfh_features_batch(x["close"], x["high"], x["low"], x["volume"], [params.window],
-                           params, alignment=alignment, engine=engine)
+                           params, instrument=inst, alignment=alignment, engine=engine)
     return {k: v[:, 0] for k, v in b.items()}
 
 
@@ -192,6 +240,7 @@ class SeedSignals:
     features: dict[str, np.ndarray]
     alignment: str
     params: SeedParams
+    instrument: str
 
     @property
     def has(self) -> np.ndarray:
@@ -200,6 +249,11 @@ class SeedSignals:
     @property
     def coherence(self) -> np.ndarray:
         return self.features["coherence"]
+
+    @property
+    def pip(self) -> float:
+        """Price per pip of the instrument the signals were computed for."""
+        return fx.pip_size(self.instrument)
 
 
 def signals_from_features(feat: Mapping[str, np.ndarray], params: SeedParams = SEED, *,
@@ -213,25 +267,31 @@ def signals_from_features(feat: Mapping[str, np.ndarray], params: SeedParams = S
                                    params.conf_threshold, params.coh_threshold, engine=engine)
 
 
-def seed_signals(data: Any, params: SeedParams = SEED, *, alignment: str = "causal",
-                 engine: str = "auto") -> SeedSignals:
-    """The seed rule's per-candle signals (one configuration), for backtests and scoring."""
-    feat = seed_features(data, params, alignment=alignment, engine=engine)
+def seed_signals(data: Any, params: SeedParams = SEED, *, instrument: str | None = None,
+                 alignment: str = "causal", engine: str = "auto") -> SeedSignals:
+    """The seed rule's per-candle signals (one configuration), for backtests and scoring.
+
+    ``instrument``: the candles' instrument (sets the pip), else from the frame's provenance.
+    """
+    inst = data_instrument(data, instrument)
+    feat = seed_features(data, params, instrument=inst, alignment=alignment, engine=engine)
     action, conf, hc = signals_from_features(feat, params, engine=engine)
-    return SeedSignals(action, conf, hc, feat, alignment, params)
+    return SeedSignals(action, conf, hc, feat, alignment, params, inst)
 
 
-def label_moves(close, *, alignment: str = "causal", pip: float = 1e4) -> np.ndarray:
+def label_moves(close, *, pip: float, alignment: str = "causal") -> np.ndarray:
     """Move (pips) that candle i's signal is scored on; NaN where it has none.
 
-    causal: ``(c[i+1] - c[i]) * pip``. legacy (the original's scoring): the p-th signal
-    (p = i - 1, features start at candle 1) is scored on ``(c[p+1] - c[p]) * pip``, a move
+    ``pip``: price per pip (:func:`sep_research.fx.pip_size`); the price difference is
+    multiplied by :func:`sep_research.fx.pips_per_unit` of it (exactly 10000.0 for 0.0001).
+    causal: ``(c[i+1] - c[i]) / pip``. legacy (the original's scoring): the p-th signal
+    (p = i - 1, features start at candle 1) is scored on ``(c[p+1] - c[p]) / pip``, a move
     inside its own window.
     """
     check_alignment(alignment)
     c = np.asarray(close, dtype=np.float64)
     mv = np.full(c.shape[0], np.nan)
-    d = (c[1:] - c[:-1]) * pip
+    d = (c[1:] - c[:-1]) * fx.pips_per_unit(pip)
     if alignment == "causal":
         mv[:-1] = d
     else:
@@ -244,84 +304,3 @@ def label_index(n: int, *, alignment: str = "causal") -> np.ndarray:
     i = np.arange(n)
     t = i if alignment == "causal" else i - 1
     return np.where((t >= 0) & (t + 1 < n), t, -1)
-
-
-@dataclass(frozen=True)
-class Score:
-    """The spec's scoring (section 5) of one signal run."""
-
-    scored: int  # candles with features and a label
-    non_hold: int
-    correct: int
-    n_buy: int
-    hc: int
-    hc_buy: int
-    hc_correct: int
-    up: int  # scored candles whose move is > +min_move (the base rate's numerator)
-
-    @property
-    def overall_accuracy(self) -> float:
-        return 100.0 * self.correct / self.non_hold if self.non_hold else math.nan
-
-    @property
-    def hc_accuracy(self) -> float:
-        return 100.0 * self.hc_correct / self.hc if self.hc else math.nan
-
-    @property
-    def signal_rate(self) -> float:
-        return 100.0 * self.hc / self.non_hold if self.non_hold else math.nan
-
-    @property
-    def base_rate(self) -> float:
-        return 100.0 * self.up / self.scored if self.scored else math.nan
-
-    @property
-    def profitability_score(self) -> float:
-        """(HC accuracy % - 50) * signal rate %, on the unrounded figures."""
-        return (self.hc_accuracy - 50.0) * self.signal_rate
-
-    @property
-    def profitability_score_rounded(self) -> float:
-        """The same from HC accuracy rounded to 2 and signal rate to 1 decimal (the original's
-        204.94 comes from these rounded figures)."""
-        return (round(self.hc_accuracy, 2) - 50.0) * round(self.signal_rate, 1)
-
-    def hc_accuracy_ci95(self) -> tuple[float, float]:
-        return wilson_interval(self.hc_correct, self.hc)
-
-
-def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson score interval of k successes in n trials, in percent."""
-    if n == 0:
-        return (math.nan, math.nan)
-    p = k / n
-    den = 1.0 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (100.0 * (mid - half), 100.0 * (mid + half))
-
-
-def score_signals(close, sig: SeedSignals | Mapping[str, np.ndarray], *,
-                  alignment: str | None = None, min_move: float | None = None,
-                  pip: float = 1e4) -> Score:
-    """Score per-candle signals as the spec does (legacy or causal scoring)."""
-    if isinstance(sig, SeedSignals):
-        action, hc, has = sig.action, sig.hc, sig.has
-        alignment = alignment or sig.alignment
-        min_move = sig.params.min_move if min_move is None else min_move
-    else:
-        action, hc, has = sig["action"], sig["hc"], sig["has"]
-    alignment = check_alignment(alignment or "causal")
-    mm = 0.5 if min_move is None else min_move
-    mv = label_moves(close, alignment=alignment, pip=pip)
-    scored = np.asarray(has, bool) & ~np.isnan(mv)
-    act = np.asarray(action)
-    nh = scored & (act != 0)
-    ok = nh & (((act == 1) & (mv > mm)) | ((act == -1) & (mv < -mm)))
-    hcm = nh & np.asarray(hc, bool)
-    return Score(
-        scored=int(scored.sum()), non_hold=int(nh.sum()), correct=int(ok.sum()),
-        n_buy=int((nh & (act == 1)).sum()), hc=int(hcm.sum()),
-        hc_buy=int((hcm & (act == 1)).sum()), hc_correct=int((hcm & ok).sum()),
-        up=int((scored & (mv > mm)).sum()),
-    )

@@ -1,48 +1,77 @@
-"""The fused parameter sweep of the seed rule, for research and walk-forward training.
+"""The fused parameter sweep of the seed rule: one preparation of its inputs, one cost rule.
+
+Everything that sweeps the seed rule goes through here: ``sep train`` (the walk-forward), the
+notebooks, ``sep batch`` sweep grids and the Dask sweeps of :mod:`sep_research.sweeps`.
 
 Public API::
 
-    sweep_seed(data, grid, *, score_start, score_end, spread_pips=None, params=SEED,
-               alignment="causal", engine="auto", chunk=8192, cuda_block=128)
-        -> dict[str, np.ndarray]
-    config_signals(data, row, *, params=SEED, alignment="causal", engine="auto") -> SeedSignals
+    prepare_sweep(data, grid, *, instrument=None, half_spread_pips=None, params=SEED,
+                  alignment="causal", end=None, engine="auto") -> SweepInputs
+    run_prepared(si, lo, hi, *, engine="auto", chunk=8192, cuda_block=128) -> dict
+    sweep_seed(data, grid, *, score_start, score_end, instrument=None, half_spread_pips=None,
+               params=SEED, alignment="causal", engine="auto", chunk=8192, cuda_block=128)
+        -> dict[str, np.ndarray]                    # prepare_sweep + run_prepared
+    config_signals(data, row, *, instrument=None, params=SEED, alignment="causal",
+                   engine="auto") -> SeedSignals
     product_grid(**values) -> numpy structured array (the cartesian product)
-    spread_from(data, *, pip=1e4, default=0.0) -> np.ndarray
+    sweep_spread_pips(data, *, pip, half_spread_pips=None, alignment="causal") -> np.ndarray
 
 **Grid**: a numpy structured array or a mapping of equal-length 1-D arrays, one row per
 configuration, with any of the fields in :data:`GRID_FIELDS` (others are an error):
 ``w_s w_c w_e buy_threshold sell_threshold conf_threshold coh_threshold window min_move
 spread``. A missing field takes its value from ``params`` (``spread``: 0). ``spread`` is an
-extra cost in pips added to the per-candle spread.
+extra cost in pips added to the per-candle spread below.
 
-**Scoring range**: candles ``score_start <= i < score_end`` are scored. Features of a candle
-use all the history before it (the data are cut after candle ``score_end`` before any
-feature is computed, so nothing later can leak in; causal alignment only); the only value
-after ``score_end - 1`` that is read is ``close[score_end]``, the one-step label of the last
-scored candle, so ``score_end <= n - 1``.
+**Instrument**: ``instrument`` (else the frame's provenance) sets the pip, the price per pip
+of :func:`sep_research.fx.pip_size`; moves and spreads are in pips of that instrument.
 
-**A pip gained** by a non-HOLD signal of candle ``i`` (causal alignment) is
-``direction * (close[i+1] - close[i]) * pip - spread_pips[i] - spread``: the mid-price move
-over the next candle, in pips, signed by the signal (BUY +1, SELL -1), less the full
-bid/ask spread at candle ``i``'s close (entering at ask/bid and leaving at bid/ask costs
-half a spread each way) and less the grid's extra ``spread``. In legacy alignment the
-move is the legacy scoring's ``close[i] - close[i-1]`` and the spread that of candle
-``i - 1``.
+**What a trade gains (the one definition of the sweep's P&L).** A non-HOLD signal of candle
+``i`` is scored as a one-candle trade on its label move ``close[t] -> close[t+1]``
+(``t = i`` in causal alignment; ``t = i - 1``, the original's look-ahead scoring, in legacy
+alignment; :func:`sep_research.signals.seed.label_moves`), and gains::
 
-**Result** (arrays of length K = number of configurations): ``n_non_hold``, ``n_correct``,
-``n_buy``, ``n_sell``, ``n_hc``, ``n_hc_correct``, ``n_hc_buy`` (int64), ``sum_pips_net``,
-``sum_pips_net_sq``, ``hc_sum_pips_net``, ``hc_sum_pips_net_sq`` (float64; squares for a
-Sharpe-like objective). A signal is *correct* when its move is beyond ``min_move`` pips in
-its direction (spread not counted), as in the spec's scoring.
+    direction * (close[t+1] - close[t]) / pip  -  spread_pips[i]  -  spread
+
+where ``spread_pips[i]`` is **the full spread at the open of candle t + 1**, where the
+backtest's entry for that signal fills: ``(ask_open[t+1] - bid_open[t+1]) / pip`` for bid/ask
+data, and ``2 * half_spread_pips`` for mid-only data quoted as mid +/- ``half_spread_pips``
+(:class:`sep_research.strategy.CostModel`; ``half_spread_pips`` overrides bid/ask when given,
+and mid-only data need it). That is the round trip of the backtest's one-candle trade
+(half the spread at its entry, half at its exit one open later) priced at its entry's spread.
+What the sweep cannot model, and the backtest of the chosen configuration does (training
+measures the gap): stop-losses and take-profits, holding through consecutive signals in the
+same direction (the spread paid once), ``hold="keep"``, and exits one open later than the
+close the label ends on.
+
+**Scoring range**: candles ``score_start <= i < score_end`` are scored. In causal alignment
+the data are cut after candle ``score_end`` before any feature is computed, so nothing later
+can leak in: the only values after ``score_end - 1`` that are read are ``close[score_end]``
+(the label of the last scored candle) and the bid/ask at its open (that trade's entry), so
+``score_end <= n - 1``. Legacy alignment is defined on the whole data set (its look-ahead
+included).
+
+**Result** (arrays of length K = number of configurations, grid order): ``n_non_hold``,
+``n_correct``, ``n_buy``, ``n_sell``, ``n_hc``, ``n_hc_correct``, ``n_hc_buy`` (int64),
+``sum_pips_net``, ``sum_pips_net_sq``, ``hc_sum_pips_net``, ``hc_sum_pips_net_sq`` (float64;
+squares for a Sharpe-like objective). A signal is *correct* when its move is beyond
+``min_move`` pips in its direction (spread not counted), as in the spec's scoring.
+
+**Speed**: :func:`prepare_sweep` computes the features once; :func:`run_prepared` scores any
+range of candles on them (the walk-forward scores dozens of ranges on one preparation), and
+:meth:`SweepInputs.rows` cuts the configurations into blocks that share the candle arrays
+(what :mod:`sep_research.sweeps` sends to Dask workers). The kernel inputs ``g``, ``fw`` and
+``cv`` have the layouts of :func:`sep_research.kernels.qfh.sweep_partial`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from sep_research import fx
 from sep_research.kernels import engine as _engine
 from sep_research.kernels import qfh
 from sep_research.signals.seed import (
@@ -55,12 +84,16 @@ from sep_research.signals.seed import (
     ohlcv,
     seed_signals,
 )
+from sep_research.strategy import CostModel, SpecError, data_instrument
 
 GRID_FIELDS = ("w_s", "w_c", "w_e", "buy_threshold", "sell_threshold", "conf_threshold",
                "coh_threshold", "window", "min_move", "spread")
 _GRID_COLUMN = {"w_s": qfh.G_WS, "w_c": qfh.G_WC, "w_e": qfh.G_WE, "buy_threshold": qfh.G_BUY,
                 "sell_threshold": qfh.G_SELL, "conf_threshold": qfh.G_CONF,
                 "coh_threshold": qfh.G_COH, "min_move": qfh.G_MIN_MOVE, "spread": qfh.G_SPREAD}
+#: the candle columns the sweep reads (bid/ask opens only for the spread of bid/ask data)
+DATA_COLUMNS = ("high", "low", "close", "volume")
+SPREAD_COLUMNS = ("bid_open", "ask_open")
 
 
 def product_grid(**values: Any) -> np.ndarray:
@@ -77,7 +110,8 @@ def product_grid(**values: Any) -> np.ndarray:
     return out
 
 
-def _grid_columns(grid: Any, params: SeedParams) -> dict[str, np.ndarray]:
+def grid_columns(grid: Any, params: SeedParams = SEED) -> dict[str, np.ndarray]:
+    """Every field of :data:`GRID_FIELDS` as a float64 array (missing ones from ``params``)."""
     if isinstance(grid, np.ndarray) and grid.dtype.names:
         cols = {k: np.asarray(grid[k]) for k in grid.dtype.names}
     elif isinstance(grid, Mapping):
@@ -107,33 +141,160 @@ def _grid_columns(grid: Any, params: SeedParams) -> dict[str, np.ndarray]:
     return full
 
 
-def spread_from(data: Any, *, pip: float = 1e4, default: float = 0.0) -> np.ndarray:
-    """Per-candle spread in pips: ``(ask_close - bid_close) * pip`` when the data have bid and
-    ask, else ``default`` everywhere."""
-    n = len(np.asarray(data["close"]))
+def _has_bid_ask(data: Any) -> bool:
     try:
-        ask = np.asarray(data["ask_close"], dtype=np.float64)
-        bid = np.asarray(data["bid_close"], dtype=np.float64)
-    except (KeyError, IndexError, TypeError):
-        return np.full(n, float(default))
-    return (ask - bid) * pip
+        data["bid_open"]
+        data["ask_open"]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return False
+    return True
+
+
+def sweep_costs(data: Any, half_spread_pips: float | None) -> CostModel:
+    """The cost model the sweep charges on these candles (see the module docstring)."""
+    try:
+        return CostModel.for_data(_has_bid_ask(data), half_spread_pips)
+    except SpecError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def sweep_spread_pips(data: Any, *, pip: float, half_spread_pips: float | None = None,
+                      alignment: str = "causal") -> np.ndarray:
+    """The spread (pips) the sweep charges each candle's signal: the full spread at the open
+    of the candle after its label's start (the entry's fill; see the module docstring); NaN
+    where the candle has no label."""
+    costs = sweep_costs(data, half_spread_pips)
+    n = len(np.asarray(data["close"]))
+    if costs.spread == "mid":
+        full = np.full(n, 2.0 * float(costs.half_spread_pips))
+    else:
+        full = ((np.asarray(data["ask_open"], dtype=np.float64)
+                 - np.asarray(data["bid_open"], dtype=np.float64)) * fx.pips_per_unit(pip))
+    t = label_index(n, alignment=alignment)
+    return np.where(t >= 0, full[np.minimum(t + 1, n - 1)], np.nan)
+
+
+@dataclass(frozen=True)
+class SweepInputs:
+    """Prepared inputs of the fused sweep kernel (layouts: ``qfh.sweep_partial``).
+
+    ``g`` (K, N_GRID) in grid order; ``fw`` (5, windows, m) per-window features; ``cv``
+    (4, m) per-candle inputs (``cv[2]`` the label move in pips, ``cv[3]`` the spread in pips,
+    NaN where a candle has no label); ``order``: the row order the kernel runs in (by window
+    and weights, so that neighbouring rows share their data). ``m`` candles were prepared.
+    """
+
+    g: np.ndarray
+    fw: np.ndarray
+    cv: np.ndarray
+    order: np.ndarray
+    instrument: str
+    alignment: str
+    costs: CostModel
+
+    @property
+    def n_configs(self) -> int:
+        return int(self.g.shape[0])
+
+    @property
+    def n_candles(self) -> int:
+        return int(self.cv.shape[1])
+
+    @property
+    def move(self) -> np.ndarray:
+        """Label move of each candle in pips (NaN: none)."""
+        return self.cv[2]
+
+    @property
+    def spread(self) -> np.ndarray:
+        """Full spread (pips) charged on each candle's signal (NaN: no label)."""
+        return self.cv[3]
+
+    def rows(self, idx: Any) -> SweepInputs:
+        """The same candle inputs for the configurations ``idx`` only (a block)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        sub = self.g[idx]
+        return replace(self, g=sub, order=_row_order(sub))
+
+
+def _row_order(g: np.ndarray) -> np.ndarray:
+    return np.lexsort((g[:, qfh.G_WE], g[:, qfh.G_WC], g[:, qfh.G_WS], g[:, qfh.G_WINDOW_INDEX]))
+
+
+def prepare_sweep(data: Any, grid: Any, *, instrument: str | None = None,
+                  half_spread_pips: float | None = None, params: SeedParams = SEED,
+                  alignment: str = "causal", end: int | None = None,
+                  engine: str = "auto") -> SweepInputs:
+    """Features (once, for every window of the grid), labels and spreads of the candles
+    ``0 .. end-1`` (default: all), and the grid's kernel table. See the module docstring."""
+    check_alignment(alignment)
+    inst = data_instrument(data, instrument)
+    pip = fx.pip_size(inst)
+    costs = sweep_costs(data, half_spread_pips)
+    x = ohlcv(data)
+    n = x["close"].shape[0]
+    m = n if end is None else int(end)
+    if not 2 <= m <= n:
+        raise ValueError(f"end={end}: must be in 2 .. {n} (the number of candles)")
+    cols = grid_columns(grid, params)
+    windows, widx = np.unique(cols["window"].astype(np.int64), return_inverse=True)
+    feat = _engine.compute_features(x["close"][:m], x["high"][:m], x["low"][:m],
+                                    x["volume"][:m], windows, params.to_vector(pip),
+                                    alignment=alignment, engine=engine)
+    fw = np.ascontiguousarray(np.stack([feat[q].T for q in (
+        qfh.F_HAS, qfh.F_STABILITY, qfh.F_COHERENCE, qfh.F_PHASE, qfh.F_TF)]))
+    cv = np.empty((4, m), dtype=np.float64)
+    cv[0] = feat[qfh.F_VF, :, 0]
+    cv[1] = feat[qfh.F_VM, :, 0]
+    cv[2] = label_moves(x["close"][:m], pip=pip, alignment=alignment)
+    sub = data if m == n else {k: np.asarray(data[k])[:m] for k in (
+        ("close", *SPREAD_COLUMNS) if costs.spread == "bid_ask" else ("close",))}
+    cv[3] = sweep_spread_pips(sub, pip=pip, half_spread_pips=half_spread_pips,
+                              alignment=alignment)
+    if not np.all(np.isfinite(cv[3][np.isfinite(cv[2])])):
+        raise ValueError("the spread holds NaN or infinite values (bid/ask of the candles)")
+    g = np.zeros((cols["window"].shape[0], qfh.N_GRID), dtype=np.float64)
+    for name, c in _GRID_COLUMN.items():
+        g[:, c] = cols[name]
+    g[:, qfh.G_WINDOW_INDEX] = widx
+    return SweepInputs(g, fw, np.ascontiguousarray(cv), _row_order(g), inst, alignment, costs)
+
+
+def run_prepared(si: SweepInputs, lo: int, hi: int, *, engine: str = "auto",
+                 chunk: int = _engine.SWEEP_CHUNK, cuda_block: int = 128
+                 ) -> dict[str, np.ndarray]:
+    """Per-configuration counts and pip sums over candles ``lo .. hi-1`` (grid order).
+
+    ``chunk`` (candles per partial sum) and ``cuda_block`` change no count; ``chunk`` changes
+    the sums' rounding only (the same on every engine)."""
+    lo, hi = int(lo), int(hi)
+    if not 0 <= lo <= hi <= si.n_candles:
+        raise ValueError(f"range [{lo}, {hi}) is outside the {si.n_candles} prepared candles")
+    counts, sums = _engine.run_sweep(si.g[si.order], si.fw, si.cv, lo, hi, engine=engine,
+                                     chunk=chunk, block=cuda_block)
+    k = si.n_configs
+    res: dict[str, np.ndarray] = {}
+    for q, name in enumerate(qfh.SWEEP_COUNTS):
+        res[name] = np.empty(k, dtype=np.int64)
+        res[name][si.order] = counts[q]
+    for q, name in enumerate(qfh.SWEEP_SUMS):
+        res[name] = np.empty(k, dtype=np.float64)
+        res[name][si.order] = sums[q]
+    return res
 
 
 def sweep_seed(data: Any, grid: Any, *, score_start: int, score_end: int,
-               spread_pips: Any = None, params: SeedParams = SEED, alignment: str = "causal",
-               engine: str = "auto", chunk: int = _engine.SWEEP_CHUNK,
-               cuda_block: int = 128) -> dict[str, np.ndarray]:
+               instrument: str | None = None, half_spread_pips: float | None = None,
+               params: SeedParams = SEED, alignment: str = "causal", engine: str = "auto",
+               chunk: int = _engine.SWEEP_CHUNK, cuda_block: int = 128) -> dict[str, np.ndarray]:
     """Per-configuration counts and pip sums of the seed rule, without per-config signals.
 
-    See the module docstring for the grid, the scoring range, what a pip gained is and the
-    result's keys. ``spread_pips``: None (from bid/ask when the data have them, else 0), a
-    number, or an array of one value per candle. Non-grid constants come from ``params``.
-    ``chunk`` (candles per partial sum) and ``cuda_block`` (threads per block) change no
-    count; ``chunk`` changes the sums' rounding only (the same on every engine).
+    See the module docstring for the grid, the scoring range, what a trade gains (the spread
+    charged: bid/ask at the entry's open, or ``2 * half_spread_pips``) and the result's keys.
+    Non-grid constants come from ``params``.
     """
     check_alignment(alignment)
-    x = ohlcv(data)
-    n = x["close"].shape[0]
+    n = ohlcv(data)["close"].shape[0]
     score_start, score_end = int(score_start), int(score_end)
     limit = n - 1 if alignment == "causal" else n
     if not 0 <= score_start <= score_end <= limit:
@@ -141,49 +302,18 @@ def sweep_seed(data: Any, grid: Any, *, score_start: int, score_end: int,
             f"score range [{score_start}, {score_end}) is invalid for {n} candles: need "
             f"0 <= score_start <= score_end <= {limit} (the last scored candle needs the "
             "next close as its label)")
-    if spread_pips is None:
-        spread = spread_from(data, pip=params.pip)
-    else:
-        spread = np.broadcast_to(np.asarray(spread_pips, dtype=np.float64), (n,)).copy()
-    if not np.all(np.isfinite(spread)):
-        raise ValueError("spread_pips holds NaN or infinite values")
-    cols = _grid_columns(grid, params)
-    k = cols["window"].shape[0]
-    windows, widx = np.unique(cols["window"].astype(np.int64), return_inverse=True)
-
     # causal: cut the data after the label of the last scored candle, so nothing later can
     # leak in. legacy is defined on the whole data set (its look-ahead included): no cut.
     m = min(n, score_end + 1) if alignment == "causal" else n
-    feat = _engine.compute_features(x["close"][:m], x["high"][:m], x["low"][:m],
-                                    x["volume"][:m], windows, params.to_vector(),
-                                    alignment=alignment, engine=engine)
-    fw = np.stack([feat[qfh.F_HAS].T, feat[qfh.F_STABILITY].T, feat[qfh.F_COHERENCE].T,
-                   feat[qfh.F_PHASE].T, feat[qfh.F_TF].T])
-    mv = label_moves(x["close"][:m], alignment=alignment, pip=params.pip)
-    t = label_index(m, alignment=alignment)
-    sp = np.where(t >= 0, spread[np.maximum(t, 0)], np.nan)
-    cv = np.stack([feat[qfh.F_VF, :, 0], feat[qfh.F_VM, :, 0], mv, sp])
-    g = np.zeros((k, qfh.N_GRID), dtype=np.float64)
-    for name, c in _GRID_COLUMN.items():
-        g[:, c] = cols[name]
-    g[:, qfh.G_WINDOW_INDEX] = widx
-    # rows sorted by window and weights, so that blocks of rows share their candle data and
-    # scores (any order gives the same per-row results)
-    order = np.lexsort((cols["w_e"], cols["w_c"], cols["w_s"], widx))
-    counts, sums = _engine.run_sweep(g[order], fw, cv, score_start, min(score_end, m),
-                                     engine=engine, chunk=chunk, block=cuda_block)
-    res: dict[str, np.ndarray] = {}
-    for q, name in enumerate(qfh.SWEEP_COUNTS):
-        res[name] = np.empty(k, dtype=np.int64)
-        res[name][order] = counts[q]
-    for q, name in enumerate(qfh.SWEEP_SUMS):
-        res[name] = np.empty(k, dtype=np.float64)
-        res[name][order] = sums[q]
-    return res
+    si = prepare_sweep(data, grid, instrument=instrument, half_spread_pips=half_spread_pips,
+                       params=params, alignment=alignment, end=max(m, 2), engine=engine)
+    return run_prepared(si, score_start, min(score_end, si.n_candles), engine=engine,
+                        chunk=chunk, cuda_block=cuda_block)
 
 
-def config_signals(data: Any, row: Mapping[str, Any], *, params: SeedParams = SEED,
-                   alignment: str = "causal", engine: str = "auto") -> SeedSignals:
+def config_signals(data: Any, row: Mapping[str, Any], *, instrument: str | None = None,
+                   params: SeedParams = SEED, alignment: str = "causal",
+                   engine: str = "auto") -> SeedSignals:
     """Per-candle (action, confidence, hc) of ONE grid configuration, for the backtest.
 
     ``row``: a mapping (or a structured-array row) with grid fields; the extra ``spread``
@@ -195,7 +325,6 @@ def config_signals(data: Any, row: Mapping[str, Any], *, params: SeedParams = SE
     unknown = set(changes) - set(GRID_FIELDS)
     if unknown:
         raise ValueError(f"unknown grid fields {sorted(unknown)}")
-    if "window" in changes:
-        changes["window"] = int(changes["window"])
-    changes = {k: (v if k == "window" else float(v)) for k, v in changes.items()}
-    return seed_signals(data, params.with_(**changes), alignment=alignment, engine=engine)
+    changes = {k: (int(v) if k == "window" else float(v)) for k, v in changes.items()}
+    return seed_signals(data, params.with_(**changes), instrument=instrument,
+                        alignment=alignment, engine=engine)

@@ -2,10 +2,14 @@
 
 - :mod:`sep_research.sweeps.distributed`: :func:`sweep_distributed` (split by instrument and
   by blocks of configurations, one Dask task per pair, merged back in grid order, bit-identical
-  to one :func:`~sep_research.signals.sweep.sweep_seed` call), :func:`gpu_worker_env`,
+  to one :func:`~sep_research.signals.sweep.sweep_seed` call), :func:`sweep_ranges` (many
+  scoring ranges on inputs prepared once: the walk-forward on Dask), :func:`gpu_worker_env`,
   :func:`cpu_worker_env`, :func:`plan_blocks`.
 - :mod:`sep_research.sweeps.batch`: sweep grid files (``kind: sweep``) for ``sep batch`` and
   the report folders they write (``reports/runs/RUN_ID/``).
+- :mod:`sep_research.sweeps.cli`: ``sep batch`` itself: :func:`run_batch` (papermill runs of a
+  notebook grid on Dask), :func:`run_sweep_batch`, :func:`make_cluster` (the one place worker
+  processes are made).
 
 Importing this package imports nothing heavy.
 """
@@ -16,6 +20,7 @@ from sep_research._util import lazy_getattr
 
 _LAZY = {
     "sweep_distributed": "sep_research.sweeps.distributed",
+    "sweep_ranges": "sep_research.sweeps.distributed",
     "DistributedSweep": "sep_research.sweeps.distributed",
     "plan_blocks": "sep_research.sweeps.distributed",
     "gpu_worker_env": "sep_research.sweeps.distributed",
@@ -24,6 +29,9 @@ _LAZY = {
     "load_sweep_grid": "sep_research.sweeps.batch",
     "is_sweep_grid": "sep_research.sweeps.batch",
     "run_sweep_grid": "sep_research.sweeps.batch",
+    "run_batch": "sep_research.sweeps.cli",
+    "run_sweep_batch": "sep_research.sweeps.cli",
+    "make_cluster": "sep_research.sweeps.cli",
 }
 
 __getattr__ = lazy_getattr(__name__, _LAZY)

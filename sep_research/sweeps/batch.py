@@ -14,7 +14,8 @@ by that key)::
     score_start: 200                   # first scored candle (index in the loaded candles)
     score_end: null                    # null: up to the last candle that has a label
     alignment: causal                  # causal | legacy
-    spread_pips: null                  # null: from bid/ask when present, else 0; or a number
+    half_spread_pips: null             # null: the data's bid/ask (required without them);
+                                       # a number: mid +/- this (a round trip pays twice it)
     chunk: 8192                        # candles per partial sum (changes rounding only)
     block_configs: null                # configurations per Dask task (null: automatic)
     top: 20                            # rows of the top-configurations table
@@ -54,7 +55,7 @@ import numpy as np
 
 SWEEP_KEYS = {
     "kind", "name", "description", "data", "granularity", "instruments", "start", "end",
-    "score_start", "score_end", "alignment", "spread_pips", "chunk", "block_configs", "top",
+    "score_start", "score_end", "alignment", "half_spread_pips", "chunk", "block_configs", "top",
     "grid",
 }
 RESULTS_FILE = "results.npz"
@@ -78,7 +79,7 @@ class SweepGrid:
     score_start: int = 0
     score_end: int | None = None
     alignment: str = "causal"
-    spread_pips: float | None = None
+    half_spread_pips: float | None = None
     chunk: int = 8192
     block_configs: int | None = None
     top: int = 20
@@ -99,7 +100,7 @@ class SweepGrid:
     def spec(self, instrument: str) -> dict[str, Any]:
         """What determines one instrument's results (hashed into its run id)."""
         keys = ("data", "granularity", "start", "end", "score_start", "score_end", "alignment",
-                "spread_pips", "chunk", "grid")
+                "half_spread_pips", "chunk", "grid")
         return {"kind": "sweep", "instrument": instrument, **{k: getattr(self, k) for k in keys}}
 
     def run_id(self, instrument: str) -> str:
@@ -159,6 +160,14 @@ def load_sweep_grid(source: str | os.PathLike[str] | dict[str, Any]) -> SweepGri
         instruments = []
     elif len(set(instruments)) != len(instruments):
         problems.append(f"'instruments' lists a name twice: {instruments}")
+    else:
+        from sep_research import fx
+
+        for inst in instruments:
+            try:
+                fx.check_instrument(inst, name="instruments")
+            except fx.FxError as exc:
+                problems.append(str(exc))
     for key in ("data", "granularity"):
         if key in doc and (not isinstance(doc[key], str) or not doc[key]):
             problems.append(f"{key!r} must be a non-empty string, got {doc[key]!r}")
@@ -169,10 +178,14 @@ def load_sweep_grid(source: str | os.PathLike[str] | dict[str, Any]) -> SweepGri
     alignment = doc.get("alignment", "causal")
     if alignment not in ("causal", "legacy"):
         problems.append(f"'alignment' must be 'causal' or 'legacy', got {alignment!r}")
-    spread = doc.get("spread_pips")
+    if "spread_pips" in doc:
+        problems.append("'spread_pips' is replaced by 'half_spread_pips' (half of it: mid +/- "
+                        "this; a round trip pays twice it), e.g. spread_pips: 1.0 -> "
+                        "half_spread_pips: 0.5")
+    spread = doc.get("half_spread_pips")
     if spread is not None and (isinstance(spread, bool) or not isinstance(spread, (int, float))
-                               or not np.isfinite(spread)):
-        problems.append(f"'spread_pips' must be a number or null, got {spread!r}")
+                               or not np.isfinite(spread) or spread < 0):
+        problems.append(f"'half_spread_pips' must be a number >= 0 or null, got {spread!r}")
     score_start = _int(doc, "score_start", 0, problems)
     score_end = _int(doc, "score_end", None, problems, none_ok=True)
     if score_end is not None and isinstance(score_start, int) and score_end < score_start:
@@ -205,7 +218,7 @@ def load_sweep_grid(source: str | os.PathLike[str] | dict[str, Any]) -> SweepGri
         data=str(doc.get("data", "sample")), granularity=str(doc.get("granularity", "H1")),
         start=doc.get("start"), end=doc.get("end"), score_start=score_start,
         score_end=score_end, alignment=alignment,
-        spread_pips=None if spread is None else float(spread), chunk=chunk,
+        half_spread_pips=None if spread is None else float(spread), chunk=chunk,
         block_configs=block, top=top, description=str(doc.get("description") or ""),
         source=str(path.resolve()) if path else None,
     )
@@ -405,7 +418,8 @@ def run_sweep_grid(
         table = sg.table()
         out = sweep_distributed(
             {inst: frames[inst] for inst in todo}, table, client=client,
-            score_start=sg.score_start, score_end=sg.score_end, spread_pips=sg.spread_pips,
+            score_start=sg.score_start, score_end=sg.score_end,
+            half_spread_pips=sg.half_spread_pips,
             alignment=sg.alignment, engine=engine, chunk=sg.chunk,
             block_configs=sg.block_configs, progress=progress)
         for inst in todo:

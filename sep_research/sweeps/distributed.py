@@ -3,16 +3,21 @@
 ::
 
     sweep_distributed(datasets, grid, *, client=None, score_start=0, score_end=None,
-                      spread_pips=None, params=SEED, alignment="causal", engine="auto",
-                      chunk=8192, cuda_block=128, block_configs=None, n_blocks=None,
-                      progress=False) -> DistributedSweep
+                      half_spread_pips=None, params=SEED, alignment="causal",
+                      engine="auto", chunk=8192, cuda_block=128, block_configs=None,
+                      n_blocks=None, progress=False) -> DistributedSweep
+    sweep_ranges(si, ranges, *, client=None, engine="auto", chunk=8192, n_blocks=None)
+        -> list[dict]          # many scoring ranges on one prepared SweepInputs
     plan_blocks(grid, *, params=SEED, block_configs=None, n_blocks=None) -> list[np.ndarray]
     gpu_worker_env(n_gpus, *, visible=None, cpus=None) -> (i -> env of worker i)
     cpu_worker_env(n_workers, *, cpus=None) -> (i -> env of worker i)
     visible_gpu_ids() -> list[str]
 
 ``datasets`` maps an instrument name to its candles (a candle frame or a mapping of arrays, as
-:func:`~sep_research.signals.sweep.sweep_seed` takes them). ``grid`` is the configuration grid
+:func:`~sep_research.signals.sweep.sweep_seed` takes them); the instrument (it sets the pip)
+is the key when the key is an instrument name, else the one the frame's provenance names.
+The spread charged is that of :mod:`sep_research.signals.sweep` (bid/ask at the entry's open,
+or ``2 * half_spread_pips`` for mid-only data). ``grid`` is the configuration grid
 of ``sweep_seed`` (a structured array from ``product_grid`` or a mapping of equal-length
 arrays), the same for every instrument.
 
@@ -29,9 +34,15 @@ engine, whatever the number of workers or blocks (the tests check this on the re
 (``client.scatter(..., broadcast=True)``) before any task is submitted; tasks hold a reference.
 
 **GPUs.** One worker per GPU, each pinned with ``CUDA_VISIBLE_DEVICES`` (see
-:func:`gpu_worker_env`, meant for ``runners.batch.make_cluster(n, worker_env=...)``), and
+:func:`gpu_worker_env`, meant for ``sep_research.sweeps.cli.make_cluster(n, worker_env=...)``), and
 ``engine="cuda"``: inside a worker, numba-cuda sees its one GPU as device 0. Nothing but Dask
 and numba-cuda places work; no NCCL, no NVLink multicast.
+
+**Many ranges, features once.** :func:`sweep_ranges` takes inputs prepared once
+(:func:`~sep_research.signals.sweep.prepare_sweep`), sends them to every worker once, and
+scores every (block of configurations, list of ranges) as one task: the walk-forward's fold,
+PBO and SPA sweeps run this way on Dask workers when ``walk_forward(client=...)`` is given,
+bit-identical to running them in-process.
 
 Without a ``client`` the tasks run one after another in this process (same results).
 """
@@ -46,7 +57,10 @@ from typing import Any
 
 import numpy as np
 
+from sep_research import fx
 from sep_research.signals.seed import SEED, SeedParams
+from sep_research.signals.sweep import DATA_COLUMNS, SPREAD_COLUMNS, SweepInputs
+from sep_research.strategy import data_instrument
 
 #: largest block of configurations per task by default (GPU memory per task grows with it:
 #: 11 partial sums x 8 bytes x candles/chunk per configuration)
@@ -55,9 +69,6 @@ MAX_BLOCK_CONFIGS = 131_072
 BLOCKS_PER_WORKER = 2
 #: the fields sweep_seed sorts its rows by (the window first: a block needs few windows)
 _SORT_FIELDS = ("window", "w_s", "w_c", "w_e")
-#: what the sweep reads of the candles (open is not read; bid/ask only for the spread)
-_DATA_COLUMNS = ("high", "low", "close", "volume")
-_SPREAD_COLUMNS = ("bid_close", "ask_close")
 
 
 @dataclass
@@ -138,17 +149,32 @@ def default_n_blocks(n_configs: int, n_workers: int) -> int:
 
 def _payload(data: Any, *, with_spread: bool) -> dict[str, np.ndarray]:
     """The candle columns sweep_seed reads, as plain float64 arrays (what is scattered):
-    high, low, close, volume, and bid/ask closes when the spread comes from them."""
+    high, low, close, volume, and the bid/ask opens when the spread comes from them."""
     out = {}
-    for name in _DATA_COLUMNS + (_SPREAD_COLUMNS if with_spread else ()):
+    for name in DATA_COLUMNS + (SPREAD_COLUMNS if with_spread else ()):
         try:
             col = data[name]
         except (KeyError, IndexError, TypeError):
-            if name in _SPREAD_COLUMNS:
+            if name in SPREAD_COLUMNS:
                 continue
             raise ValueError(f"candle data has no {name!r} column") from None
         out[name] = np.ascontiguousarray(np.asarray(col, dtype=np.float64))
     return out
+
+
+def _instrument_of(name: str, data: Any, given: str | None = None) -> str:
+    """The instrument of one dataset: ``given``, else its key when that is an instrument name,
+    else the frame's provenance's (checked against each other)."""
+    key = given
+    if key is None:
+        try:
+            key = fx.check_instrument(name)
+        except fx.FxError:
+            key = None
+    try:
+        return data_instrument(data, key, what=f"the candles of {name!r}")
+    except ValueError as exc:
+        raise ValueError(f"datasets[{name!r}]: {exc}") from None
 
 
 def _sweep_task(data: dict[str, np.ndarray], grid_block: dict[str, np.ndarray],
@@ -184,7 +210,8 @@ def sweep_distributed(
     client: Any = None,
     score_start: int | Mapping[str, int] = 0,
     score_end: int | Mapping[str, int] | None = None,
-    spread_pips: Any = None,
+    half_spread_pips: Any = None,
+    instrument: str | Mapping[str, str] | None = None,
     params: SeedParams = SEED,
     alignment: str = "causal",
     engine: str = "auto",
@@ -196,8 +223,9 @@ def sweep_distributed(
 ) -> DistributedSweep:
     """Sweep ``grid`` over every instrument of ``datasets`` on the workers of ``client``.
 
-    ``score_start`` / ``score_end`` / ``spread_pips``: one value for all instruments or a
-    mapping by instrument; ``score_end=None`` scores up to the last candle that has a label.
+    ``score_start`` / ``score_end`` / ``half_spread_pips`` / ``instrument`` (the instrument of
+    a dataset whose key is not one and whose data carry no provenance): one value for all
+    datasets or a mapping by dataset; ``score_end=None`` scores up to the last candle that has a label.
     ``engine``: what each worker runs (``"cuda"`` on GPU workers). Blocks: ``block_configs``
     rows each, or ``n_blocks``, else :func:`default_n_blocks`. See the module docstring.
     """
@@ -217,8 +245,11 @@ def sweep_distributed(
     blocks = plan_blocks(cols, params=params, block_configs=block_configs, n_blocks=n_blocks)
 
     t0 = time.perf_counter()
-    payloads = {str(name): _payload(data, with_spread=_per_instrument(spread_pips, str(name),
-                                                                      None) is None)
+    instruments = {str(name): _instrument_of(str(name), data,
+                                             _per_instrument(instrument, str(name), None))
+                   for name, data in datasets.items()}
+    payloads = {str(name): _payload(data, with_spread=_per_instrument(half_spread_pips,
+                                                                      str(name), None) is None)
                 for name, data in datasets.items()}
     jobs = []  # (instrument, block index, kwargs)
     scored = {}
@@ -230,7 +261,8 @@ def sweep_distributed(
             end = n - 1 if alignment == "causal" else n
         scored[name] = max(0, int(end) - start)
         kwargs = {"score_start": start, "score_end": int(end),
-                  "spread_pips": _per_instrument(spread_pips, name, None), "params": params,
+                  "half_spread_pips": _per_instrument(half_spread_pips, name, None),
+                  "instrument": instruments[name], "params": params,
                   "alignment": alignment, "engine": engine,
                   "chunk": SWEEP_CHUNK if chunk is None else int(chunk),
                   "cuda_block": int(cuda_block)}
@@ -275,6 +307,52 @@ def sweep_distributed(
         results[name] = merged
     return DistributedSweep(results=results, n_configs=k, scored=scored,
                             seconds=time.perf_counter() - t0, n_workers=n_workers, tasks=tasks)
+
+
+def _ranges_task(si: SweepInputs, rows: np.ndarray, ranges: list[tuple[int, int]],
+                 kwargs: dict[str, Any]) -> list[dict[str, np.ndarray]]:
+    """One task: the configurations ``rows`` of ``si`` scored over every range (on a worker)."""
+    from sep_research.signals.sweep import run_prepared
+
+    sub = si.rows(rows)
+    return [run_prepared(sub, lo, hi, **kwargs) for lo, hi in ranges]
+
+
+def sweep_ranges(si: SweepInputs, ranges: Any, *, client: Any = None, engine: str = "auto",
+                 chunk: int | None = None, n_blocks: int | None = None
+                 ) -> list[dict[str, np.ndarray]]:
+    """:func:`~sep_research.signals.sweep.run_prepared` over each ``(lo, hi)`` of ``ranges``,
+    one result per range (grid order), on ``client``'s workers when given.
+
+    The prepared inputs are sent to every worker once; each task scores one block of
+    configurations (contiguous in the kernel's row order) over all the ranges. The result is
+    bit-identical to the in-process loop whatever the number of workers or blocks."""
+    from sep_research.kernels.engine import SWEEP_CHUNK
+    from sep_research.signals.sweep import run_prepared
+
+    ranges = [(int(lo), int(hi)) for lo, hi in ranges]
+    kwargs = {"engine": engine, "chunk": SWEEP_CHUNK if chunk is None else int(chunk)}
+    if client is None:
+        return [run_prepared(si, lo, hi, **kwargs) for lo, hi in ranges]
+    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    nb = default_n_blocks(si.n_configs, n_workers) if n_blocks is None else int(n_blocks)
+    blocks = [b for b in np.array_split(si.order, max(1, min(nb, si.n_configs))) if b.size]
+    (remote,) = client.scatter([si], broadcast=True, hash=False)
+    futures = [client.submit(_ranges_task, remote, rows, ranges, kwargs,
+                             key=f"sweep-ranges-{b}-{time.time_ns()}", pure=False)
+               for b, rows in enumerate(blocks)]
+    outs = client.gather(futures)
+    client.cancel([remote])
+    merged: list[dict[str, np.ndarray]] = []
+    for r in range(len(ranges)):
+        res: dict[str, np.ndarray] = {}
+        for rows, out in zip(blocks, outs, strict=True):
+            for key, arr in out[r].items():
+                if key not in res:
+                    res[key] = np.empty(si.n_configs, dtype=arr.dtype)
+                res[key][rows] = arr
+        merged.append(res)
+    return merged
 
 
 def _progress_bar(total: int, enabled: bool) -> Callable[[int | None], None]:

@@ -28,6 +28,19 @@ def register(sub: Any) -> None:
     p.add_argument("--half-spread-pips", type=float, default=None,
                    help="use mid +/- this half-spread; required when the data has no bid/ask "
                    "(default for mid-only data: 0.5, i.e. a 1-pip spread, stated in the output)")
+    p.add_argument("--stop-loss-pips", type=_positive, default=None, metavar="PIPS",
+                   help="trading policy: stop-loss this many pips from the entry fill "
+                   "(default: none). The out-of-sample backtest, the baselines and the verdict "
+                   "use it, and the artifact carries it to the runner")
+    p.add_argument("--take-profit-pips", type=_positive, default=None, metavar="PIPS",
+                   help="trading policy: take-profit this many pips from the entry fill "
+                   "(default: none)")
+    p.add_argument("--trade-on", choices=("hc", "all"), default="hc",
+                   help="trading policy: which signals trade: hc (high-confidence only, "
+                   "default) or all")
+    p.add_argument("--hold", choices=("flat", "keep"), default="flat",
+                   help="trading policy: what a HOLD means: flat (one-candle trades, default) "
+                   "or keep (keep the position)")
     p.add_argument("--random", type=int, default=1000, help="random-baseline draws")
     p.add_argument("--seed", type=int, default=0, help="random seed of the baselines")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -41,10 +54,22 @@ def register(sub: Any) -> None:
     v.set_defaults(func=_cmd_verify)
 
 
-def _load(args: argparse.Namespace):
-    from sep_research.data.candles import check_granularity, check_instrument
+def _positive(text: str) -> float:
+    import math
 
-    check_instrument(args.instrument)
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of pips") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of pips, got {text!r}")
+    return v
+
+
+def _load(args: argparse.Namespace):
+    from sep_research.fx import check_granularity, check_instrument
+
+    check_instrument(args.instrument, name="--instrument")
     check_granularity(args.granularity)
     if args.source == "sample":
         from sep_research.data import load_sample
@@ -61,6 +86,7 @@ def _load(args: argparse.Namespace):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from sep_research.strategy import Policy
     from sep_research.training.artifact import write_artifact
     from sep_research.training.grid import make_grid, small_grid
     from sep_research.training.report import build_payload, oos_table
@@ -74,8 +100,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print("note: the candles have no bid/ask; assuming a 1.0-pip spread "
               "(--half-spread-pips 0.5)", file=sys.stderr)
     grid = make_grid() if args.grid == "full" else small_grid()
+    policy = Policy(trade_on=args.trade_on, hold=args.hold,
+                    stop_loss_pips=args.stop_loss_pips, take_profit_pips=args.take_profit_pips)
+    print(f"policy: {policy.describe()}", file=sys.stderr)
     result = walk_forward(
-        frame, instrument=args.instrument, granularity=args.granularity, grid=grid,
+        frame, instrument=args.instrument, granularity=args.granularity, grid=grid, policy=policy,
         n_folds=args.folds, scheme=args.scheme, objective=args.objective, min_hc=args.min_hc,
         half_spread_pips=half, engine=args.engine, n_random=args.random, seed=args.seed,
         progress=not args.no_progress)
@@ -90,6 +119,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from sep_research.training.artifact import verify_artifact
 
     res = verify_artifact(args.file)
+    if res.unreadable:
+        print(f"sep model verify: error: {args.file}: {'; '.join(res.problems)}",
+              file=sys.stderr)
+        return 2
     if res.ok:
         print(f"OK {args.file} sha256 {res.sha256}")
         return 0

@@ -78,23 +78,10 @@ class ConfigGrid:
         hit = np.flatnonzero(np.all(np.isclose(self.table, want, rtol=0, atol=1e-12), axis=1))
         return int(hit[0]) if hit.size else None
 
-    def kernel_table(self, extra_spread_pips: float = 0.0) -> np.ndarray:
-        """The sweep kernel's ``g`` (K, qfh.N_GRID), window index into :attr:`windows`."""
-        from sep_research.kernels import qfh
-
-        k = len(self)
-        g = np.zeros((k, qfh.N_GRID), dtype=np.float64)
-        g[:, qfh.G_WS] = self.table[:, 1]
-        g[:, qfh.G_WC] = self.table[:, 2]
-        g[:, qfh.G_WE] = self.table[:, 3]
-        g[:, qfh.G_BUY] = self.table[:, 4]
-        g[:, qfh.G_SELL] = self.table[:, 5]
-        g[:, qfh.G_CONF] = self.table[:, 6]
-        g[:, qfh.G_COH] = self.table[:, 7]
-        g[:, qfh.G_MIN_MOVE] = self.base.min_move
-        g[:, qfh.G_SPREAD] = extra_spread_pips
-        g[:, qfh.G_WINDOW_INDEX] = np.searchsorted(self.windows, self.table[:, 0])
-        return g
+    def columns(self) -> dict[str, np.ndarray]:
+        """The grid as sweep columns (field -> one value per configuration), for
+        :func:`sep_research.signals.sweep.prepare_sweep` with ``params=self.base``."""
+        return {name: self.table[:, j].copy() for j, name in enumerate(COLUMNS)}
 
 
 def make_grid(

@@ -72,23 +72,25 @@ def build_payload(result: WalkForwardResult, frame: pd.DataFrame) -> dict[str, A
     """
     from sep_research.data.candles import get_provenance, isoformat, utc_now
 
-    if result.final.get("params") is None:
+    if result.final.get("params") is None or result.spec is None:
         raise ValueError("no model to write: " + result.final.get("note", "no configuration"))
     prov = get_provenance(frame).to_dict()
     ev = result.evaluation
     folds = [f.to_dict() for f in result.folds]
     for f in folds:
         f.pop("dsr", None)  # kept under overfitting
+    spec = result.spec
     return jsonable({
         "created_at": isoformat(utc_now()),
-        "instrument": result.instrument,
-        "granularity": result.granularity,
-        "alignment": "causal",
-        "preset": "seed",
-        "signal_params": result.final["params"],
+        **spec.to_dict(),  # rule, signal_params, instrument, granularity, alignment,
+        # policy, costs: what the runner trades, and what the metrics below evaluated
         "objective": {"name": result.settings["objective"], "min_hc": result.settings["min_hc"],
                       "ties": "lowest grid row",
-                      "trades": "HC signals only, one candle each, fills at the next open"},
+                      "sweep_scores": "one-candle trades of the signals the policy trades, "
+                                      "close-to-close move less the full spread at the next "
+                                      "open (see selection_gap)",
+                      "trades": spec.policy.describe()},
+        "selection_gap": result.selection_gap,
         "data": {"provenance": prov, "sha256": prov["sha256"],
                  "price_source": result.settings["price_source"]},
         "windows": {"scheme": result.settings["scheme"], "purge": result.settings["purge"],
@@ -130,19 +132,43 @@ def _num(x: float | None, fmt: str = ".1f") -> str:
 
 
 def oos_table(result: WalkForwardResult) -> str:
-    """The out-of-sample table: tuned and seed rules beside the baselines, with intervals."""
-    return _oos_table(result.evaluation, result.overfitting, result.stability)
+    """The out-of-sample table: tuned and seed rules beside the baselines, with intervals,
+    under the policy the evaluation traded, and the sweep-vs-backtest selection gap."""
+    return _oos_table(result.evaluation, result.overfitting, result.stability,
+                      policy=result.policy.describe(), costs=result.costs.describe(),
+                      gap=result.selection_gap)
 
 
 def artifact_oos_table(art: dict[str, Any]) -> str:
     """The same table from a model artifact (what :func:`build_payload` stored)."""
+    from sep_research.strategy import StrategySpec
+
+    spec = StrategySpec.from_artifact(art)
     ev = {name: {**art["metrics"][name], "baselines": art["baselines"][name]}
           for name in ("tuned", "seed")}
-    return _oos_table(ev, art["overfitting"], art["stability"])
+    return _oos_table(ev, art["overfitting"], art["stability"], policy=spec.policy.describe(),
+                      costs=spec.costs.describe(), gap=art.get("selection_gap"))
 
 
-def _oos_table(ev: dict[str, Any], of: dict[str, Any], st: dict[str, Any]) -> str:
-    lines = []
+def gap_lines(gap: dict[str, Any] | None) -> list[str]:
+    """The selection gap in words: what the sweep scored against the backtest of the choice."""
+    if not gap or not gap.get("per_fold"):
+        return ["selection gap: n/a (no fold chose a configuration)"]
+    return [
+        ("selection gap (the sweep scores one-candle trades without stops; the backtest trades "
+         "the policy):"),
+        (f"  chosen configurations, training folds: sweep {gap['train_sweep_net_pips']:+.1f} "
+         f"net pips, backtest {gap['train_backtest_net_pips']:+.1f} (gap "
+         f"{gap['train_gap_pips']:+.1f})"),
+        (f"  chosen configurations, test folds:     sweep {gap['test_sweep_net_pips']:+.1f} "
+         f"net pips, backtest {gap['test_backtest_net_pips']:+.1f} (gap "
+         f"{gap['test_gap_pips']:+.1f})"),
+    ]
+
+
+def _oos_table(ev: dict[str, Any], of: dict[str, Any], st: dict[str, Any], *,
+               policy: str, costs: str, gap: dict[str, Any] | None) -> str:
+    lines = [f"policy traded: {policy}; costs: {costs}"]
     head = (f"{'rule (out of sample)':<28} {'HC':>5} {'HC hit rate [95% CI]':>24} {'chance':>7} "
             f"{'net pips [95% CI]':>28} {'Sharpe/yr [95% CI]':>24} {'maxDD':>7} {'trades':>6} "
             f"{'p(rand)':>7}")
@@ -198,6 +224,7 @@ def _oos_table(ev: dict[str, Any], of: dict[str, Any], st: dict[str, Any]) -> st
         f"stability: {st.get('folds_with_choice', 0)}/{st['folds']} folds chose, "
         f"{st.get('distinct_configurations', 0)} distinct configurations, modal share "
         f"{_pct(st.get('modal_share'))}")
+    lines.extend(gap_lines(gap))
     lines.append(f"verdict (tuned): {_verdict(ev['tuned'])}")
     lines.append(f"verdict (seed):  {_verdict(ev['seed'])}")
     return "\n".join(lines)

@@ -2,9 +2,13 @@
 
 Procedure (:func:`walk_forward`):
 
-1. Per-candle QFH features for every window length of the grid are computed once on the
-   whole series. They are causal (each uses only candles up to its own close), so computing
-   them on the whole series leaks nothing; legacy alignment is refused here.
+1. The sweep's inputs (:func:`sep_research.signals.sweep.prepare_sweep`: per-candle QFH
+   features for every window length of the grid, labels, the spread charged) are prepared
+   once on the whole series. The features are causal (each uses only candles up to its own
+   close), so computing them on the whole series leaks nothing; legacy alignment is refused
+   here. Every scoring range below is a :func:`~sep_research.signals.sweep.run_prepared` on
+   those inputs, in this process or on Dask workers (``client``:
+   :func:`sep_research.sweeps.distributed.sweep_ranges`, bit-identical).
 2. The candles after a warm-up are cut into ``n_folds + 1`` equal segments; segment ``j``
    (``j >= 1``) is test fold ``j``. Its training range is all earlier candles (``anchored``)
    or the ``train_size`` candles before it (``rolling``, default one segment less the purge), minus a
@@ -12,26 +16,30 @@ Procedure (:func:`walk_forward`):
    label uses the next close, and its trade runs from the next open to the one after).
 3. On each training range the fused sweep kernel scores every configuration, and the
    configuration with the best objective is chosen (ties: the lowest grid row):
-   ``net_pips`` (HC net pips after the spread; default), ``hc_accuracy`` or ``sharpe``
-   (per-candle Sharpe of HC trades), among configurations with at least ``min_hc`` HC
-   signals in training. If none reaches ``min_hc``, the fold **abstains** (no trades) and
-   says so; it is never scored as a silent zero.
+   ``net_pips`` (net pips after the spread of the signals the policy trades: HC signals for
+   ``trade_on="hc"``, every BUY/SELL for ``"all"``; default), ``hc_accuracy`` (their hit rate)
+   or ``sharpe`` (their per-candle Sharpe), among configurations with at least ``min_hc``
+   such signals in training. If none reaches ``min_hc``, the fold **abstains** (no trades)
+   and says so; it is never scored as a silent zero.
 4. Only the test fold judges the choice: the chosen configuration's per-candle signals
    (:func:`sep_research.signals.seed.seed_signals`) on the test candles are stitched
    together across folds and evaluated by :func:`sep_research.evaluation.metrics.evaluate_signals`
-   (fills at bid/ask, Wilson intervals, baselines). The untuned seed preset is evaluated
-   on the same candles beside it.
+   under the **trading policy** that the artifact will carry (``policy``: which signals
+   trade, what a HOLD means, stop-loss and take-profit; fills at bid/ask, Wilson intervals,
+   baselines under the same policy). The untuned seed preset is evaluated on the same
+   candles beside it.
 5. Overfitting statistics of the sweep: per-fold Deflated Sharpe Ratio of the in-sample
    choice given the number of configurations, PBO by CSCV over the grid, and Hansen's SPA
    test of the grid against staying flat (see :func:`overfitting_statistics`).
 
-The trade P&L the sweep uses for a signal at candle ``i`` is ``action * (close[i+1] -
-close[i])`` in pips minus the full spread at the next open (bid/ask data) or twice the
-configured half-spread (mid-only data), charged on **every** HC signal as if each were a
-separate one-candle trade. The backtest of the stitched signals fills at the next open at
-bid/ask and holds through consecutive signals in the same direction, paying the spread once,
-so its net pips are not equal to the sweep's (``FoldResult.test_hc_net_pips`` is the sweep's
-figure; the evaluation's ``trading`` block is the backtest's).
+**The sweep scores one-candle trades** (:mod:`sep_research.signals.sweep` states its P&L and
+spread once): ``action * (close[i+1] - close[i])`` in pips minus the full spread at the next
+open, on every traded signal as if each were a separate trade. It cannot model a stop-loss or
+take-profit, holding through consecutive signals in the same direction (the backtest pays the
+spread once), or ``hold="keep"``. The **selection gap** (``WalkForwardResult.selection_gap``,
+printed by ``sep train`` and stored in the artifact) measures what that costs: per fold, the
+sweep's net pips of the chosen configuration beside the backtest of the same configuration
+under the policy, on its training and on its test range.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sep_research.strategy import CostModel, Policy, StrategySpec
 from sep_research.training.grid import COLUMNS, ConfigGrid, make_grid
 
 OBJECTIVES = ("net_pips", "hc_accuracy", "sharpe")
@@ -97,66 +106,44 @@ def make_folds(
     return folds
 
 
-@dataclass
-class SweepInputs:
-    g: np.ndarray
-    fw: np.ndarray
-    cv: np.ndarray
-    pnl_move: np.ndarray  # label move in pips (NaN: none)
-    spread: np.ndarray  # full spread paid per trade, pips
+def prepare_sweep(frame: pd.DataFrame, grid: ConfigGrid, *, instrument: str,
+                  half_spread_pips: float | None, engine: str = "auto") -> Any:
+    """The sweep's inputs for a configuration grid (:func:`sep_research.signals.sweep.
+    prepare_sweep` on the grid's columns and base parameters; causal alignment)."""
+    from sep_research.signals.sweep import prepare_sweep as _prepare
+
+    return _prepare(frame, grid.columns(), instrument=instrument,
+                    half_spread_pips=half_spread_pips, params=grid.base, alignment="causal",
+                    engine=engine)
 
 
-def prepare_sweep(
-    frame: pd.DataFrame, grid: ConfigGrid, *, pip: float, half_spread_pips: float | None,
-    engine: str = "auto",
-) -> SweepInputs:
-    """Arrays of the fused sweep kernel (see ``sep_research.kernels.qfh.sweep_partial``)."""
-    from sep_research.kernels import qfh
-    from sep_research.kernels.engine import compute_features
-    from sep_research.signals.seed import label_moves, ohlcv
-
-    x = ohlcv(frame)
-    n = x["close"].shape[0]
-    feat = compute_features(x["close"], x["high"], x["low"], x["volume"], grid.windows,
-                            grid.base.to_vector(), alignment="causal", engine=engine)
-    fw = np.ascontiguousarray(np.stack([feat[q].T for q in (
-        qfh.F_HAS, qfh.F_STABILITY, qfh.F_COHERENCE, qfh.F_PHASE, qfh.F_TF)]))
-    fw[0] = np.where(fw[0] == 1.0, 1.0, 0.0)
-    move = label_moves(x["close"], alignment="causal", pip=1.0 / pip)
-    has_ba = all(c in frame.columns for c in ("bid_open", "ask_open"))
-    if has_ba and half_spread_pips is None:
-        sp = (frame["ask_open"].to_numpy(np.float64) - frame["bid_open"].to_numpy(np.float64))
-        spread = np.r_[sp[1:], sp[-1]] / pip
-    else:
-        if half_spread_pips is None:
-            raise ValueError("the candles have no bid/ask: pass half_spread_pips")
-        spread = np.full(n, 2.0 * half_spread_pips)
-    cv = np.empty((4, n), dtype=np.float64)
-    cv[0] = feat[qfh.F_VF, :, 0]
-    cv[1] = feat[qfh.F_VM, :, 0]
-    cv[2] = move
-    cv[3] = spread
-    cv[0:2] = np.nan_to_num(cv[0:2], nan=1.0)  # only read where features exist
-    return SweepInputs(grid.kernel_table(), fw, np.ascontiguousarray(cv), move, spread)
+def _with_length(sw: dict[str, np.ndarray], lo: int, hi: int) -> dict[str, np.ndarray]:
+    k = next(iter(sw.values())).shape[0]
+    return {**sw, "n_candles": np.full(k, hi - lo, dtype=np.int64)}
 
 
-def sweep(si: SweepInputs, lo: int, hi: int, *, engine: str = "auto") -> dict[str, np.ndarray]:
-    """Per-configuration counts and pip sums over candles ``lo .. hi-1`` as a dict."""
-    from sep_research.kernels import qfh
-    from sep_research.kernels.engine import run_sweep
+def sweep(si: Any, lo: int, hi: int, *, engine: str = "auto") -> dict[str, np.ndarray]:
+    """Per-configuration counts and pip sums over candles ``lo .. hi-1`` as a dict (with
+    ``n_candles``)."""
+    from sep_research.signals.sweep import run_prepared
 
-    counts, sums = run_sweep(si.g, si.fw, si.cv, int(lo), int(hi), engine=engine)
-    out = {name: counts[q] for q, name in enumerate(qfh.SWEEP_COUNTS)}
-    out.update({name: sums[q] for q, name in enumerate(qfh.SWEEP_SUMS)})
-    out["n_candles"] = np.full(counts.shape[1], hi - lo, dtype=np.int64)
-    return out
+    return _with_length(run_prepared(si, lo, hi, engine=engine), lo, hi)
 
 
-def per_candle_sharpe(sw: dict[str, np.ndarray]) -> np.ndarray:
-    """Per-candle Sharpe of HC trades (P&L 0 on candles without one); NaN where undefined."""
+def _keys(trade_on: str) -> tuple[str, str, str, str]:
+    """(count, correct, sum, sum of squares) keys of the signals a policy trades."""
+    if trade_on == "hc":
+        return "n_hc", "n_hc_correct", "hc_sum_pips_net", "hc_sum_pips_net_sq"
+    return "n_non_hold", "n_correct", "sum_pips_net", "sum_pips_net_sq"
+
+
+def per_candle_sharpe(sw: dict[str, np.ndarray], trade_on: str = "hc") -> np.ndarray:
+    """Per-candle Sharpe of the traded signals (P&L 0 on candles without one); NaN where
+    undefined."""
     length = sw["n_candles"].astype(np.float64)
-    s1 = sw["hc_sum_pips_net"]
-    s2 = sw["hc_sum_pips_net_sq"]
+    _n, _c, k1, k2 = _keys(trade_on)
+    s1 = sw[k1]
+    s2 = sw[k2]
     mean = s1 / length
     var = (s2 - s1 * s1 / length) / (length - 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -164,26 +151,31 @@ def per_candle_sharpe(sw: dict[str, np.ndarray]) -> np.ndarray:
     return np.where(var > 1e-12, sr, np.nan)
 
 
-def objective_values(sw: dict[str, np.ndarray], objective: str) -> np.ndarray:
+def objective_values(sw: dict[str, np.ndarray], objective: str,
+                     trade_on: str = "hc") -> np.ndarray:
+    kn, kc, k1, _k2 = _keys(trade_on)
     if objective == "net_pips":
-        return sw["hc_sum_pips_net"].astype(np.float64)
+        return sw[k1].astype(np.float64)
     if objective == "hc_accuracy":
-        n = sw["n_hc"].astype(np.float64)
+        n = sw[kn].astype(np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(n > 0, sw["n_hc_correct"] / np.where(n > 0, n, 1.0), np.nan)
+            return np.where(n > 0, sw[kc] / np.where(n > 0, n, 1.0), np.nan)
     if objective == "sharpe":
-        return per_candle_sharpe(sw)
+        return per_candle_sharpe(sw, trade_on)
     raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
 
 
-def choose(sw: dict[str, np.ndarray], objective: str, min_hc: int) -> tuple[int | None, str]:
+def choose(sw: dict[str, np.ndarray], objective: str, min_hc: int,
+           trade_on: str = "hc") -> tuple[int | None, str]:
     """Row of the best eligible configuration (first on ties), or (None, reason)."""
-    val = objective_values(sw, objective)
-    ok = (sw["n_hc"] >= min_hc) & np.isfinite(val)
+    kn = _keys(trade_on)[0]
+    val = objective_values(sw, objective, trade_on)
+    ok = (sw[kn] >= min_hc) & np.isfinite(val)
     if not ok.any():
-        most = int(sw["n_hc"].max())
-        return None, (f"no configuration reached min_hc={min_hc} HC signals with a defined "
-                      f"{objective} (most HC signals of any configuration: {most})")
+        most = int(sw[kn].max())
+        what = "HC signals" if trade_on == "hc" else "signals"
+        return None, (f"no configuration reached min_hc={min_hc} {what} with a defined "
+                      f"{objective} (most {what} of any configuration: {most})")
     best = np.where(ok, val, -np.inf)
     return int(np.argmax(best)), ""
 
@@ -228,10 +220,16 @@ class WalkForwardResult:
     final: dict[str, Any]  # the configuration chosen on the latest data (for deployment)
     settings: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    policy: Policy = field(default_factory=Policy)  # what the evaluation traded
+    costs: CostModel = field(default_factory=CostModel)  # which spread it paid
+    spec: StrategySpec | None = None  # the deployable strategy (None: nothing was chosen)
+    selection_gap: dict[str, Any] = field(default_factory=dict)  # sweep vs backtest
 
 
 def _iso(ts: Any) -> str:
-    return pd.Timestamp(ts).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+    from sep_research.data.candles import isoformat
+
+    return isoformat(ts)
 
 
 def _stability(folds: list[FoldResult], grid: ConfigGrid) -> dict[str, Any]:
@@ -256,15 +254,34 @@ def _stability(folds: list[FoldResult], grid: ConfigGrid) -> dict[str, Any]:
     return out
 
 
-def _hc_pnl(action: np.ndarray, hc: np.ndarray, move: np.ndarray, spread: np.ndarray,
-            lo: int, hi: int) -> np.ndarray:
+def _traded_pnl(action: np.ndarray, hc: np.ndarray, move: np.ndarray, spread: np.ndarray,
+                lo: int, hi: int, trade_on: str = "hc") -> np.ndarray:
+    """Per-candle P&L (pips) the sweep scores for the signals a policy trades, 0 elsewhere."""
     a = action[lo:hi].astype(np.float64)
-    h = hc[lo:hi] & (a != 0) & np.isfinite(move[lo:hi])
-    return np.where(h, a * np.nan_to_num(move[lo:hi]) - spread[lo:hi], 0.0)
+    h = (a != 0) & np.isfinite(move[lo:hi])
+    if trade_on == "hc":
+        h &= hc[lo:hi]
+    return np.where(h, a * np.nan_to_num(move[lo:hi]) - np.nan_to_num(spread[lo:hi]), 0.0)
+
+
+def overfitting_ranges(lo: int, hi: int, *, granularity: str, n_splits: int = 16
+                       ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The PBO blocks and the SPA periods over candles ``lo .. hi-1`` (either may be empty:
+    too few candles)."""
+    from sep_research.evaluation.stats import periods_per_year
+
+    blocks = np.linspace(lo, hi, n_splits + 1).astype(int)
+    pbo = ([(int(blocks[b]), int(blocks[b + 1])) for b in range(n_splits)]
+           if hi - lo >= n_splits * 10 else [])
+    per_day = max(1, round(periods_per_year(granularity) / 252.0))
+    edges = np.arange(lo, hi + 1, per_day)
+    spa = ([(int(edges[b]), int(edges[b + 1])) for b in range(edges.size - 1)]
+           if edges.size - 1 >= 10 else [])
+    return pbo, spa
 
 
 def overfitting_statistics(
-    si: SweepInputs,
+    si: Any,
     lo: int,
     hi: int,
     *,
@@ -274,31 +291,44 @@ def overfitting_statistics(
     seed: int = 0,
     engine: str = "auto",
     progress: bool = False,
+    trade_on: str = "hc",
+    sweeps: dict[tuple[int, int], dict[str, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """PBO (CSCV) and Hansen's SPA for the whole grid over candles ``lo .. hi-1``.
 
-    PBO: the range is cut into ``n_splits`` equal blocks; each configuration's HC net pips per
-    block form the (blocks x configurations) matrix, and selection is by the mean (the
-    ``net_pips`` objective without the ``min_hc`` filter). SPA: HC net pips per day-sized
-    block (``periods_per_year / 252`` candles, at least 1) against the benchmark of staying
-    flat (loss 0); configurations that never trade and duplicate P&L columns are dropped first
-    (they cannot beat the benchmark or are the same test).
+    PBO: the range is cut into ``n_splits`` equal blocks; each configuration's traded net pips
+    per block (HC signals for ``trade_on="hc"``) form the (blocks x configurations) matrix,
+    and selection is by the mean (the ``net_pips`` objective without the ``min_hc`` filter).
+    SPA: net pips per day-sized block (``periods_per_year / 252`` candles, at least 1) against
+    the benchmark of staying flat (loss 0); configurations that never trade and duplicate P&L
+    columns are dropped first (they cannot beat the benchmark or are the same test).
+    ``sweeps``: results already computed per range (:func:`overfitting_ranges`); missing ones
+    are swept here.
     """
-    from sep_research.evaluation.stats import pbo_cscv, periods_per_year, spa_test
+    from sep_research.evaluation.stats import pbo_cscv, spa_test
+
+    key = _keys(trade_on)[2]
+    have = dict(sweeps or {})
+    pbo_ranges, spa_ranges = overfitting_ranges(lo, hi, granularity=granularity,
+                                                n_splits=n_splits)
+    from tqdm.auto import tqdm
+
+    def net(ranges: list[tuple[int, int]], desc: str) -> np.ndarray:
+        rows = []
+        for r in tqdm(ranges, desc=desc, disable=not progress or all(x in have for x in ranges),
+                      leave=False):
+            if r not in have:
+                have[r] = sweep(si, r[0], r[1], engine=engine)
+            rows.append(have[r][key])
+        return np.vstack(rows)
 
     out: dict[str, Any] = {}
     length = hi - lo
-    blocks = np.linspace(lo, hi, n_splits + 1).astype(int)
-    from tqdm.auto import tqdm
-
-    if length >= n_splits * 10:
-        rows = [sweep(si, blocks[b], blocks[b + 1], engine=engine)["hc_sum_pips_net"]
-                for b in tqdm(range(n_splits), desc="PBO blocks", disable=not progress,
-                              leave=False)]
-        perf = np.vstack(rows)
+    if pbo_ranges:
+        perf = net(pbo_ranges, "PBO blocks")
         out["pbo"] = pbo_cscv(perf, n_splits=n_splits, metric="mean")
         out["pbo"]["range"] = [int(lo), int(hi)]
-        out["pbo"]["performance"] = "HC net pips per block (sum), selection by the mean"
+        out["pbo"]["performance"] = "traded net pips per block (sum), selection by the mean"
         out["pbo"]["interpretation"] = (
             "PBO ranks configurations against each other: it is the share of splits where the "
             "in-sample best falls at or below the out-of-sample median. A low PBO says the "
@@ -308,13 +338,9 @@ def overfitting_statistics(
     else:
         out["pbo"] = None
         out["pbo_note"] = f"too few candles ({length}) for {n_splits} blocks"
-    per_day = max(1, round(periods_per_year(granularity) / 252.0))
-    edges = np.arange(lo, hi + 1, per_day)
-    if edges.size - 1 >= 10:
-        rows = [sweep(si, edges[b], edges[b + 1], engine=engine)["hc_sum_pips_net"]
-                for b in tqdm(range(edges.size - 1), desc="SPA periods", disable=not progress,
-                              leave=False)]
-        pnl = np.vstack(rows)
+    if spa_ranges:
+        per_day = spa_ranges[0][1] - spa_ranges[0][0]
+        pnl = net(spa_ranges, "SPA periods")
         active = np.any(pnl != 0.0, axis=0)
         uniq = np.unique(pnl[:, active], axis=1) if active.any() else pnl[:, :0]
         uniq = uniq[:, np.std(uniq, axis=0) > 0] if uniq.size else uniq
@@ -330,7 +356,7 @@ def overfitting_statistics(
             out["spa"] = res
     else:
         out["spa"] = None
-        out["spa_note"] = f"too few periods of {per_day} candles for the SPA test"
+        out["spa_note"] = "too few periods of a day's candles for the SPA test"
     return out
 
 
@@ -340,12 +366,28 @@ def _check_objective(objective: str) -> str:
     return objective
 
 
+def _range_net_pips(frame: pd.DataFrame, sig: Any, policy: Policy, lo: int, hi: int, *,
+                    pip: float, bid: np.ndarray, ask: np.ndarray) -> float:
+    """Backtest net pips of the trades one configuration's signals of candles ``lo .. hi-1``
+    make under ``policy`` (the rest of the series flat)."""
+    from sep_research.backtest.engine import backtest_arrays
+    from sep_research.evaluation.metrics import policy_targets
+
+    m = np.zeros(len(frame), dtype=bool)
+    m[lo:hi] = True
+    tgt = policy_targets(sig.action, sig.hc, policy, m)
+    bt = backtest_arrays(tgt, bid, ask, pip=pip, stop_loss_pips=policy.stop_loss_pips,
+                         take_profit_pips=policy.take_profit_pips)
+    return float(bt.trade_pips.sum())
+
+
 def walk_forward(
     frame: pd.DataFrame,
     *,
     instrument: str,
     granularity: str,
     grid: ConfigGrid | None = None,
+    policy: Policy | None = None,
     n_folds: int = 5,
     scheme: str = "rolling",
     train_size: int | None = None,
@@ -361,25 +403,27 @@ def walk_forward(
     seed: int = 0,
     allow_synthetic: bool = False,
     progress: bool = True,
+    client: Any = None,
 ) -> WalkForwardResult:
     """Walk-forward training and out-of-sample evaluation (see the module docstring).
 
     ``frame``: a candle frame with provenance (synthetic data is refused unless
-    ``allow_synthetic``). ``half_spread_pips`` is required for mid-only data and overrides
-    bid/ask when given. Raises ``ValueError`` for legacy alignment, an empty grid, too few
-    candles for the folds, an unknown objective or scheme.
+    ``allow_synthetic``). ``policy``: the trading policy evaluated and written into the
+    result's :class:`~sep_research.strategy.StrategySpec` (default: HC signals only,
+    one-candle trades, no stop). ``half_spread_pips`` is required for mid-only data and
+    overrides bid/ask when given. ``client``: a Dask client to run the sweeps on (same
+    results). Raises ``ValueError`` for legacy alignment, an empty grid, too few candles for
+    the folds, an unknown objective or scheme, or an instrument other than the frame's.
     """
     from tqdm.auto import tqdm
 
-    from sep_research.data.candles import (
-        check_granularity,
-        check_instrument,
-        pip_size,
-        require_authentic,
-    )
+    from sep_research import fx
+    from sep_research.backtest.engine import quote_arrays
+    from sep_research.data.candles import require_authentic
     from sep_research.evaluation.metrics import evaluate_signals
     from sep_research.evaluation.stats import deflated_sharpe_ratio
     from sep_research.signals.seed import SEED, seed_signals
+    from sep_research.strategy import SpecError, data_instrument
 
     t_start = time.perf_counter()
     if alignment != "causal":
@@ -387,70 +431,102 @@ def walk_forward(
             f"alignment={alignment!r} is refused in training: only 'causal' alignment may "
             "be used to choose or judge a model (legacy alignment looks ahead)")
     _check_objective(objective)
-    check_instrument(instrument)
-    check_granularity(granularity)
+    try:
+        fx.check_instrument(instrument)
+        fx.check_granularity(granularity)
+    except fx.FxError as exc:
+        raise ValueError(str(exc)) from None
+    data_instrument(frame, instrument)  # the frame's provenance must agree
     require_authentic(frame, allow_synthetic=allow_synthetic, what="walk_forward")
     if min_hc < 1:
         raise ValueError(f"min_hc must be >= 1, got {min_hc}")
-    pip = pip_size(instrument)
+    policy = Policy() if policy is None else policy
+    if not isinstance(policy, Policy):
+        raise TypeError(f"policy must be a sep_research.strategy.Policy, got {policy!r}")
+    trade_on = policy.trade_on
+    has_ba = all(c in frame.columns for c in ("bid_open", "bid_high", "bid_low", "bid_close",
+                                              "ask_open", "ask_high", "ask_low", "ask_close"))
+    try:
+        costs = CostModel.for_data(has_ba, half_spread_pips)
+    except SpecError as exc:
+        raise ValueError(str(exc)) from None
+    pip = fx.pip_size(instrument)
     grid = grid if grid is not None else make_grid()
     if len(grid) == 0:  # ConfigGrid refuses this already; kept for clarity
         raise ValueError("the configuration grid is empty")
-    base = grid.base.with_(pip=1.0 / pip)
-    grid = ConfigGrid(grid.table, base)
+    base = grid.base
     n = len(frame)
     warmup = int(grid.windows.max()) + 1
     folds = make_folds(n, n_folds, scheme=scheme, warmup=warmup, purge=purge,
                        train_size=train_size, min_train=200)
 
     t0 = time.perf_counter()
-    si = prepare_sweep(frame, grid, pip=pip, half_spread_pips=half_spread_pips, engine=engine)
+    si = prepare_sweep(frame, grid, instrument=instrument, half_spread_pips=half_spread_pips,
+                       engine=engine)
     t_features = time.perf_counter() - t0
     idx = frame.index
     k_total = len(grid)
-    seed_params = SEED.with_(pip=1.0 / pip)
-    seed_row = grid.find(seed_params)
+    seed_row = grid.find(SEED)
+    bid, ask, _source = quote_arrays(frame, half_spread_pips=half_spread_pips, pip=pip)
+
+    # every scoring range of the run, swept on the inputs prepared once
+    last_hi = n - 1
+    fin_lo = warmup if scheme == "anchored" else max(
+        warmup, last_hi - (train_size or (folds[0].train[1] - folds[0].train[0])))
+    pbo_r, spa_r = overfitting_ranges(warmup, n - 1, granularity=granularity,
+                                      n_splits=pbo_splits)
+    wanted = list(dict.fromkeys([r for f in folds for r in (f.train, f.test)]
+                                + [(fin_lo, last_hi)] + pbo_r + spa_r))
+    t0 = time.perf_counter()
+    if client is None:
+        from sep_research.signals.sweep import run_prepared
+
+        outs = [run_prepared(si, lo, hi, engine=engine) for lo, hi in wanted]
+    else:  # on the Dask workers of sep_research.sweeps (bit-identical)
+        from sep_research.sweeps.distributed import sweep_ranges
+
+        outs = sweep_ranges(si, wanted, client=client, engine=engine)
+    swept = {r: _with_length(out, *r) for r, out in zip(wanted, outs, strict=True)}
+    t_sweep = time.perf_counter() - t0
 
     signal_cache: dict[int, Any] = {}
 
     def signals_of(k: int) -> Any:
         if k not in signal_cache:
-            signal_cache[k] = seed_signals(frame, grid.params(k), alignment="causal",
-                                           engine=engine)
+            signal_cache[k] = seed_signals(frame, grid.params(k), instrument=instrument,
+                                           alignment="causal", engine=engine)
         return signal_cache[k]
 
+    kn, kc, k1, _k2 = _keys(trade_on)
     oos_mask = np.zeros(n, dtype=bool)
     oos_action = np.zeros(n, dtype=np.int8)
     oos_hc = np.zeros(n, dtype=bool)
     results: list[FoldResult] = []
-    t_sweep = 0.0
+    gap_rows: list[dict[str, Any]] = []
     bar = tqdm(folds, desc=f"walk-forward ({k_total} configurations/fold)", disable=not progress)
     for f in bar:
         (tr_lo, tr_hi), (te_lo, te_hi) = f.train, f.test
-        t0 = time.perf_counter()
-        sw_tr = sweep(si, tr_lo, tr_hi, engine=engine)
-        sw_te = sweep(si, te_lo, te_hi, engine=engine)
-        t_sweep += time.perf_counter() - t0
+        sw_tr, sw_te = swept[f.train], swept[f.test]
         oos_mask[te_lo:te_hi] = True
-        k, note = choose(sw_tr, objective, min_hc)
+        k, note = choose(sw_tr, objective, min_hc, trade_on)
         dsr = None
         if k is None:
             results.append(FoldResult(
                 f.index, f.train, f.test, (_iso(idx[tr_lo]), _iso(idx[tr_hi - 1])),
                 (_iso(idx[te_lo]), _iso(idx[te_hi - 1])), None, None,
-                "abstained: " + note, None, int(sw_tr["n_hc"].max()), None, None, None, None,
+                "abstained: " + note, None, int(sw_tr[kn].max()), None, None, None, None,
                 None))
             continue
         sig = signals_of(k)
         oos_action[te_lo:te_hi] = sig.action[te_lo:te_hi]
         oos_hc[te_lo:te_hi] = sig.hc[te_lo:te_hi]
-        obj = float(objective_values(sw_tr, objective)[k])
-        te_hc = int(sw_te["n_hc"][k])
-        te_net = sw_te["hc_sum_pips_net"]
+        obj = float(objective_values(sw_tr, objective, trade_on)[k])
+        te_hc = int(sw_te[kn][k])
+        te_net = sw_te[k1]
         rank = float(np.mean(te_net < te_net[k]) + 0.5 * (np.mean(te_net == te_net[k])))
-        srs = per_candle_sharpe(sw_tr)
+        srs = per_candle_sharpe(sw_tr, trade_on)
         finite = srs[np.isfinite(srs)]
-        pnl = _hc_pnl(sig.action, sig.hc, si.pnl_move, si.spread, tr_lo, tr_hi)
+        pnl = _traded_pnl(sig.action, sig.hc, si.move, si.spread, tr_lo, tr_hi, trade_on)
         if np.isfinite(srs[k]) and finite.size >= 2 and np.std(pnl) > 0:
             from scipy import stats as st
 
@@ -458,29 +534,38 @@ def walk_forward(
                 float(srs[k]), tr_hi - tr_lo, k_total, float(np.var(finite, ddof=1)),
                 skew=float(st.skew(pnl)), kurtosis=float(st.kurtosis(pnl, fisher=False)))
             dsr["scope"] = "in-sample choice on the training fold"
+        gap_rows.append({
+            "fold": f.index, "grid_row": k,
+            "train_sweep_net_pips": float(sw_tr[k1][k]),
+            "train_backtest_net_pips": _range_net_pips(frame, sig, policy, tr_lo, tr_hi,
+                                                       pip=pip, bid=bid, ask=ask),
+            "test_sweep_net_pips": float(te_net[k]),
+            "test_backtest_net_pips": _range_net_pips(frame, sig, policy, te_lo, te_hi,
+                                                      pip=pip, bid=bid, ask=ask)})
         results.append(FoldResult(
             f.index, f.train, f.test, (_iso(idx[tr_lo]), _iso(idx[tr_hi - 1])),
             (_iso(idx[te_lo]), _iso(idx[te_hi - 1])), k, grid.row_dict(k), "",
-            obj, int(sw_tr["n_hc"][k]), te_hc, float(te_net[k]),
-            float(sw_te["n_hc_correct"][k] / te_hc) if te_hc else None, rank, dsr))
+            obj, int(sw_tr[kn][k]), te_hc, float(te_net[k]),
+            float(sw_te[kc][k] / te_hc) if te_hc else None, rank, dsr))
 
     # the configuration for deployment: chosen the same way on the most recent data
-    last_hi = n - 1
-    fin_lo = warmup if scheme == "anchored" else max(
-        warmup, last_hi - (train_size or (folds[0].train[1] - folds[0].train[0])))
-    sw_fin = sweep(si, fin_lo, last_hi, engine=engine)
-    k_fin, note_fin = choose(sw_fin, objective, min_hc)
+    sw_fin = swept[(fin_lo, last_hi)]
+    k_fin, note_fin = choose(sw_fin, objective, min_hc, trade_on)
     final = {"train": [_iso(idx[fin_lo]), _iso(idx[last_hi - 1])], "grid_row": k_fin,
              "params": grid.params(k_fin).to_dict() if k_fin is not None else None,
              "note": note_fin or ("chosen by the same objective on the latest training window; "
                                   "no test fold judged this choice itself, the out-of-sample "
                                   "metrics judge the procedure")}
+    spec = (StrategySpec(instrument=instrument, granularity=granularity, rule="seed",
+                         params=grid.params(k_fin), policy=policy, costs=costs)
+            if k_fin is not None else None)
 
-    seed_sig = seed_signals(frame, seed_params, alignment="causal", engine=engine)
+    seed_sig = seed_signals(frame, SEED, instrument=instrument, alignment="causal",
+                            engine=engine)
     t0 = time.perf_counter()
     common = {"instrument": instrument, "granularity": granularity, "mask": oos_mask,
-                  "half_spread_pips": half_spread_pips, "n_random": n_random, "seed": seed,
-                  "threshold_pips": base.min_move}
+              "half_spread_pips": half_spread_pips, "n_random": n_random, "seed": seed,
+              "threshold_pips": base.min_move, "policy": policy}
     evaluation = {
         "tuned": evaluate_signals(frame, oos_action, oos_hc, **common),
         "seed": evaluate_signals(frame, seed_sig.action, seed_sig.hc, **common),
@@ -489,7 +574,8 @@ def walk_forward(
     t0 = time.perf_counter()
     overfit = overfitting_statistics(si, warmup, n - 1, granularity=granularity,
                                      n_splits=pbo_splits, spa_reps=spa_reps, seed=seed,
-                                     engine=engine, progress=progress)
+                                     engine=engine, progress=progress, trade_on=trade_on,
+                                     sweeps=swept)
     t_overfit = time.perf_counter() - t0
     dsrs = [r.dsr["dsr"] for r in results if r.dsr is not None]
     overfit["dsr_per_fold"] = [r.dsr for r in results]
@@ -505,9 +591,10 @@ def walk_forward(
         "grid_size": k_total, "grid_windows": [int(w) for w in grid.windows],
         "seed_preset_grid_row": seed_row, "engine": engine,
         "half_spread_pips": half_spread_pips,
-        "price_source": "bid/ask" if half_spread_pips is None else f"mid+/-{half_spread_pips}",
+        "price_source": costs.describe(),
         "alignment": "causal", "n_random": n_random, "pbo_splits": pbo_splits,
-        "spa_reps": spa_reps, "seed": seed,
+        "spa_reps": spa_reps, "seed": seed, "policy": policy.to_dict(),
+        "costs": costs.to_dict(),
     }
     timings = {"features_s": t_features, "sweeps_s": t_sweep, "evaluation_s": t_eval,
                "overfitting_s": t_overfit, "total_s": time.perf_counter() - t_start}
@@ -515,7 +602,41 @@ def walk_forward(
         instrument=instrument, granularity=granularity, folds=results, oos_mask=oos_mask,
         oos_action=oos_action, oos_hc=oos_hc, seed_action=seed_sig.action,
         seed_hc=seed_sig.hc, evaluation=evaluation, stability=_stability(results, grid),
-        overfitting=overfit, final=final, settings=settings, timings=timings)
+        overfitting=overfit, final=final, settings=settings, timings=timings, policy=policy,
+        costs=costs, spec=spec, selection_gap=selection_gap(gap_rows, policy))
+
+
+#: what the sweep's one-candle scoring leaves out of a backtest of the same signals
+NOT_MODELLED_BY_SWEEP = (
+    "stop-loss and take-profit exits",
+    ("holding through consecutive signals in the same direction (the backtest pays the "
+     "spread once per position, the sweep once per signal)"),
+    "hold='keep' (a HOLD keeps the position)",
+    ("fills at the next open and exits one open later (the sweep scores the close-to-close "
+     "move) and, with bid/ask data, the exit's own spread"),
+)
+
+
+def selection_gap(rows: list[dict[str, Any]], policy: Policy) -> dict[str, Any]:
+    """Sweep objective (net pips of the chosen configuration as the sweep scores it) against
+    the backtest of the same configuration under ``policy``, per fold and in total."""
+    out: dict[str, Any] = {
+        "policy": policy.describe(),
+        "sweep_scores": "one-candle trades on the policy's signals: close-to-close mid move "
+                        "less the full spread at the next open",
+        "not_modelled_by_sweep": list(NOT_MODELLED_BY_SWEEP),
+        "stop_modelled_by_sweep": False,
+        "per_fold": rows,
+    }
+    for part in ("train", "test"):
+        sw = float(sum(r[f"{part}_sweep_net_pips"] for r in rows))
+        bt = float(sum(r[f"{part}_backtest_net_pips"] for r in rows))
+        out[f"{part}_sweep_net_pips"] = sw
+        out[f"{part}_backtest_net_pips"] = bt
+        out[f"{part}_gap_pips"] = bt - sw
+    if not rows:
+        out["note"] = "no fold chose a configuration: nothing to compare"
+    return out
 
 
 def compile_kernels(engine: str = "auto") -> dict[str, float]:
@@ -535,7 +656,7 @@ def compile_kernels(engine: str = "auto") -> dict[str, float]:
     frame = synthetic_candles(300, granularity="H1", seed=0)
     grid = small_grid()
     t = time.perf_counter()
-    si = prepare_sweep(frame, grid, pip=1e-4, half_spread_pips=None, engine=engine)
+    si = prepare_sweep(frame, grid, instrument="EUR_USD", half_spread_pips=None, engine=engine)
     out["features"] = time.perf_counter() - t
     t = time.perf_counter()
     sweep(si, 20, 200, engine=engine)
