@@ -60,7 +60,7 @@ class CandleLoop:
         self.gran = timedelta(seconds=cfg.granularity_seconds)
         self.first_poll_at: float | None = None
         self._last_events = 0.0
-        self._last_equity_row = -1e9
+        self._last_equity_at: datetime | None = None  # feed time of the last equity row
 
     # ================================================================ the clock
     def now(self) -> datetime:
@@ -192,9 +192,10 @@ class CandleLoop:
             return
         a = self.state.account
         now = self.now()
-        wall = time.monotonic()
-        if wall - self._last_equity_row >= 60.0:  # a snapshot a minute is plenty
-            self._last_equity_row = wall
+        # a snapshot a minute of the feed's clock is plenty (the wall clock when trading; a
+        # replay gets one per candle, so its equity curve has a point per candle)
+        if self._last_equity_at is None or (now - self._last_equity_at).total_seconds() >= 60:
+            self._last_equity_at = now
             self.journal.record_equity(a.balance, a.nav, a.unrealized, now)
         hit = self.risk.on_equity(a.nav, now)
         if hit:
