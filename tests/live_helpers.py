@@ -282,6 +282,34 @@ def journal_starts(path: Path) -> int:
     return int(rows[0][0]) if rows else 0
 
 
+def run_paper(tmp_path: Path, frame: Any, instrument: str, granularity: str, *,
+              half_spread_pips: float = 0.5, stop_loss_pips: float | None = STOP,
+              **params: float) -> Any:
+    """A paper runner that replays ``frame`` to its end (status API off) and is returned."""
+    from sep_research.live.config import config_from_dict
+    from sep_research.live.feed import FileFeed
+    from sep_research.live.journal import Journal
+    from sep_research.live.model import load_models
+    from sep_research.live.paper import PaperBroker
+    from sep_research.live.runner import Runner
+
+    art = make_artifact(tmp_path / "m.json", instrument, granularity,
+                        stop_loss_pips=stop_loss_pips, **params)
+    cfg = config_from_dict({
+        "instruments": [instrument], "granularity": granularity,
+        "journal": str(tmp_path / "j.sqlite"), "risk": QUIET_RISK,
+        "paper": {"half_spread_pips": half_spread_pips}, "status": {"enabled": False}})
+    models = load_models([str(art)], cfg.instruments, cfg.granularity, risk=cfg.risk)
+    pip = 0.01 if instrument.endswith("_JPY") else 0.0001
+    feed = FileFeed({instrument: frame_candles(frame, instrument)}, cfg.granularity_seconds,
+                    half_spread={instrument: half_spread_pips * pip})
+    broker = PaperBroker(balance=10_000, half_spread_pips=half_spread_pips)
+    runner = Runner(cfg, models, broker, feed, Journal(cfg.journal), mode="paper")
+    runner.start(status=False)
+    runner.run()
+    return runner
+
+
 def paper_runner(tmp: Path, frame: Any, *, models_dir: Path | None = None,
                  config: dict | None = None, status: bool = False, **params: float) -> Any:
     """A started paper runner replaying ``frame`` (EUR_USD H1) from memory; its artifact is

@@ -17,27 +17,14 @@ from sep_research.live.journal import Journal
 from sep_research.live.model import load_models
 from sep_research.live.runner import Runner
 from tests.conftest import SEED_O_TEST
-from tests.live_helpers import QUIET_RISK, STOP, frame_candles, make_artifact, write_candle_json
-
-
-def run_paper(tmp_path: Path, frame, instrument: str, granularity: str, *,
-              half_spread_pips: float = 0.5, stop_loss_pips: float | None = STOP,
-              **params: float) -> Runner:
-    art = make_artifact(tmp_path / "m.json", instrument, granularity,
-                        stop_loss_pips=stop_loss_pips, **params)
-    cfg = config_from_dict({
-        "instruments": [instrument], "granularity": granularity,
-        "journal": str(tmp_path / "j.sqlite"), "risk": QUIET_RISK,
-        "paper": {"half_spread_pips": half_spread_pips}, "status": {"enabled": False}})
-    models = load_models([str(art)], cfg.instruments, cfg.granularity, risk=cfg.risk)
-    pip = 0.01 if instrument.endswith("_JPY") else 0.0001
-    feed = FileFeed({instrument: frame_candles(frame, instrument)}, cfg.granularity_seconds,
-                    half_spread={instrument: half_spread_pips * pip})
-    broker = PaperBroker(balance=10_000, half_spread_pips=half_spread_pips)
-    runner = Runner(cfg, models, broker, feed, Journal(cfg.journal), mode="paper")
-    runner.start(status=False)
-    runner.run()
-    return runner
+from tests.live_helpers import (
+    QUIET_RISK,
+    STOP,
+    frame_candles,
+    make_artifact,
+    run_paper,
+    write_candle_json,
+)
 
 
 def _compare(runner: Runner, frame, instrument: str, half_spread_pips: float | None) -> int:
