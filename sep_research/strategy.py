@@ -9,8 +9,9 @@ only tighten risk limits, never change the policy (``sep_research.live.model``).
 A spec holds
 
 - ``rule`` and ``params``: the signal rule's name and its parameter object. Which rules exist
-  and how each validates its parameters is stated once, in :data:`RULES` (today only
-  ``seed``: :class:`sep_research.signals.seed.SeedParams`).
+  is stated once, in :data:`RULES` (name -> the module and attribute of its
+  :class:`sep_research.signals.rules.Rule`, which names its parameter class and everything
+  else the framework derives for it; ``sep rules`` lists them).
 - ``instrument`` and ``granularity``; the pip is derived from the instrument
   (:attr:`StrategySpec.pip`, :func:`sep_research.fx.pip_size`): **price per pip** (0.0001 for
   EUR_USD, 0.01 for USD_JPY), the one meaning of ``pip`` everywhere.
@@ -51,12 +52,16 @@ from typing import Any
 
 from sep_research import fx
 
-#: rule name -> (module, class) of its parameters. The class validates a mapping with
-#: ``from_dict(data, where=...)`` (strict, typed) and serialises with ``to_dict()``; its
-#: no-argument constructor gives the rule's preset. The one place that maps a rule name to
-#: its parameter validation.
+#: rule name -> (module, attribute) of the rule (a :class:`sep_research.signals.rules.Rule`).
+#: The one registry of signal rules: registering a rule here gives it the look-ahead check,
+#: the sweep, the walk-forward, the artifact, the runner's live stream and the CLI's
+#: ``--rule``. Its ``params_class`` validates a mapping with ``from_dict(data, where=...)``
+#: (strict, typed) and serialises with ``to_dict()``; the no-argument constructor gives the
+#: rule's preset.
 RULES: dict[str, tuple[str, str]] = {
-    "seed": ("sep_research.signals.seed", "SeedParams"),
+    "seed": ("sep_research.signals.rules.seed", "RULE"),
+    "thresholded": ("sep_research.signals.rules.thresholded", "RULE"),
+    "mtf": ("sep_research.signals.rules.mtf", "RULE"),
 }
 
 TRADE_ON = ("hc", "all")
@@ -163,12 +168,17 @@ def check_keys(data: Any, where: str, *, required: tuple[str, ...],
 # ------------------------------------------------------------------ the rules
 
 
-def rule_params_class(rule: Any, *, where: str = "rule") -> type:
-    """The parameter class of a rule named in :data:`RULES`."""
+def rule_object(rule: Any, *, where: str = "rule") -> Any:
+    """The rule registered under a name in :data:`RULES` (imported when first asked for)."""
     if not isinstance(rule, str) or rule not in RULES:
         raise SpecError(f"{where}: unknown rule {_shown(rule)} (known: {', '.join(RULES)})")
     module, name = RULES[rule]
     return getattr(importlib.import_module(module), name)
+
+
+def rule_params_class(rule: Any, *, where: str = "rule") -> type:
+    """The parameter class of a rule named in :data:`RULES`."""
+    return rule_object(rule, where=where).params_class
 
 
 def rule_params_from_dict(rule: str, data: Any, *, where: str = "signal_params") -> Any:
@@ -332,6 +342,27 @@ def data_instrument(data: Any, instrument: str | None = None, *, what: str = "th
         raise SpecError(str(exc)) from None
 
 
+def data_granularity(data: Any, granularity: str | None = None, *,
+                     what: str = "the candles") -> str:
+    """The granularity of candle data: ``granularity`` when given, else the one its provenance
+    names (as :func:`data_instrument` does for the instrument); :class:`SpecError` otherwise."""
+    prov = getattr(data, "attrs", None)
+    prov = prov.get("provenance") if isinstance(prov, Mapping) else None
+    named = prov.get("granularity") if isinstance(prov, Mapping) else None
+    if granularity is None:
+        if named is None:
+            raise SpecError(f"granularity: {what} name no granularity (no provenance): pass "
+                            "granularity= (e.g. 'H1')")
+        granularity = named
+    elif named is not None and named != granularity:
+        raise SpecError(f"granularity: {granularity!r} was given but {what} are {named!r} "
+                        "(by their provenance)")
+    try:
+        return fx.check_granularity(granularity)
+    except fx.FxError as exc:
+        raise SpecError(f"granularity: {exc}") from None
+
+
 # ------------------------------------------------------------------ the spec
 
 
@@ -359,9 +390,12 @@ class StrategySpec:
         cls = rule_params_class(self.rule)
         if self.params is None:
             object.__setattr__(self, "params", cls())
-        elif not isinstance(self.params, cls):
+        elif type(self.params) is not cls:  # a rule's class may extend another's: exact type
             raise SpecError(f"params: expected {cls.__name__} for rule {self.rule!r}, got "
                             f"{type(self.params).__name__}")
+        check = getattr(self.params, "check_granularity", None)
+        if check is not None:  # a rule whose parameters depend on the candles' granularity
+            check(self.granularity, where="signal_params")
         if self.alignment not in TRADING_ALIGNMENTS:
             raise SpecError(f"alignment: {_shown(self.alignment)} is refused: only 'causal' "
                             "may be used by a strategy that trades (legacy alignment looks "
