@@ -272,6 +272,11 @@ class MtfRule(DecisionRule):
         return ("for each HTF (seed history + 1) x (HTF length / base length) base candles, "
                 "at least the seed's")
 
+    def htf_index(self, times: np.ndarray, htf: dict[str, np.ndarray], *,
+                  base_seconds: int) -> np.ndarray:
+        """The HTF candle each base candle reads: the latest closed by its close (-1: none)."""
+        return closed_index(times, htf["end"], base_seconds=base_seconds)
+
     def tables(self, x, windows, params, *, pip, granularity, alignment, engine):
         self.check_alignment(alignment)
         if granularity is None:
@@ -291,7 +296,7 @@ class MtfRule(DecisionRule):
             d, s = htf_step(granularity, htf)
             h = resample_arrays(x["time"], x["open"], x["high"], x["low"], x["close"],
                                 x["volume"], base_seconds=d, step=s)
-            jj = closed_index(x["time"], h["end"], base_seconds=d)
+            jj = self.htf_index(x["time"], h, base_seconds=d)
             q0 = Q_HTF1 + 5 * r
             fw[q0] = 0.0
             ok = jj >= 0
