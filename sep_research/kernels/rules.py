@@ -16,8 +16,8 @@ drivers below (:func:`sep_research.kernels.loops.rebind`) and compiles them for 
 ``"python"`` (as written), ``"cpu"`` (numba, ``parallel=True`` drivers, cached on disk keyed
 to every source file involved) or ``"cuda"`` (device functions and kernels). The drivers:
 
-- :func:`rule_bits_into` / ``rule_bits_kernel``: every series' bits;
-- :func:`rule_signals_into` / ``rule_signals_kernel``: one configuration's signals;
+- :func:`rule_bits_into`: every series' bits (CPU or plain Python: cheap);
+- :func:`rule_signals_into`: one configuration's signals (CPU or plain Python);
 - :func:`rule_sweep_into` / ``rule_sweep_kernel``: the fused brute-force sweep of a decision
   rule. Counts as :func:`qfh.sweep_partial` defines them; the four pip sums are exact
   fixed-point sums (:mod:`~sep_research.kernels.fixed`), so CPU, GPU and plain Python give the
@@ -156,26 +156,6 @@ DRIVERS = ("rule_bits_into", "rule_signals_into", "rule_sweep_into")
 
 # ---- CUDA kernels (compiled per rule by compile_rule) ----------------------------------------
 
-def rule_bits_kernel(bits, close, bp):
-    idx = cuda.grid(1)
-    m = bits.shape[1]
-    if idx >= bits.shape[0] * m:
-        return
-    s = idx // m
-    j = idx - s * m
-    bits[s, j] = rule_bit(close, j, bp, s)
-
-
-def rule_signals_kernel(action, confidence, hc, g, fw, cv):
-    i = cuda.grid(1)
-    if i >= action.shape[0]:
-        return
-    valid, a, c, h = rule_decide(g, 0, i, fw, cv)
-    action[i] = a if valid == 1 else 0
-    confidence[i] = c if valid == 1 else math.nan
-    hc[i] = valid == 1 and h == 1
-
-
 def rule_sweep_kernel(pc, pl, g, fw, cv, score_start, score_end, chunk):
     k = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
     c = cuda.blockIdx.y
@@ -201,7 +181,7 @@ def rule_sweep_kernel(pc, pl, g, fw, cv, score_start, score_end, chunk):
     pl[7, c, k] = r[14]
 
 
-KERNELS = ("rule_bits_kernel", "rule_signals_kernel", "rule_sweep_kernel")
+KERNELS = ("rule_sweep_kernel",)
 
 _HERE = Path(__file__).resolve().parent
 _COMPILED: dict = {}
@@ -262,43 +242,30 @@ def _blocks(total: int, block: int) -> int:
     return max(1, (total + block - 1) // block)
 
 
-def bits(ns: dict, close: np.ndarray, bp: np.ndarray, target: str,
-         block: int = 128) -> np.ndarray:
-    """Bits ``(n_series, n - 1)`` int8 of ``close`` under each row of ``bp``."""
+def bits(ns: dict, close: np.ndarray, bp: np.ndarray, target: str) -> np.ndarray:
+    """Bits ``(n_series, n - 1)`` int8 of ``close`` under each row of ``bp`` (on the CPU or in
+    plain Python: they are cheap, and the same on either)."""
+    if target not in ("python", "cpu"):
+        raise ValueError(f"target={target!r}: bits are computed on 'cpu' or 'python'")
     close = np.ascontiguousarray(close, dtype=np.float64)
     bp = np.ascontiguousarray(np.atleast_2d(bp), dtype=np.float64)
     out = np.zeros((bp.shape[0], max(0, close.shape[0] - 1)), dtype=np.int8)
-    if out.size == 0:
-        return out
-    if target == "cuda":
-        from sep_research.kernels import cu
-
-        d = cu.cuda.device_array(out.shape, dtype=np.int8)
-        with cu.no_fma():
-            ns["rule_bits_kernel"][_blocks(out.size, block), block](
-                d, cu._to_device(close), cu._to_device(bp))
-        return d.copy_to_host()
-    ns["rule_bits_into"](out, close, bp)
+    if out.size:
+        ns["rule_bits_into"](out, close, bp)
     return out
 
 
-def signals(ns: dict, g: np.ndarray, fw: np.ndarray, cv: np.ndarray, target: str,
-            block: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(action int8, confidence float64, hc bool) per candle of configuration ``g[0]``."""
+def signals(ns: dict, g: np.ndarray, fw: np.ndarray, cv: np.ndarray,
+            target: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(action int8, confidence float64, hc bool) per candle of configuration ``g[0]`` (on
+    the CPU or in plain Python: one configuration)."""
+    if target not in ("python", "cpu"):
+        raise ValueError(f"target={target!r}: one configuration's signals run on 'cpu' or "
+                         "'python'")
     g = np.ascontiguousarray(np.atleast_2d(g)[:1], dtype=np.float64)
     fw = np.ascontiguousarray(fw, dtype=np.float64)
     cv = np.ascontiguousarray(cv, dtype=np.float64)
     n = cv.shape[1]
-    if target == "cuda":
-        from sep_research.kernels import cu
-
-        da = cu.cuda.device_array(n, dtype=np.int8)
-        dc = cu.cuda.device_array(n, dtype=np.float64)
-        dh = cu.cuda.device_array(n, dtype=np.bool_)
-        with cu.no_fma():
-            ns["rule_signals_kernel"][_blocks(n, block), block](
-                da, dc, dh, cu._to_device(g), cu._to_device(fw), cu._to_device(cv))
-        return da.copy_to_host(), dc.copy_to_host(), dh.copy_to_host()
     action = np.zeros(n, dtype=np.int8)
     conf = np.empty(n, dtype=np.float64)
     hc = np.zeros(n, dtype=np.bool_)

@@ -41,7 +41,6 @@ sweep agreement for every registered rule.
 from __future__ import annotations
 
 import importlib
-import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -527,10 +526,3 @@ def rule_signals(data: Any, params: Any = None, *, rule: str = "seed",
     gran = data_granularity(data, granularity) if r.needs_times else granularity
     return r.signals(r.inputs(data), params, instrument=inst, granularity=gran,
                      alignment=alignment, engine=engine)
-
-
-def nan_where(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """``values`` with NaN where ``mask`` is False (float64)."""
-    out = np.asarray(values, dtype=np.float64).copy()
-    out[~mask] = math.nan
-    return out
