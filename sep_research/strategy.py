@@ -320,22 +320,30 @@ class CostModel:
             raise SpecError(str(exc).replace("costs.", f"{where}.", 1)) from None
 
 
+def _given_or_named(data: Any, key: str, given: str | None, what: str, hint: str) -> str:
+    """``given``, else the value of ``key`` in the frame's provenance
+    (``data.attrs["provenance"]``); SpecError when neither names one or they disagree."""
+    prov = getattr(data, "attrs", None)
+    prov = prov.get("provenance") if isinstance(prov, Mapping) else None
+    named = prov.get(key) if isinstance(prov, Mapping) else None
+    if given is None:
+        if named is None:
+            raise SpecError(f"{key}: {what} name no {key} (no provenance): pass {key}= "
+                            f"({hint})")
+        return named
+    if named is not None and named != given:
+        raise SpecError(f"{key}: {given!r} was given but {what} are {named!r} "
+                        "(by their provenance)")
+    return given
+
+
 def data_instrument(data: Any, instrument: str | None = None, *, what: str = "the candles"
                     ) -> str:
     """The instrument of candle data: ``instrument`` when given, else the one named by the
     frame's provenance (``data.attrs["provenance"]["instrument"]``). Raises :class:`SpecError`
     when neither names one, or when they disagree (the pip would be wrong)."""
-    prov = getattr(data, "attrs", None)
-    prov = prov.get("provenance") if isinstance(prov, Mapping) else None
-    named = prov.get("instrument") if isinstance(prov, Mapping) else None
-    if instrument is None:
-        if named is None:
-            raise SpecError(f"instrument: {what} name no instrument (no provenance): pass "
-                            "instrument= (it sets the pip: 0.0001, or 0.01 for JPY pairs)")
-        instrument = named
-    elif named is not None and named != instrument:
-        raise SpecError(f"instrument: {instrument!r} was given but {what} are {named!r} "
-                        "(by their provenance)")
+    instrument = _given_or_named(data, "instrument", instrument, what,
+                                 "it sets the pip: 0.0001, or 0.01 for JPY pairs")
     try:
         return fx.check_instrument(instrument)
     except fx.FxError as exc:
@@ -346,17 +354,7 @@ def data_granularity(data: Any, granularity: str | None = None, *,
                      what: str = "the candles") -> str:
     """The granularity of candle data: ``granularity`` when given, else the one its provenance
     names (as :func:`data_instrument` does for the instrument); :class:`SpecError` otherwise."""
-    prov = getattr(data, "attrs", None)
-    prov = prov.get("provenance") if isinstance(prov, Mapping) else None
-    named = prov.get("granularity") if isinstance(prov, Mapping) else None
-    if granularity is None:
-        if named is None:
-            raise SpecError(f"granularity: {what} name no granularity (no provenance): pass "
-                            "granularity= (e.g. 'H1')")
-        granularity = named
-    elif named is not None and named != granularity:
-        raise SpecError(f"granularity: {granularity!r} was given but {what} are {named!r} "
-                        "(by their provenance)")
+    granularity = _given_or_named(data, "granularity", granularity, what, "e.g. 'H1'")
     try:
         return fx.check_granularity(granularity)
     except fx.FxError as exc:

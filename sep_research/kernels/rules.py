@@ -37,7 +37,13 @@ from pathlib import Path
 
 import numpy as np
 
-from sep_research.kernels.fixed import SCALE_SQ, SCALE_SUM, fixed_limbs, limbs_to_sums
+from sep_research.kernels.fixed import (
+    SCALE_SQ,
+    SCALE_SUM,
+    fixed_limbs,
+    limbs_to_sums,
+    store_partial,
+)
 from sep_research.kernels.qfh import G_MIN_MOVE, G_SPREAD, unpack_counts
 
 prange = range
@@ -163,22 +169,7 @@ def rule_sweep_kernel(pc, pl, g, fw, cv, score_start, score_end, chunk):
         return
     lo = score_start + c * chunk
     hi = min(lo + chunk, score_end)
-    r = decide_partial_exact(g, k, lo, hi, fw, cv)
-    pc[0, c, k] = r[0]
-    pc[1, c, k] = r[1]
-    pc[2, c, k] = r[2]
-    pc[3, c, k] = r[3]
-    pc[4, c, k] = r[4]
-    pc[5, c, k] = r[5]
-    pc[6, c, k] = r[6]
-    pl[0, c, k] = r[7]
-    pl[1, c, k] = r[8]
-    pl[2, c, k] = r[9]
-    pl[3, c, k] = r[10]
-    pl[4, c, k] = r[11]
-    pl[5, c, k] = r[12]
-    pl[6, c, k] = r[13]
-    pl[7, c, k] = r[14]
+    store_partial(pc, pl, c, k, decide_partial_exact(g, k, lo, hi, fw, cv))
 
 
 KERNELS = ("rule_sweep_kernel",)
