@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from sep_research.data import load_sample
     from sep_research.emulator.app import Emulator, EmulatorConfig
-    from tests.test_live_units import make_artifact
+    from tests.live_helpers import make_artifact
 
     frame = load_sample()
     start_i = 250

@@ -7,9 +7,11 @@
    and write its report and the model artifact;
 4. start the OANDA v20 emulator on the later, held-out part and the runner in practice mode
    against it for a few hundred candles, then stop both cleanly. The emulator's replay clock is
-   stepped one candle at a time as soon as the runner has acted (accelerated and deterministic:
-   a free-running clock at thousands of times real time would move the price inside the candle
-   while the runner's order travels, so its fills could not be compared with the backtest's);
+   stepped one candle at a time, and moves on only when the runner reports (``handled_through``
+   in its status API) that every candle completed by the clock's time is decided and its orders
+   sent and answered: accelerated and deterministic whatever the machine's load (a free-running
+   clock at thousands of times real time would move the price inside the candle while the
+   runner's order travels, so its fills could not be compared with the backtest's);
 5. compare the runner's fills, trade for trade, with the backtest of the same candles under
    the artifact's own trading policy (its stop-loss and take-profit, read from the artifact:
    the runner trades that policy, and so does this backtest);
@@ -102,7 +104,8 @@ def _process(cmd: list[str], *, env: dict[str, str], log: Path, name: str) -> It
                     proc.wait(timeout=5)
 
 
-def _wait_until(check: Any, *, timeout: float, what: str, proc: subprocess.Popen[bytes], log: Path) -> Any:
+def _wait_until(check: Any, *, timeout: float, what: str, proc: subprocess.Popen[bytes], log: Path,
+                interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
     while time.monotonic() < deadline:
@@ -115,7 +118,7 @@ def _wait_until(check: Any, *, timeout: float, what: str, proc: subprocess.Popen
                 return value
         except Exception as exc:  # noqa: BLE001 - not up yet
             last_exc = exc
-        time.sleep(0.1)
+        time.sleep(interval)
     raise RuntimeError(f"{what}: timed out after {timeout:.0f} s ({last_exc})")
 
 
@@ -306,27 +309,35 @@ def _rehearse(frame: Any, artifact: Path, run_dir: Path, split: int, held_end: i
         with _process(run_cmd, env=env, log=work / "runner.log", name="runner") as runner:
             status_url = f"http://127.0.0.1:{status_port}/api/status"
 
-            def last_candle() -> str:
+            def progress() -> tuple[pd.Timestamp | None, str]:
+                """(the time up to which the runner has fully handled every candle: decided,
+                orders sent and answered; its last candle)."""
                 st = _get_json(status_url)
+                through = (st.get("handled_through") or {}).get("EUR_USD")
                 last = (st.get("last_candle") or {}).get("EUR_USD") or {}
-                return last.get("time", "") if isinstance(last, dict) else str(last)
+                return (pd.Timestamp(through) if through else None,
+                        last.get("time", "") if isinstance(last, dict) else str(last))
 
-            first = _wait_until(last_candle, timeout=90, what="runner start", proc=runner,
-                                log=work / "runner.log")
+            def handled(t: pd.Timestamp) -> str | None:
+                through, last = progress()
+                return (last or "-") if through is not None and through >= t else None
+
+            clock = pd.Timestamp(start_time)
+            first = _wait_until(lambda: handled(clock), timeout=90, what="runner start",
+                                proc=runner, log=work / "runner.log")
             print(f"      runner up (status API on 127.0.0.1:{status_port}); first candle {first}")
-            target = isoformat(end_time)
-            last, steps, shown = first, 0, time.monotonic()
             step = frame.index[1] - frame.index[0]
-            while last[:19] < target[:19]:
-                now = pd.Timestamp(admin.advance(candles=1))
+            stop_at = pd.Timestamp(end_time) + step  # the last held-out candle has completed
+            last, steps, shown = first, 0, time.monotonic()
+            while clock < stop_at:
+                clock = pd.Timestamp(admin.advance(candles=1))
                 steps += 1
-                # the newest candle of the data that has completed by the emulator's clock
-                pos = int(frame.index.searchsorted(now - step, side="right")) - 1
-                expect = isoformat(frame.index[pos])[:19] if pos >= 0 else ""
-                if expect > last[:19]:  # a candle completed (not a weekend hour): wait for it
-                    last = _wait_until(lambda e=expect: (lc := last_candle())[:19] >= e and lc,
-                                       timeout=30, what=f"the runner acting on {expect}Z",
-                                       proc=runner, log=work / "runner.log")
+                # The clock moves again only when the runner has handled everything completed
+                # by now (weekend hours included), so each order is sent and answered at the
+                # same replay time as in any other run: deterministic, whatever the load.
+                last = _wait_until(lambda t=clock: handled(t), timeout=60,
+                                   what=f"the runner handling {clock.isoformat()}",
+                                   proc=runner, log=work / "runner.log", interval=0.01)
                 if time.monotonic() - shown > 5:
                     shown = time.monotonic()
                     print(f"      ... {steps} steps, last completed candle {last[:16]}Z", flush=True)

@@ -23,8 +23,10 @@ A spec holds
   ``take_profit_pips`` (a positive finite number of pips from the entry fill, or None: off).
 - ``costs`` (:class:`CostModel`): which spread is paid when. ``"bid_ask"``: fills at the
   data's bid and ask (a buy at the ask, a sell at the bid, half the quoted spread per fill);
-  ``"mid"``: mid-only data quoted as mid +/- ``half_spread_pips``. ``financing`` is reserved
-  for overnight financing and must be null until it is modelled.
+  ``"mid"``: mid-only data quoted as mid +/- ``half_spread_pips``. ``financing``: overnight
+  financing at 17:00 New York (:class:`sep_research.financing.FinancingRates`: long and short
+  annual rates, the days charged per weekday and their source), or null where it is
+  explicitly off.
 
 Serialised form (:meth:`StrategySpec.to_dict`; the model artifact holds exactly these keys at
 its top level, next to its evaluation)::
@@ -33,7 +35,9 @@ its top level, next to its evaluation)::
      "instrument": "EUR_USD", "granularity": "H1", "alignment": "causal",
      "policy": {"trade_on": "hc", "hold": "flat", "stop_loss_pips": null,
                 "take_profit_pips": null},
-     "costs": {"spread": "mid", "half_spread_pips": 0.5, "financing": null}}
+     "costs": {"spread": "mid", "half_spread_pips": 0.5,
+               "financing": {"source": "default-table:2017-07-01", "long_rate": -0.02525,
+                             "short_rate": 0.00525, "days": {"MONDAY": 1, ...}}}}
 
 :meth:`StrategySpec.from_dict` is strict and typed, and every error names its key
 (:class:`SpecError`): booleans are not numbers, numbers are finite, integers are JSON integers
@@ -51,6 +55,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sep_research import fx
+from sep_research.financing import FinancingError, FinancingRates
 
 #: rule name -> (module, attribute) of the rule (a :class:`sep_research.signals.rules.Rule`).
 #: The one registry of signal rules: registering a rule here gives it the look-ahead check,
@@ -255,17 +260,18 @@ class Policy:
 
 @dataclass(frozen=True)
 class CostModel:
-    """Which spread is paid when.
+    """Which spread is paid when, and the financing of positions held overnight.
 
     ``spread="bid_ask"``: the data's bid and ask; every fill pays half the quoted spread of the
     price it used (a buy at the ask, a sell at the bid). ``spread="mid"``: mid-only data, quoted
-    as mid +/- ``half_spread_pips`` (a round trip pays twice the half-spread). ``financing``:
-    reserved for overnight financing (a later issue); must be None.
+    as mid +/- ``half_spread_pips`` (a round trip pays twice the half-spread). ``financing``: a
+    :class:`sep_research.financing.FinancingRates` charged on positions held through 17:00 New
+    York (see :mod:`sep_research.financing`), or None: explicitly off.
     """
 
     spread: str = "bid_ask"
     half_spread_pips: float | None = None
-    financing: None = None
+    financing: FinancingRates | None = None
 
     def __post_init__(self) -> None:
         check_choice(self.spread, "costs.spread", SPREADS)
@@ -279,30 +285,33 @@ class CostModel:
                 raise SpecError("costs.half_spread_pips: required when costs.spread is 'mid'")
             object.__setattr__(self, "half_spread_pips", check_number(
                 self.half_spread_pips, "costs.half_spread_pips", minimum=0.0))
-        if self.financing is not None:
-            raise SpecError("costs.financing: financing is not modelled yet; must be null, got "
-                            f"{_shown(self.financing)}")
+        if self.financing is not None and not isinstance(self.financing, FinancingRates):
+            raise SpecError("costs.financing: expected sep_research.financing.FinancingRates "
+                            f"or None (off), got {_shown(self.financing)}")
 
     @classmethod
-    def for_data(cls, has_bid_ask: bool, half_spread_pips: float | None) -> CostModel:
+    def for_data(cls, has_bid_ask: bool, half_spread_pips: float | None,
+                 financing: FinancingRates | None = None) -> CostModel:
         """The cost model of candles: mid +/- ``half_spread_pips`` when one is given (it
         overrides bid/ask), else the data's bid/ask; mid-only data without one is an error
-        (a backtest without costs would flatter the strategy)."""
+        (a backtest without costs would flatter the strategy). ``financing``: the rates
+        charged overnight (None: off)."""
         if half_spread_pips is not None:
-            return cls("mid", half_spread_pips)
+            return cls("mid", half_spread_pips, financing)
         if not has_bid_ask:
             raise SpecError("the candles have no bid/ask: pass half_spread_pips (e.g. 0.5 for "
                             "a 1-pip spread) so that the spread is paid")
-        return cls("bid_ask", None)
+        return cls("bid_ask", None, financing)
 
     def describe(self) -> str:
-        if self.spread == "bid_ask":
-            return "bid/ask from the data"
-        return f"mid +/- {self.half_spread_pips:g} pip"
+        spread = ("bid/ask from the data" if self.spread == "bid_ask"
+                  else f"mid +/- {self.half_spread_pips:g} pip")
+        fin = self.financing.describe() if self.financing is not None else "no financing (off)"
+        return f"{spread}; {fin}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"spread": self.spread, "half_spread_pips": self.half_spread_pips,
-                "financing": self.financing}
+                "financing": None if self.financing is None else self.financing.to_dict()}
 
     @classmethod
     def from_dict(cls, data: Any, *, where: str = "costs") -> CostModel:
@@ -311,11 +320,15 @@ class CostModel:
         half = d["half_spread_pips"]
         if half is not None:
             half = check_number(half, _key(where, "half_spread_pips"), minimum=0.0)
+        financing = None
         if d["financing"] is not None:
-            raise SpecError(f"{_key(where, 'financing')}: financing is not modelled yet; must "
-                            f"be null, got {_shown(d['financing'])}")
+            try:
+                financing = FinancingRates.from_dict(d["financing"],
+                                                     where=_key(where, "financing"))
+            except FinancingError as exc:
+                raise SpecError(str(exc)) from None
         try:
-            return cls(spread, half)
+            return cls(spread, half, financing)
         except SpecError as exc:
             raise SpecError(str(exc).replace("costs.", f"{where}.", 1)) from None
 

@@ -12,8 +12,7 @@ from sep_research.live.feed import FileFeed
 from sep_research.live.journal import Journal
 from sep_research.live.model import load_models
 from sep_research.live.runner import Runner
-from tests.test_live_paper import QUIET_RISK, frame_candles
-from tests.test_live_units import make_artifact
+from tests.live_helpers import QUIET_RISK, frame_candles, make_artifact
 
 
 def paper_runner(tmp: Path, frame: Any, *, token: str) -> Runner:

@@ -126,7 +126,8 @@ def test_failed_write_keeps_existing_file(tmp_path: Path) -> None:
     assert sorted(x.name for x in tmp_path.iterdir()) == ["m.json"]
 
 
-@pytest.mark.parametrize("module", ["sep_research.training.artifact", "sep_research.strategy"])
+@pytest.mark.parametrize("module", ["sep_research.training.artifact", "sep_research.strategy",
+                                    "sep_research.financing"])
 def test_artifact_and_strategy_modules_are_standard_library_only(module: str) -> None:
     code = (f"import sys, {module}; "
             "bad=[m for m in ('numpy','numba','pandas','scipy') if m in sys.modules]; "
@@ -272,6 +273,36 @@ def test_schema_1_artifact_is_refused_with_the_retrain_command(tmp_path: Path) -
     assert "sep train --instrument EUR_USD --granularity H1" in text
     with pytest.raises(ArtifactError, match="sep train"):
         load_artifact(path, verify=False)
+
+
+def test_schema_2_artifact_is_refused_with_the_reason_and_the_retrain_command(
+        tmp_path: Path) -> None:
+    from sep_research.training.artifact import file_bytes
+
+    art = _payload()
+    art["schema"] = "sep-model/2"
+    art["sha256"] = compute_checksum(art)
+    path = tmp_path / "v2.json"
+    path.write_bytes(file_bytes(art))
+    text = " ".join(verify_artifact(path).problems)
+    assert "'sep-model/2' is no longer supported" in text and "without overnight financing" in text
+    assert "sep train --instrument EUR_USD --granularity H1" in text
+    with pytest.raises(ArtifactError, match="sep-model/3"):
+        load_artifact(path, verify=False)
+
+
+def test_financing_round_trips_through_the_artifact(tmp_path: Path) -> None:
+    from sep_research.financing import default_rates
+    from sep_research.strategy import StrategySpec
+
+    p = _payload()
+    p["costs"]["financing"] = default_rates("EUR_USD").to_dict()
+    write_artifact(tmp_path / "m.json", p)
+    spec = StrategySpec.from_artifact(load_artifact(tmp_path / "m.json"))
+    assert spec.costs.financing == default_rates("EUR_USD")
+    p["costs"]["financing"]["days"]["WEDNESDAY"] = 3.5
+    with pytest.raises(ArtifactError, match="costs.financing.days.WEDNESDAY"):
+        write_artifact(tmp_path / "bad.json", p)
 
 
 def test_the_spec_round_trips_through_the_artifact(tmp_path: Path) -> None:

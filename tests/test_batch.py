@@ -182,3 +182,70 @@ def test_cli_index_only_and_missing_grid(tmp_path: Path, capsys) -> None:
     assert "a grid file is needed" in capsys.readouterr().err
     assert main(["batch", str(tmp_path / "nope.yaml")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def _run_folder(reports: Path, run_id: str, batch: str, status: str, metrics: dict) -> None:
+    d = reports / "runs" / run_id
+    d.mkdir(parents=True)
+    (d / "manifest.json").write_text(json.dumps({
+        "run_id": run_id, "batch": batch, "status": status, "parameters": {},
+        "started_at": f"2026-01-01T00:00:0{len(list((reports / 'runs').iterdir()))}Z"}))
+    (d / "metrics.json").write_text(json.dumps({"metrics": metrics, "finished": True}))
+
+
+def test_index_and_summary_show_holm_adjusted_pvalues_of_a_multi_run_batch(
+        tmp_path: Path, capsys) -> None:
+    """Run folders as execute_run writes them: a batch of three training runs (one failed run
+    beside them) and another batch of one; each batch is adjusted over its own runs."""
+    from sep_research.reporting.html import batch_pvalues, build_index, collect_runs
+    from sep_research.sweeps.cli import print_batch_pvalues
+
+    reports = tmp_path / "reports"
+    (reports / "runs").mkdir(parents=True)
+    for rid, p in (("t-a", 0.01), ("t-b", 0.04), ("t-c", 0.03)):
+        _run_folder(reports, rid, "t", "ok", {"oos_net_pips": -5.0, "p_vs_random": p,
+                                               "p_direction_vs_random_direction": 0.5})
+    _run_folder(reports, "t-d", "t", "failed", {})
+    _run_folder(reports, "u-a", "u", "ok", {"oos_net_pips": 12.0, "p_vs_random": 0.02})
+    stats = batch_pvalues(collect_runs(reports))
+    assert stats["t"]["m"] == 3 and stats["t"]["n_runs"] == 4 and stats["u"]["m"] == 1
+    holm = {r["run_id"]: r["p_holm"] for r in stats["t"]["runs"]}
+    # sorted 0.01, 0.03, 0.04: 3 x 0.01, max(0.03, 2 x 0.03), max(0.06, 1 x 0.04)
+    assert holm == pytest.approx({"t-a": 0.03, "t-c": 0.06, "t-b": 0.06})
+    assert stats["u"]["runs"][0]["p_holm"] == pytest.approx(0.02)
+    index = build_index(reports).read_text()
+    assert "Across runs" in index
+    assert "batch t: m = 3 run(s) with a p-value (4 run folder(s) in all)" in index
+    assert "p Holm (m = 3)" in index and "<b>0.060</b>" in index and "<b>0.030</b>" in index
+    assert "p_vs_random, Holm-adjusted (m = 3)" in index
+    assert "batch u: m = 1 run(s)" in index
+    print_batch_pvalues(reports, "t")
+    out = capsys.readouterr().out
+    assert "Holm-adjusted over the m = 3 run(s)" in out
+    assert "1 of 3 run(s) below 0.05 after the Holm adjustment" in out
+    print_batch_pvalues(reports, "nothing")
+    assert "no finished run reports a p-value" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_training_batch_reports_holm_adjusted_pvalues(tmp_path: Path, capsys) -> None:
+    """Two real walk-forward runs of notebook 03 (packaged sample, small grid): sep batch
+    prints each run's p-value against random signals with its Holm-adjusted value over m = 2,
+    and the index shows them."""
+    doc = {"name": "holm", "notebook": "notebooks/03-training-run.ipynb",
+           "instruments": ["EUR_USD"], "granularities": ["H1"],
+           "parameters": {"data_source": "sample", "folds": 3, "grid": "small",
+                          "n_random": 30, "seed": 0, "end": "2017-11-01"},
+           "grid": {"objective": ["net_pips", "hc_accuracy"]}, "execution_timeout_s": 600}
+    grid = _grid(tmp_path, doc)
+    reports = tmp_path / "reports"
+    assert main(["batch", str(grid), "--workers", "2", "--reports-dir", str(reports),
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "batch holm: p-values against random signals" in out
+    assert "Holm-adjusted over the m = 2 run(s) that have one (2 run folder(s) in all)" in out
+    index = (reports / "index.html").read_text()
+    assert "batch holm: m = 2 run(s) with a p-value" in index and "p Holm (m = 2)" in index
+    for d in (reports / "runs").iterdir():
+        met = json.loads((d / "metrics.json").read_text())["metrics"]
+        assert 0 < met["p_vs_random"] <= 1 and met["oos_financing_pips"] is not None

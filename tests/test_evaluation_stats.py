@@ -144,3 +144,30 @@ def test_pbo_vectorised_matches_naive_loop(metric: str) -> None:
     for splits in (4, 8):
         got = S.pbo_cscv(m, n_splits=splits, metric=metric)["pbo"]
         assert got == pytest.approx(_pbo_naive(m, splits, metric))
+
+
+def test_holm_worked_examples() -> None:
+    from sep_research.evaluation.stats import holm_adjust
+
+    # Wikipedia, "Holm-Bonferroni method": p = 0.01, 0.04, 0.03, 0.005 at alpha 0.05;
+    # hypotheses 1 and 4 are rejected, 2 and 3 are not
+    adj = holm_adjust([0.01, 0.04, 0.03, 0.005])
+    assert adj == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert [a < 0.05 for a in adj] == [True, False, False, True]
+    # R: p.adjust(c(0.01, 0.04, 0.20, 0.03, 0.005, 0.07), "holm")
+    assert holm_adjust([0.01, 0.04, 0.20, 0.03, 0.005, 0.07]) == pytest.approx(
+        [0.05, 0.12, 0.20, 0.12, 0.03, 0.14])
+    # capped at 1, None kept and not counted, one test is itself
+    assert holm_adjust([0.6, None, 0.5]) == [pytest.approx(1.0), None, pytest.approx(1.0)]
+    assert holm_adjust([0.2]) == [0.2] and holm_adjust([]) == []
+    with pytest.raises(ValueError, match="holm_adjust"):
+        holm_adjust([0.1, 1.5])
+
+
+def test_holm_matches_statsmodels() -> None:
+    multitest = pytest.importorskip("statsmodels.stats.multitest")
+    from sep_research.evaluation.stats import holm_adjust
+
+    p = np.random.default_rng(0).uniform(0, 0.2, 25)
+    _, theirs, _, _ = multitest.multipletests(p, method="holm")
+    assert holm_adjust(p.tolist()) == pytest.approx(theirs.tolist())

@@ -14,7 +14,9 @@ FORBIDDEN = ("numba", "pandas", "matplotlib", "papermill", "jupyter", "jupyter_c
 
 MODULES = ("runners.live", "sep_research.live", "sep_research.live.cli",
            "sep_research.live.runner", "sep_research.live.brokers", "sep_research.live.feed",
-           "sep_research.live.model", "sep_research.live.status", "sep_research.live.journal")
+           "sep_research.live.model", "sep_research.live.status", "sep_research.live.journal",
+           "sep_research.live.loop", "sep_research.live.orders", "sep_research.live.reconcile",
+           "sep_research.live.view", "sep_research.live.paper", "sep_research.live.oanda_broker")
 
 
 @pytest.mark.parametrize("module", MODULES)

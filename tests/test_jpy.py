@@ -162,6 +162,7 @@ def test_sweep_batch(sample, tmp_path) -> None:
 
 
 def test_walk_forward_and_evaluation(sample) -> None:
+    from sep_research.financing import FinancingRates
     from sep_research.signals.seed import SEED
     from sep_research.strategy import Policy
     from sep_research.training.grid import small_grid
@@ -169,9 +170,13 @@ def test_walk_forward_and_evaluation(sample) -> None:
 
     part = sample.iloc[:2600]
     grid = small_grid(base=SEED.with_(min_move=OFF_GRID))
+    # the same financing rates for both (the default tables of the two pairs differ): its pips
+    # are price x rate x days / 365 / pip, the same number for the x100 copy
+    rates = FinancingRates(long_rate=-0.02, short_rate=0.005, source="test")
     kw = {"granularity": "H1", "grid": grid, "n_folds": 2, "min_hc": 10,
           "half_spread_pips": 0.5, "n_random": 30, "spa_reps": 20, "pbo_splits": 8,
-          "progress": False, "engine": "cpu", "policy": Policy(stop_loss_pips=15.0)}
+          "progress": False, "engine": "cpu", "policy": Policy(stop_loss_pips=15.0),
+          "financing": rates}
     eur = walk_forward(part, instrument="EUR_USD", **kw)
     jpy = walk_forward(as_jpy(part), instrument="USD_JPY", **kw)
     assert [f.chosen for f in eur.folds] == [f.chosen for f in jpy.folds]
@@ -180,8 +185,9 @@ def test_walk_forward_and_evaluation(sample) -> None:
         a, b = eur.evaluation[rule], jpy.evaluation[rule]
         for key in ("n_hc", "hc_hits", "n_candles"):
             assert a["signals"][key] == b["signals"][key], key
-        for key in ("net_pips", "costs_pips", "max_drawdown_pips"):
+        for key in ("net_pips", "costs_pips", "financing_pips", "max_drawdown_pips"):
             _close(a["trading"][key], b["trading"][key])
+        assert a["trading"]["financing_pips"] != 0
         assert a["trading"]["n_trades"] == b["trading"]["n_trades"]
         assert a["trading"]["n_stop_loss"] == b["trading"]["n_stop_loss"]
         _close(a["baselines"]["always_long"]["trading"]["net_pips"],

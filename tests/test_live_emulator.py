@@ -6,114 +6,17 @@ Candles: the packaged real EUR_USD H1 sample (mid only; the emulator quotes mid 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
-from sep_research.live.cli import add_arguments, build
-from tests.test_live_units import make_artifact
-
-ROOT = Path(__file__).resolve().parents[1]
-HALF_SPREAD = 0.7
-# A Monday-to-Friday stretch of the sample (no weekend inside the traded range).
-START = "2017-06-12T00:00:00Z"
-RISK = {"fixed_units": 1000, "max_spread_pips": None, "weekend_cutoff_minutes": None,
-        "cooldown_losses": None, "daily_loss_limit": None, "max_drawdown": None}
-#: the policy the artifacts of these tests carry (the runner trades it)
-STOP = 20.0
-
-
-def sample_frame():
-    from sep_research.data import load_sample
-
-    return load_sample()
-
-
-class Rig:
-    """An emulator in this process (thread) plus files for a runner."""
-
-    def __init__(self, tmp: Path, *, start: str = START, faults: str | None = None,
-                 instruments: tuple[str, ...] = ("EUR_USD",), risk: dict | None = None,
-                 feed: dict | None = None, frames: dict | None = None, **params: float):
-        from sep_research.emulator.app import Emulator, EmulatorConfig
-
-        self.tmp = tmp
-        frames = frames or {"EUR_USD": sample_frame()}
-        self.frames = frames
-        self.emu = Emulator(EmulatorConfig(candles=frames, start=start, faults=faults,
-                                           half_spread_pips=HALF_SPREAD,
-                                           heartbeat_s=0.5)).start()
-        self.models = [str(make_artifact(tmp / f"{i}.json", i, "H1", stop_loss_pips=STOP,
-                                         **params))
-                       for i in instruments]
-        cfg = {"instruments": list(instruments), "granularity": "H1",
-               "journal": str(tmp / "journal.sqlite"), "risk": {**RISK, **(risk or {})},
-               "feed": {"poll_interval_s": 0.02, "stall_timeout_s": 1.0,
-                        "reconnect_base_s": 0.05, "reconnect_max_s": 0.5, "request_rate": 100,
-                        **(feed or {})},
-               "status": {"port": 0}}
-        self.config = tmp / "runner.yaml"
-        self.config.write_text(json.dumps(cfg))  # JSON is YAML
-        self.env = {"OANDA_API_KEY": self.emu.token, "OANDA_ACCOUNT_ID": self.emu.account_id,
-                    "OANDA_ENVIRONMENT": self.emu.base_url}
-
-    def args(self, *extra: str) -> argparse.Namespace:
-        p = argparse.ArgumentParser()
-        add_arguments(p)
-        return p.parse_args([a for m in self.models for a in ("--model", m)] +
-                            ["--config", str(self.config), *extra])
-
-    def runner(self, monkeypatch: pytest.MonkeyPatch, *extra: str) -> Any:
-        for k, v in self.env.items():
-            monkeypatch.setenv(k, v)
-        monkeypatch.setenv("SEP_STATUS_TOKEN", "status-token-for-tests")
-        r = build(self.args(*extra))
-        r.start()
-        r.step()  # the newest complete candle at start-up, before the clock moves
-        return r
-
-    def advance_and_step(self, runner: Any, candles: int = 1, max_steps: int = 200) -> int:
-        self.emu.clock.advance(candles=candles)
-        before = runner.metrics.counters.get("candles", 0)
-        for _ in range(max_steps):
-            try:
-                runner.step()
-            except Exception:  # noqa: BLE001 - a fault storm: the loop carries on
-                runner.metrics.inc("loop_errors")
-            if runner.metrics.counters.get("candles", 0) > before:
-                break
-        return int(runner.metrics.counters.get("candles", 0) - before)
-
-    def market_orders(self) -> list[dict]:
-        return [t for t in self.emu.transactions() if t["type"] == "MARKET_ORDER"]
-
-    def stop(self) -> None:
-        self.emu.stop()
-
-
-def check_no_duplicates(rig: Rig, journal_path: Path) -> dict[str, int]:
-    """Every order at the emulator has a unique client ID that the journal knows."""
-    from sep_research.live.journal import Journal
-
-    orders = rig.market_orders()
-    ids = [(o.get("clientExtensions") or {}).get("id") for o in orders]
-    opens = [i for i in ids if i]
-    assert len(opens) == len(set(opens)), "a client ID was sent twice"
-    j = Journal(journal_path)
-    known = j.all_client_ids()
-    states = {o["client_id"]: o["state"] for o in j.orders()}
-    j.close()
-    missing = [i for i in opens if i not in known]
-    assert not missing, f"orders at the broker that the journal does not know: {missing}"
-    return {"orders": len(orders), "journal": len(states)}
+from tests.live_helpers import HALF_SPREAD, ROOT, Rig, check_no_duplicates
 
 
 def test_end_to_end_fills_match_backtest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -138,7 +41,7 @@ def test_end_to_end_fills_match_backtest(tmp_path: Path, monkeypatch: pytest.Mon
         r.shutdown()
         rig.stop()
     frame = rig.frames["EUR_USD"]
-    rows = r.journal._query("SELECT candle_time, target FROM signals ORDER BY candle_time")
+    rows = r.journal.signals(limit=10**9, oldest_first=True)
     times = [row["candle_time"] for row in rows]
     import pandas as pd
 
@@ -155,7 +58,7 @@ def test_end_to_end_fills_match_backtest(tmp_path: Path, monkeypatch: pytest.Mon
                       stop_loss_pips=r.models["EUR_USD"].policy.stop_loss_pips,
                       half_spread_pips=HALF_SPREAD)
     trades = bt.trades[bt.trades.exit_reason != "end_of_data"]
-    pos = r.journal._query("SELECT * FROM positions WHERE state='closed' ORDER BY opened_at")
+    pos = r.journal.closed_trades(limit=10**9, oldest_first=True)
     assert len(trades) >= 10
     if os.environ.get("SEP_DEBUG_E2E"):
         for p, (_, t) in zip(pos, trades.iterrows(), strict=False):

@@ -16,50 +16,15 @@ from sep_research.live.feed import FileFeed
 from sep_research.live.journal import Journal
 from sep_research.live.model import load_models
 from sep_research.live.runner import Runner
-from sep_research.live.types import Candle
-from tests.test_live_units import make_artifact
-
-SEED_REF = Path("/work/shared/data/seed-reference/O-test-2.json")
-#: guards the backtest does not model are off; the stop is the artifact's policy (None here:
-#: the artifact's), sizing is explicit (fixed units)
-QUIET_RISK = {"fixed_units": 1000, "max_spread_pips": None, "weekend_cutoff_minutes": None,
-              "cooldown_losses": None, "daily_loss_limit": None, "max_drawdown": None}
-#: the policy these replays trade: a 20-pip stop, written into the artifact
-STOP = 20.0
-
-
-def frame_candles(frame, instrument: str) -> list[Candle]:
-    has_ba = "bid_open" in frame.columns
-    out = []
-    for t, r in frame.iterrows():
-        out.append(Candle(
-            instrument, t.to_pydatetime(), float(r.open), float(r.high), float(r.low),
-            float(r.close), int(r.volume), True,
-            (float(r.bid_open), float(r.bid_high), float(r.bid_low), float(r.bid_close))
-            if has_ba else None,
-            (float(r.ask_open), float(r.ask_high), float(r.ask_low), float(r.ask_close))
-            if has_ba else None))
-    return out
-
-
-def run_paper(tmp_path: Path, frame, instrument: str, granularity: str, *,
-              half_spread_pips: float = 0.5, stop_loss_pips: float | None = STOP,
-              **params: float) -> Runner:
-    art = make_artifact(tmp_path / "m.json", instrument, granularity,
-                        stop_loss_pips=stop_loss_pips, **params)
-    cfg = config_from_dict({
-        "instruments": [instrument], "granularity": granularity,
-        "journal": str(tmp_path / "j.sqlite"), "risk": QUIET_RISK,
-        "paper": {"half_spread_pips": half_spread_pips}, "status": {"enabled": False}})
-    models = load_models([str(art)], cfg.instruments, cfg.granularity, risk=cfg.risk)
-    pip = 0.01 if instrument.endswith("_JPY") else 0.0001
-    feed = FileFeed({instrument: frame_candles(frame, instrument)}, cfg.granularity_seconds,
-                    half_spread={instrument: half_spread_pips * pip})
-    broker = PaperBroker(balance=10_000, half_spread_pips=half_spread_pips)
-    runner = Runner(cfg, models, broker, feed, Journal(cfg.journal), mode="paper")
-    runner.start(status=False)
-    runner.run()
-    return runner
+from tests.conftest import SEED_O_TEST
+from tests.live_helpers import (
+    QUIET_RISK,
+    STOP,
+    frame_candles,
+    make_artifact,
+    run_paper,
+    write_candle_json,
+)
 
 
 def _compare(runner: Runner, frame, instrument: str, half_spread_pips: float | None) -> int:
@@ -69,8 +34,7 @@ def _compare(runner: Runner, frame, instrument: str, half_spread_pips: float | N
     sig = seed_signals(frame)
     stop = runner.models[instrument].policy.stop_loss_pips  # the artifact's
     # decisions: the runner's action per candle equals the vectorised research signals
-    rows = runner.journal._query("SELECT candle_time, action, target FROM signals ORDER BY "
-                                 "candle_time")
+    rows = runner.journal.signals(limit=10**9, oldest_first=True)
     assert len(rows) == len(frame)
     names = {1: "BUY", -1: "SELL", 0: "HOLD"}
     expected = [names[int(a)] if h else "NONE" for a, h in zip(sig.action, sig.has,
@@ -82,8 +46,7 @@ def _compare(runner: Runner, frame, instrument: str, half_spread_pips: float | N
     # The runner refuses to open into a closed market (Friday 17:00 New York): the backtest
     # enters at the next open even across the weekend. Those decisions (journalled with their
     # rule) are the only allowed difference: the backtest is given a flat target there.
-    refused = runner.journal._query(
-        "SELECT candle_time, rule FROM decisions WHERE kind='open' AND taken=0")
+    refused = runner.journal.decisions(limit=10**9, kind="open", taken=False)
     assert all(r["rule"] == "market_closed" for r in refused)
     assert len(refused) <= max(3, len(frame) // 100)
     idx = {t: i for i, t in enumerate(r["candle_time"] for r in rows)}
@@ -93,8 +56,7 @@ def _compare(runner: Runner, frame, instrument: str, half_spread_pips: float | N
     bt = run_backtest(frame, target, instrument=instrument, units=1000.0, stop_loss_pips=stop,
                       half_spread_pips=half_spread_pips)
     trades = bt.trades[bt.trades.exit_reason != "end_of_data"]
-    pos = runner.journal._query("SELECT * FROM positions WHERE state='closed' "
-                                "ORDER BY opened_at")
+    pos = runner.journal.closed_trades(limit=10**9, oldest_first=True)
     assert len(pos) == len(trades) and len(pos) > 10
     for p, (_, t) in zip(pos, trades.iterrows(), strict=True):
         assert p["units"] == int(t.direction) * int(t.units)
@@ -105,11 +67,11 @@ def _compare(runner: Runner, frame, instrument: str, half_spread_pips: float | N
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SEED_REF.exists(), reason="seed reference data not present")
+@pytest.mark.skipif(not SEED_O_TEST.exists(), reason="seed reference data not present")
 def test_paper_replay_matches_research_signals_and_backtest_bid_ask(tmp_path: Path) -> None:
     from sep_research.data import read_candle_file
 
-    frame = read_candle_file(SEED_REF, instrument="EUR_USD", granularity="M1",
+    frame = read_candle_file(SEED_O_TEST, instrument="EUR_USD", granularity="M1",
                              check_grid=False)
     runner = run_paper(tmp_path, frame, "EUR_USD", "M1")
     _compare(runner, frame, "EUR_USD", None)
@@ -125,24 +87,12 @@ def test_paper_replay_on_packaged_sample(tmp_path: Path) -> None:
     assert n > 10
 
 
-def write_candle_json(frame, path: Path) -> Path:
-    """The candles as an OANDA candles JSON file (mid prices), for a file feed."""
-    import json
-
-    data = {"candles": [{"time": t.strftime("%Y-%m-%dT%H:%M:%S.000000000Z"), "complete": True,
-                         "volume": int(r.volume),
-                         "mid": {k[0]: f"{getattr(r, k):.5f}" for k in
-                                 ("open", "high", "low", "close")}}
-                        for t, r in frame.iterrows()]}
-    path.write_text(json.dumps(data))
-    return path
-
-
 def test_paper_mode_needs_no_credentials(tmp_path: Path) -> None:
     """`sep run --paper` with a file feed runs with an empty environment (no OANDA_*)."""
     from sep_research.data import load_sample
 
-    write_candle_json(load_sample().iloc[:300], tmp_path / "c.json")
+    frame = load_sample().iloc[:300]
+    write_candle_json(frame, tmp_path / "c.json")
     make_artifact(tmp_path / "m.json")
     (tmp_path / "r.yaml").write_text(
         "instruments: [EUR_USD]\ngranularity: H1\n"
@@ -202,8 +152,7 @@ def test_status_commands_halt_resume_reload(tmp_path: Path, monkeypatch: pytest.
         assert post("/api/halt", {"reason": "test"})[0] == 200
         for _ in range(100):
             runner.step()
-        refused = runner.journal._query("SELECT count(*) n FROM decisions WHERE rule='halted'")
-        assert refused[0]["n"] > 0
+        assert runner.journal.decisions(limit=10**9, rule="halted")
         with urllib.request.urlopen(base + "/api/status", timeout=5) as r:
             st = json.load(r)
         assert st["risk"]["halted"] and st["mode"] == "paper" and st["last_candle"]["EUR_USD"]

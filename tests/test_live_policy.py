@@ -14,10 +14,14 @@ import pytest
 
 from sep_research.live.config import config_from_dict
 from sep_research.live.model import ModelError, load_models
-from tests.test_live_paper import QUIET_RISK, run_paper, write_candle_json
-from tests.test_live_units import make_artifact
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.live_helpers import (
+    QUIET_RISK,
+    ROOT,
+    frame_candles,
+    make_artifact,
+    run_paper,
+    write_candle_json,
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +32,7 @@ def sample():
 
 
 def _orders(runner) -> list[dict]:
-    return runner.journal._query("SELECT * FROM positions ORDER BY opened_at")
+    return runner.journal.positions(None)  # open and closed, in order of opening
 
 
 @pytest.mark.parametrize("stop", [20.0, None])
@@ -122,7 +126,6 @@ def test_reload_keeps_the_policy_rules(tmp_path: Path, sample) -> None:
     from sep_research.live.feed import FileFeed
     from sep_research.live.journal import Journal
     from sep_research.live.runner import Runner
-    from tests.test_live_paper import frame_candles
 
     with20 = make_artifact(tmp_path / "m20.json", stop_loss_pips=20.0)
     with30 = make_artifact(tmp_path / "m30.json", stop_loss_pips=30.0)
@@ -168,7 +171,7 @@ def test_sep_train_with_and_without_a_stop_and_sep_run_trades_each(tmp_path: Pat
                        "max_spread_pips: null, weekend_cutoff_minutes: null}")
         assert out.returncode == 0, out.stderr[-2000:]
         j = Journal(run_dir / "j.sqlite")
-        pos = j._query("SELECT * FROM positions")
+        pos = j.positions(None)
         j.close()
         assert pos, "the runner traded nothing"
         for p in pos:

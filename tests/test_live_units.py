@@ -20,28 +20,10 @@ from sep_research.live.model import ModelError, Policy, load_models
 from sep_research.live.risk import RiskManager, market_open, weekly_close
 from sep_research.live.status import StatusError, StatusServer, prometheus
 from sep_research.live.types import Candle, InstrumentInfo, Quote, parse_time
-from sep_research.training.artifact import write_artifact
+from tests.live_helpers import make_artifact
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)  # a Tuesday
 EUR = InstrumentInfo.default("EUR_USD")
-
-
-def make_artifact(path: Path, instrument: str = "EUR_USD", granularity: str = "H1", *,
-                  stop_loss_pips: float | None = None, take_profit_pips: float | None = None,
-                  trade_on: str = "hc", hold: str = "flat", **params: float) -> Path:
-    """A schema-2 artifact of the seed rule (``params`` change the preset) with a policy."""
-    from sep_research.signals.seed import SEED
-    from sep_research.strategy import CostModel, Policy, StrategySpec
-
-    spec = StrategySpec(instrument=instrument, granularity=granularity,
-                        params=SEED.with_(**params),
-                        policy=Policy(trade_on, hold, stop_loss_pips, take_profit_pips),
-                        costs=CostModel("mid", 0.5))
-    write_artifact(path, {
-        "created_at": "2026-11-24T00:00:00Z", **spec.to_dict(), "objective": {"name": "test"},
-        "selection_gap": {}, "data": {"provenance": {"source": "synthetic"}}, "windows": {},
-        "metrics": {}, "baselines": {}, "overfitting": {}, "code": {}, "packages": {}})
-    return path
 
 
 # ------------------------------------------------------------------ config
@@ -84,7 +66,7 @@ def test_journal_intent_is_unique_and_persists(tmp_path: Path) -> None:
     j2 = Journal(p)
     assert j2.order("sep-1")["state"] == "filled"
     assert j2.last_transaction_id == "7"
-    assert j2._query("PRAGMA journal_mode")[0]["journal_mode"] == "wal"
+    assert j2.journal_mode == "wal"
     j2.close()
 
 
@@ -224,7 +206,7 @@ def test_paper_broker_uses_backtest_fill_rules() -> None:
     c = Candle("EUR_USD", T0, 1.1001, 1.1003, 1.0970, 1.0990,
                bid=(1.1000, 1.1002, 1.0969, 1.0989), ask=(1.1002, 1.1004, 1.0971, 1.0991))
     b.on_candle(c)
-    ev = b.events()
+    ev = [e for e in b.activity_since(res.fill.transaction_id).fills]
     assert len(ev) == 1 and ev[0].reason == "STOP_LOSS_ORDER" and ev[0].price == 1.09810
     assert ev[0].closed[0][3] == pytest.approx((1.09810 - 1.10010) * 1000)
     assert b.account().balance == pytest.approx(10_000 + (1.09810 - 1.10010) * 1000)

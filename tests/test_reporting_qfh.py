@@ -84,6 +84,10 @@ def test_seed_headline_matches_the_signals_package(seed_o_test: Path) -> None:
         assert round(table.loc[row, "profitability_score"], 2) == ref["profitability_score"]
         assert table.loc[row, "ci_low"] < table.loc[row, "hc_accuracy"] < table.loc[row, "ci_high"]
     assert set(sigs) == {"legacy", "causal"}
+    causal = table.iloc[1]
+    assert round(causal["hc_direction_accuracy"], 2) == ref["hc_direction_accuracy"]
+    assert causal["p_direction"] > 0.05  # causally: no better than random directions
+    assert table.iloc[0]["p_direction"] < 0.05  # the look-ahead reads the answer
     assert _png(qfh.seed_headline_figure(table)).startswith(b"\x89PNG")
     fig = qfh.cumulative_hits_figure(frame, sigs)
     assert _png(fig).startswith(b"\x89PNG")

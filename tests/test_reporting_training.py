@@ -58,7 +58,25 @@ def test_tables_agree_with_the_evaluation(run) -> None:
     assert over.loc["configurations in the grid", "value"] == len(grid.table)
     m = report.training_metrics(result)
     assert m["oos_net_pips"] == ev["tuned"]["trading"]["net_pips"]
+    assert m["oos_financing_pips"] == ev["tuned"]["trading"]["financing_pips"]
+    assert m["oos_hc_direction_rate"] == ev["tuned"]["signals"]["hc_direction_rate"]
     assert _png(figures.accuracy_figure(acc)).startswith(b"\x89PNG")
+    # direction only, first: right / decided beside the same candles with random directions
+    d = report.direction_table(result)
+    assert list(d.index) == list(acc.index)
+    tuned = d.iloc[0]
+    rd = ev["tuned"]["baselines"]["random_direction"]["hc"]
+    assert tuned["direction_rate"] == pytest.approx(ev["tuned"]["signals"]["hc_direction_rate"])
+    assert tuned["n"] == ev["tuned"]["signals"]["n_hc_decided"] == rd["n_decided"]
+    assert tuned["null_low"] <= tuned["null_mean"] <= tuned["null_high"]
+    assert tuned["p_direction"] == rd["pvalue"]
+    assert acc.iloc[0]["same_candles_random_direction"] == pytest.approx(rd["hit_rate_mean"])
+    # its own column: 2017 default rates, longs pay (-2.5 %/yr) and shorts earn (+0.5 %/yr)
+    assert trading.loc["always long", "financing_pips"] < 0 < trading.loc["always short",
+                                                                          "financing_pips"]
+    fig = figures.accuracy_figure(d, value="direction_rate", xlabel="direction")
+    assert fig.axes[0].get_legend() is not None
+    assert _png(fig).startswith(b"\x89PNG")
 
 
 @pytest.mark.slow

@@ -104,7 +104,7 @@ def test_every_rules_stream_loads_neither_numba_nor_pandas():
 
 
 def rule_artifact(path: Path, rule: str, params=None) -> Path:
-    """A schema-2 artifact of ``rule`` (its preset) with the default policy, mid costs."""
+    """A model artifact of ``rule`` (its preset) with the default policy, mid costs."""
     from sep_research.training.artifact import write_artifact
 
     spec = StrategySpec(instrument="EUR_USD", granularity="H1", rule=rule, params=params,
@@ -123,7 +123,7 @@ def test_sep_run_paper_trades_each_rule_with_the_research_signals(tmp_path, samp
     every candle equal the research signals of the same candles under the artifact's policy."""
     from sep_research.data import read_candle_file
     from sep_research.live.journal import Journal
-    from tests.test_live_paper import write_candle_json
+    from tests.live_helpers import write_candle_json
 
     feed = write_candle_json(sample.iloc[:1500], tmp_path / "c.json")
     frame = read_candle_file(feed, instrument="EUR_USD", granularity="H1")

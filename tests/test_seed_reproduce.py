@@ -29,6 +29,10 @@ def test_golden_figures_legacy(capsys):
     lo, hi = d["hc_accuracy_ci95"]
     assert 54 < lo < 56 and 65 < hi < 67  # "about 55 % to 66 %"
     assert 40 < d["base_rate"] < 43
+    # direction only: the look-ahead shows as a directional "edge" over the same candles
+    # with random directions
+    rd = d["same_candles_random_direction"]
+    assert d["hc_direction_accuracy"] > rd["high"] and rd["pvalue"] < 0.01
 
 
 def test_causal_figures_are_at_chance(capsys):
@@ -39,6 +43,10 @@ def test_causal_figures_are_at_chance(capsys):
     assert 39 <= d["hc_accuracy"] <= 50  # the spec: "about 44 %", chance level
     lo, hi = d["hc_accuracy_ci95"]
     assert lo < d["base_rate"] < hi  # the interval holds the base rate: no edge
+    # direction only: within what the same HC candles with random directions get
+    rd = d["same_candles_random_direction"]
+    assert rd["low"] <= d["hc_direction_accuracy"] <= rd["high"] and rd["pvalue"] > 0.05
+    assert d["hc_decided"] < d["hc_signals"]
     for key in ("non_hold", "overall_accuracy", "hc_buy", "signal_rate",
                 "profitability_score"):
         assert key in d

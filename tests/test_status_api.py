@@ -214,7 +214,7 @@ def test_finding_15_status_host_option(tmp_path: Path, monkeypatch: pytest.Monke
 
     from sep_research.cli import CliError
     from sep_research.live.cli import add_arguments, build
-    from tests.test_live_units import make_artifact
+    from tests.live_helpers import make_artifact
 
     art = make_artifact(tmp_path / "m.json")
     candles = tmp_path / "c.json"

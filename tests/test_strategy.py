@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from sep_research.financing import default_rates
 from sep_research.signals.seed import SEED, SeedParams
 from sep_research.strategy import (
     RULES,
@@ -39,6 +40,8 @@ def test_round_trip_and_derived_pip() -> None:
                            "take_profit_pips": None}
 
 
+_DAYS = {"MONDAY": 1, "TUESDAY": 1, "WEDNESDAY": 3, "THURSDAY": 1, "FRIDAY": 1,
+         "SATURDAY": 0, "SUNDAY": 0}
 BAD = [
     ({"instrument": 123}, "instrument"),
     ({"instrument": "../../etc/passwd"}, "instrument"),
@@ -64,6 +67,25 @@ BAD = [
      "costs.half_spread_pips"),
     ({"costs": {"spread": "mid", "half_spread_pips": 0.5, "financing": 0.01}},
      "costs.financing"),
+    ({"costs": {"spread": "mid", "half_spread_pips": 0.5, "financing": {
+        "source": "x", "long_rate": "-0.02", "short_rate": 0.0, "days": _DAYS}}},
+     "costs.financing.long_rate"),
+    ({"costs": {"spread": "mid", "half_spread_pips": 0.5, "financing": {
+        "source": "x", "long_rate": -0.02, "short_rate": 2.0, "days": _DAYS}}},
+     "costs.financing.short_rate"),
+    ({"costs": {"spread": "mid", "half_spread_pips": 0.5, "financing": {
+        "source": "x", "long_rate": -0.02, "short_rate": 0.0,
+        "days": {**_DAYS, "WEDNESDAY": 3.0}}}}, "costs.financing.days.WEDNESDAY"),
+    ({"costs": {"spread": "mid", "half_spread_pips": 0.5, "financing": {
+        "source": "x", "long_rate": -0.02, "short_rate": 0.0,
+        "days": {k: v for k, v in _DAYS.items() if k != "SUNDAY"}}}},
+     "costs.financing.days: missing key(s) 'SUNDAY'"),
+    ({"costs": {"spread": "mid", "half_spread_pips": 0.5, "financing": {
+        "source": "", "long_rate": -0.02, "short_rate": 0.0, "days": _DAYS}}},
+     "costs.financing.source"),
+    ({"costs": {"spread": "mid", "half_spread_pips": 0.5, "financing": {
+        "long_rate": -0.02, "short_rate": 0.0, "days": _DAYS}}},
+     "costs.financing: missing key(s) 'source'"),
 ]
 
 
@@ -144,7 +166,14 @@ def test_policy_target_scalar_equals_research_arrays() -> None:
 def test_cost_model_for_data() -> None:
     assert CostModel.for_data(True, None) == CostModel("bid_ask", None)
     assert CostModel.for_data(True, 0.3) == CostModel("mid", 0.3)  # overrides bid/ask
-    assert CostModel.for_data(False, 0.5).describe() == "mid +/- 0.5 pip"
+    assert CostModel.for_data(False, 0.5).describe() == "mid +/- 0.5 pip; no financing (off)"
+    rates = default_rates("EUR_USD")
+    with_fin = CostModel.for_data(False, 0.5, rates)
+    assert with_fin.financing is rates
+    assert "financing long -3.38 %/yr, short +1.38 %/yr" in with_fin.describe()
+    assert "indicative" in with_fin.describe()
+    assert CostModel.from_dict(with_fin.to_dict()) == with_fin
+    assert with_fin.to_dict()["financing"]["days"]["WEDNESDAY"] == 3
     with pytest.raises(SpecError, match="no bid/ask: pass half_spread_pips"):
         CostModel.for_data(False, None)
 

@@ -158,6 +158,44 @@ def test_cli_train_on_sample_writes_an_artifact_that_verifies(tmp_path: Path, ca
     assert main(["train", "--instrument", "USD_JPY", "--out", str(out)]) == 2
 
 
+def test_cli_train_prints_direction_first_and_charges_financing(tmp_path: Path, capsys,
+                                                                cache_dir: Path) -> None:
+    """The printed table leads with direction right / decided and the same candles with random
+    directions, labels the seed's metric, shows financing as its own column; the artifact
+    carries the financing it was judged with (rates fetched into the cache win over the
+    default table; --financing off is explicit)."""
+    from sep_research import financing as fin
+    from sep_research.cli import main
+
+    fetched = fin.FinancingRates(long_rate=-0.05, short_rate=0.02, source="oanda:practice")
+    fin.save_fetched(cache_dir, "EUR_USD", fetched, obtained="2026-01-05T00:00:00Z")
+    out = tmp_path / "model.json"
+    args = ["train", "--grid", "small", "--folds", "3", "--random", "40", "--no-progress"]
+    assert main([*args, "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    text = captured.out
+    first = text.index("direction (out of sample): right / decided")
+    assert first < text.index("the seed's metric") < text.index("trading (the verdict rests")
+    assert "same candles, random dir." in text and "p(dir)" in text
+    assert "rewards firing on volatile candles" in text
+    assert "financing long -5.00 %/yr, short +2.00 %/yr" in captured.err
+    art = json.loads(out.read_text())
+    assert art["schema"] == "sep-model/3"
+    assert art["costs"]["financing"]["long_rate"] == -0.05
+    assert "oanda:practice" in art["costs"]["financing"]["source"]
+    tuned = art["metrics"]["tuned"]
+    assert tuned["trading"]["financing_pips"] < 0  # longs pay 5 %, shorts earn only 2 %
+    assert tuned["signals"]["hc_direction_rate_ci95"] is not None
+    assert art["baselines"]["tuned"]["random_direction"]["hc"]["n_draws"] == 40
+    assert "after the spread and financing" in art["verdict"]["tuned"]
+    assert art["objective"]["financing_in_selection"] is False
+    assert main([*args, "--financing", "off", "--out", str(out)]) == 0
+    assert "financing: off" in capsys.readouterr().err
+    art = json.loads(out.read_text())
+    assert art["costs"]["financing"] is None
+    assert art["metrics"]["tuned"]["trading"]["financing_pips"] is None
+
+
 def _varying_spread(frame, seed: int = 11):
     """The candles with a bid/ask spread that varies from candle to candle (0.2 to 3 pips)."""
     out = frame.copy()

@@ -17,11 +17,12 @@ _LAZY = {
     "BacktestResult": "sep_research.backtest.engine",
     "positions_from_actions": "sep_research.backtest.engine",
     "quote_arrays": "sep_research.backtest.engine",
+    "candle_financing_days": "sep_research.backtest.engine",
 }
 
 
 __getattr__ = lazy_getattr(__name__, _LAZY)
 
 
-__all__ = ["ArrayBacktest", "BacktestResult", "backtest_arrays", "positions_from_actions",
-           "quote_arrays", "run_backtest"]
+__all__ = ["ArrayBacktest", "BacktestResult", "backtest_arrays", "candle_financing_days",
+           "positions_from_actions", "quote_arrays", "run_backtest"]

@@ -12,6 +12,17 @@ at that candle's close (bid for a long, ask for a short).
 
 Equity is marked at each candle's close at the price the position would be closed at (bid for a
 long, ask for a short), so the spread of an open position is already counted.
+
+**Financing** (``financing=``, a :class:`sep_research.financing.FinancingRates`; off when None):
+a position held through a rollover (17:00 New York) is charged or credited
+``price x rate x days / 365`` per unit (:mod:`sep_research.financing` states the rule and its
+sources), with the days of :func:`candle_financing_days`: the rollovers after a candle's open
+up to the next candle's open fall to that candle, and the position held at its close pays them
+(valued at its mid close). Financing is realised at the rollover (it enters the equity there), counted in
+each trade's ``pips`` and ``pnl`` and shown apart as ``financing_pips`` / ``financing_pnl`` per
+trade and ``financing_pips`` / ``financing_ccy`` in total (signed: negative is a charge). A
+position stopped out inside the candle that holds the rollover is not charged (for candles on
+the hour the rollover is at the candle's close, after any stop inside it).
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from sep_research.backtest.fills import EXIT_REASONS, on_price_grid, price_decimals
+from sep_research.financing import FinancingRates
 from sep_research.fx import pip_size
 
 _ASK = ("ask_open", "ask_high", "ask_low", "ask_close")
@@ -36,12 +48,14 @@ class BacktestResult:
 
     ``trades``: one row per closed trade with columns ``entry_time, exit_time, entry_index,
     exit_index, direction, units, entry_price, exit_price, pips, pnl, cost_pips, cost_pnl,
-    exit_reason``. ``pips`` are per trade (not scaled by units) and already net of the spread
-    (the fills are at bid/ask); ``pnl`` is in account currency (units * price move *
-    ``quote_to_account``). ``equity_pips``/``equity_ccy``: cumulative P&L marked at each close
+    financing_pips, financing_pnl, exit_reason``. ``pips`` are per trade (not scaled by units)
+    and already net of the spread (the fills are at bid/ask) and of the financing the trade
+    accrued; ``pnl`` is in account currency (units * price move * ``quote_to_account``, plus
+    its financing). ``equity_pips``/``equity_ccy``: cumulative P&L marked at each close
     (starting from 0; add ``initial_balance`` for the account balance). ``position``: signed
     units held at each close. ``costs_pips``/``costs_ccy``: the spread paid (half the spread per
-    fill), already inside the net figures.
+    fill), already inside the net figures; ``financing_pips``/``financing_ccy``: the financing
+    (signed, negative = a charge), already inside them too.
     """
 
     trades: pd.DataFrame
@@ -53,6 +67,8 @@ class BacktestResult:
     initial_balance: float
     price_source: str  # "bid/ask" or "mid+/-half_spread"
     settings: dict[str, Any] = field(default_factory=dict)
+    financing_pips: float = 0.0
+    financing_ccy: float = 0.0
 
     @property
     def n_trades(self) -> int:
@@ -98,6 +114,47 @@ def quote_arrays(
             np.ascontiguousarray(grid(mid + hs, decimals)), f"mid+/-{half_spread_pips:g}pip")
 
 
+def rollover_candles(times: Any, *, granularity: str) -> tuple[np.ndarray, np.ndarray]:
+    """Where the rollovers of candles fall: ``(candle, rollover_ns)`` int64 arrays, one entry
+    per rollover (17:00 New York, :func:`sep_research.financing.rollovers`) after the first
+    candle's open and up to the last candle's end, ``candle`` = the candle whose open precedes
+    it and whose next candle opens at or after it. ``times``: candle open times (tz-aware,
+    strictly increasing); ``granularity`` gives the last candle's end."""
+    from sep_research import financing as fin
+    from sep_research.fx import GRANULARITY_SECONDS, check_granularity, from_ns
+
+    check_granularity(granularity)
+    idx = pd.DatetimeIndex(times)
+    if idx.tz is None:
+        raise ValueError("times: candle times must be timezone-aware UTC")
+    ns = idx.tz_convert("UTC").as_unit("ns").asi8
+    if ns.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if ns.size > 1 and not (np.diff(ns) > 0).all():
+        raise ValueError("times: candle times must be strictly increasing")
+    end = int(ns[-1]) + GRANULARITY_SECONDS[granularity] * 1_000_000_000
+    rolls = fin.rollovers(from_ns(int(ns[0])), from_ns(end))
+    r_ns = np.array([pd.Timestamp(r).value for r in rolls], dtype=np.int64)
+    return np.searchsorted(ns, r_ns, side="left").astype(np.int64) - 1, r_ns
+
+
+def candle_financing_days(times: Any, rates: FinancingRates | None, *,
+                          granularity: str) -> np.ndarray:
+    """Days of financing charged per candle (float64, one per candle): the days of the
+    rollovers that :func:`rollover_candles` assigns to it, by ``rates``'s weekday schedule
+    (all 0 when ``rates`` is None)."""
+    n = len(times)
+    days = np.zeros(n, dtype=np.float64)
+    if rates is None or n == 0:
+        return days
+    from sep_research.fx import from_ns
+
+    candle, r_ns = rollover_candles(times, granularity=granularity)
+    w = np.array([rates.days_charged(from_ns(int(r))) for r in r_ns], dtype=np.float64)
+    np.add.at(days, candle, w)
+    return days
+
+
 def _pip_for(frame: pd.DataFrame, instrument: str | None, pip: float | None) -> float:
     if pip is not None:
         if not pip > 0:
@@ -127,9 +184,10 @@ class ArrayBacktest:
     """What :func:`backtest_arrays` returns (plain arrays; rows of ``trades_*`` are trades).
 
     ``trades_i`` int64 ``(n_trades, 4)``: entry index, exit index, direction, exit reason
-    (:data:`sep_research.backtest.fills.EXIT_REASONS`); ``trades_f`` float64 ``(n_trades, 7)``:
-    units, entry price, exit price, pips, pnl, cost pips, cost pnl. ``position``,
-    ``equity_pips``, ``equity_ccy``: per candle, as in :class:`BacktestResult`.
+    (:data:`sep_research.backtest.fills.EXIT_REASONS`); ``trades_f`` float64 ``(n_trades, 9)``:
+    units, entry price, exit price, pips, pnl, cost pips, cost pnl, financing pips, financing
+    pnl. ``position``, ``equity_pips``, ``equity_ccy``: per candle, as in
+    :class:`BacktestResult`; ``financing_pips``/``financing_ccy``: total financing (signed).
     """
 
     trades_i: np.ndarray
@@ -139,6 +197,8 @@ class ArrayBacktest:
     equity_ccy: np.ndarray
     costs_pips: float
     costs_ccy: float
+    financing_pips: float = 0.0
+    financing_ccy: float = 0.0
 
     @property
     def n_trades(self) -> int:
@@ -146,8 +206,14 @@ class ArrayBacktest:
 
     @property
     def trade_pips(self) -> np.ndarray:
-        """Net pips of each trade (fills at bid/ask, so after the spread)."""
+        """Net pips of each trade (fills at bid/ask, so after the spread; financing
+        included)."""
         return self.trades_f[:, 3]
+
+    @property
+    def trade_financing_pips(self) -> np.ndarray:
+        """Financing pips of each trade (already inside :attr:`trade_pips`)."""
+        return self.trades_f[:, 7]
 
 
 def backtest_arrays(
@@ -163,11 +229,15 @@ def backtest_arrays(
     quote_to_account: float = 1.0,
     stop_loss_pips: float | None = None,
     take_profit_pips: float | None = None,
+    financing: FinancingRates | None = None,
+    financing_days: Any = None,
 ) -> ArrayBacktest:
     """The backtest on arrays: ``target`` (-1/0/+1 per candle, decided at its close), ``bid``
     and ``ask`` float64 ``(n, 4)`` (open, high, low, close; :func:`quote_arrays` makes them),
-    ``pip`` the price per pip. The other arguments are those of :func:`run_backtest`; bad
-    values raise ``ValueError`` naming the argument."""
+    ``pip`` the price per pip. ``financing`` (rates, or None: off) needs ``financing_days``,
+    the days charged per candle (:func:`candle_financing_days` of the candles' times). The
+    other arguments are those of :func:`run_backtest`; bad values raise ``ValueError`` naming
+    the argument."""
     arr = np.asarray(target)
     if arr.ndim != 1:
         raise ValueError(f"target must be 1-D (one value per candle), got shape {arr.shape}")
@@ -206,12 +276,30 @@ def backtest_arrays(
         raise ValueError(f"quote_to_account must be > 0, got {quote_to_account!r}")
     sl = float(stop_loss_pips) if stop_loss_pips is not None else 0.0
     tp = float(take_profit_pips) if take_profit_pips is not None else 0.0
-    ti, tf, nt, position, eq_pips, eq_ccy, costs = backtest_nb(
+    if financing is None:
+        if financing_days is not None:
+            raise ValueError("financing_days was given without financing (the rates)")
+        days = np.zeros(n, dtype=np.float64)
+        long_rate = short_rate = 0.0
+    else:
+        if not isinstance(financing, FinancingRates):
+            raise ValueError("financing must be a sep_research.financing.FinancingRates or "
+                             f"None, got {financing!r}")
+        if financing_days is None:
+            raise ValueError("financing needs financing_days (candle_financing_days of the "
+                             "candles' times)")
+        days = np.ascontiguousarray(financing_days, dtype=np.float64)
+        if days.shape != (n,) or not np.isfinite(days).all() or (days < 0).any():
+            raise ValueError(f"financing_days must be {n} finite day counts >= 0, got shape "
+                             f"{days.shape}")
+        long_rate, short_rate = financing.long_rate, financing.short_rate
+    ti, tf, nt, position, eq_pips, eq_ccy, costs, fin = backtest_nb(
         tgt, u, bid, ask, float(pip), sl, tp, mode, float(risk_fraction),
         float(initial_balance), float(quote_to_account), price_decimals(pip),
+        days, float(long_rate), float(short_rate),
     )
     return ArrayBacktest(ti[:nt], tf[:nt], position, eq_pips, eq_ccy, float(costs[0]),
-                         float(costs[1]))
+                         float(costs[1]), float(fin[0]), float(fin[1]))
 
 
 def run_backtest(
@@ -228,6 +316,8 @@ def run_backtest(
     half_spread_pips: float | None = None,
     stop_loss_pips: float | None = None,
     take_profit_pips: float | None = None,
+    financing: FinancingRates | None = None,
+    granularity: str | None = None,
 ) -> BacktestResult:
     """Backtest target directions on candles; see the module docstring for the rules.
 
@@ -246,6 +336,9 @@ def run_backtest(
     half_spread_pips: use mid +/- this half-spread instead of the frame's bid/ask; required when
         the frame has no bid/ask.
     stop_loss_pips, take_profit_pips: distances from the entry fill; None disables.
+    financing: overnight financing rates (:class:`sep_research.financing.FinancingRates`) or
+        None (off); charged at the rollovers between the candles' times (see the module
+        docstring). ``granularity`` (else the frame's provenance) gives the last candle's end.
     """
     n = len(frame)
     if n < 2:
@@ -253,10 +346,20 @@ def run_backtest(
     tgt = check_target(target, n)
     pip_value = _pip_for(frame, instrument, pip)
     bid, ask, source = quote_arrays(frame, half_spread_pips=half_spread_pips, pip=pip_value)
+    days = None
+    if financing is not None:
+        if granularity is None:
+            prov = frame.attrs.get("provenance") or {}
+            granularity = prov.get("granularity") if isinstance(prov, dict) else None
+        if granularity is None:
+            raise ValueError("financing needs granularity= (the frame has no provenance "
+                             "naming one): it sets the last candle's end")
+        days = candle_financing_days(frame.index, financing, granularity=granularity)
     bt = backtest_arrays(tgt, bid, ask, pip=pip_value, units=units, sizing=sizing,
                          risk_fraction=risk_fraction, initial_balance=initial_balance,
                          quote_to_account=quote_to_account, stop_loss_pips=stop_loss_pips,
-                         take_profit_pips=take_profit_pips)
+                         take_profit_pips=take_profit_pips, financing=financing,
+                         financing_days=days)
     idx = frame.index
     ti, tf, nt = bt.trades_i, bt.trades_f, bt.n_trades
     trades = pd.DataFrame(
@@ -273,6 +376,8 @@ def run_backtest(
             "pnl": tf[:, 4],
             "cost_pips": tf[:, 5],
             "cost_pnl": tf[:, 6],
+            "financing_pips": tf[:, 7],
+            "financing_pnl": tf[:, 8],
             "exit_reason": [EXIT_REASONS[int(r)] for r in ti[:, 3]],
         }
     )
@@ -292,7 +397,10 @@ def run_backtest(
             "risk_fraction": risk_fraction if sizing == "fixed_fractional" else None,
             "quote_to_account": quote_to_account, "half_spread_pips": half_spread_pips,
             "stop_loss_pips": stop_loss_pips, "take_profit_pips": take_profit_pips,
+            "financing": None if financing is None else financing.to_dict(),
         },
+        financing_pips=bt.financing_pips,
+        financing_ccy=bt.financing_ccy,
     )
 
 

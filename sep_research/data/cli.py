@@ -9,7 +9,8 @@ from typing import Any
 
 
 def register(sub: Any) -> None:
-    data = sub.add_parser("data", help="candles: sample, fetch, import, list, verify, summary")
+    data = sub.add_parser("data", help="candles: sample, fetch, import, list, verify, summary; "
+                          "financing rates")
     dsub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     def common_cache(p: argparse.ArgumentParser) -> None:
@@ -57,6 +58,16 @@ def register(sub: Any) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     common_cache(p)
     p.set_defaults(func=_cmd_fetch)
+
+    p = dsub.add_parser("rates", help="fetch OANDA's financing rates of instruments into the "
+                        "cache folder (sep train --financing auto uses them)")
+    p.add_argument("--instrument", required=True, action="append",
+                   help="e.g. EUR_USD (repeat for more)")
+    p.add_argument("--environment", default=None,
+                   help="practice, live or a base URL (default: OANDA_ENVIRONMENT, else practice)")
+    p.add_argument("--env-file", help="OANDA.env file with the credentials")
+    common_cache(p)
+    p.set_defaults(func=_cmd_rates)
 
     p = dsub.add_parser("summary", help="load, validate and summarise candles")
     p.add_argument("--source", default="sample", help="sample, cache or a file path")
@@ -180,6 +191,18 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
         cache=_cache(args), progress=not args.no_progress,
     )
     print(report)
+    return 0
+
+
+def _cmd_rates(args: argparse.Namespace) -> int:
+    from sep_research.data.fetch import fetch_financing
+
+    cache = _cache(args)
+    got = fetch_financing(args.instrument, environment=args.environment,
+                          env_file=args.env_file, cache=cache)
+    for inst, rates in got.items():
+        print(f"{inst}: {rates.describe()}")
+    print(f"stored in {cache.root / 'financing.json'}")
     return 0
 
 

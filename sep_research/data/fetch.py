@@ -1,6 +1,7 @@
 """Download OANDA candles (or an emulator's) into the candle cache, page by page, resumably.
 
-:func:`fetch_candles` is what ``sep data fetch`` runs.
+:func:`fetch_candles` is what ``sep data fetch`` runs; :func:`fetch_financing` is what
+``sep data rates`` runs (OANDA's financing rates of instruments, stored beside the candles).
 
 Paging. OANDA returns at most 5000 candles per request, and refuses a from/to range holding
 more. The requested range is cut into windows of ``page_size - 1`` candle lengths (90 % of
@@ -269,12 +270,6 @@ def fetch_candles(
         request_with_retry,
         source_label,
     )
-    from sep_research.oanda.credentials import (
-        check_account_environment,
-        check_environment,
-        load_credentials,
-    )
-
     t_start = time.monotonic()
     # ---- arguments, all before any network or disk access
     try:
@@ -297,12 +292,7 @@ def fetch_candles(
         raise CandleError(f"price (--price): {exc}") from None
     if not isinstance(page_size, int) or not 2 <= page_size <= MAX_PAGE:
         raise CandleError(f"page_size {page_size!r}: must be an integer from 2 to {MAX_PAGE}")
-    if environment is not None:
-        environment = check_environment(environment)
-    if credentials is None:
-        credentials = load_credentials(env_file, environment=environment)
-    env = environment or credentials.environment
-    check_account_environment(credentials.account_id, env)
+    credentials, env = _credentials(environment, credentials, env_file)
     source = source_label(env)
     if not isinstance(cache, CandleCache):
         cache = CandleCache(cache)
@@ -505,3 +495,86 @@ def _argument_error(exc: Any, instrument: str, granularity: str, price: str) -> 
         if f"'{param}'" in low:
             return CandleError(f"{arg} {value!r}: the server refused it: {msg}")
     return exc
+
+
+def _credentials(environment: str | None, credentials: Any, env_file: Any) -> tuple[Any, str]:
+    """(credentials, environment) of a download: the given or loaded credentials, the
+    environment checked and its account allowed there."""
+    from sep_research.oanda.credentials import (
+        check_account_environment,
+        check_environment,
+        load_credentials,
+    )
+
+    if environment is not None:
+        environment = check_environment(environment)
+    if credentials is None:
+        credentials = load_credentials(env_file, environment=environment)
+    env = environment or credentials.environment
+    check_account_environment(credentials.account_id, env)
+    return credentials, env
+
+
+def fetch_financing(
+    instruments: list[str],
+    *,
+    environment: str | None = None,
+    credentials: Any = None,
+    env_file: Any = None,
+    cache: Any = None,
+    api: Any = None,
+    retries: int = 6,
+    backoff: float = 0.5,
+) -> dict[str, Any]:
+    """OANDA's financing rates of ``instruments`` from the account's instruments endpoint
+    (``GET /v3/accounts/{id}/instruments?instruments=...``: each instrument's ``financing``
+    object, ``longRate``, ``shortRate`` and ``financingDaysOfWeek``), stored with their source
+    and the time obtained in the cache folder (:func:`sep_research.financing.save_fetched`),
+    where ``sep train --financing auto`` finds them. Returns ``{instrument: FinancingRates}``.
+    Needs an account (``OANDA_ACCOUNT_ID``)."""
+    from oandapyV20.endpoints.accounts import AccountInstruments
+
+    from sep_research import financing as fin
+    from sep_research.data.cache import CandleCache
+    from sep_research.oanda.client import (
+        environment_key,
+        make_api,
+        request_with_retry,
+        source_label,
+    )
+
+    if not instruments:
+        raise CandleError("instrument (--instrument): name at least one")
+    for inst in instruments:
+        try:
+            fx.check_instrument(inst, name="instrument (--instrument)")
+        except fx.FxError as exc:
+            raise CandleError(str(exc)) from None
+    credentials, env = _credentials(environment, credentials, env_file)
+    if not credentials.account_id:
+        raise CandleError("OANDA_ACCOUNT_ID is needed: the financing rates come from the "
+                          "account's instruments endpoint")
+    if not isinstance(cache, CandleCache):
+        cache = CandleCache(cache)
+    if api is None:
+        api = make_api(credentials.token, env)
+    elif getattr(api, "environment", None) != environment_key(env):
+        raise ValueError(f"api: its environment {api.environment!r} is not {env!r}")
+    ep = AccountInstruments(accountID=credentials.account_id,
+                            params={"instruments": ",".join(instruments)})
+    resp = request_with_retry(api, ep, retries=retries, backoff=backoff)
+    listed = resp.get("instruments") if isinstance(resp, dict) else None
+    if not isinstance(listed, list):
+        raise CandleError("instruments response without an 'instruments' list")
+    by_name = {d.get("name"): d for d in listed if isinstance(d, dict)}
+    source = source_label(env)
+    obtained = isoformat(utc_now())
+    out: dict[str, Any] = {}
+    for inst in instruments:
+        if inst not in by_name:
+            raise CandleError(f"instrument (--instrument) {inst}: not in the account's "
+                              "instruments")
+        rates = fin.from_oanda(by_name[inst].get("financing"), source=source, instrument=inst)
+        fin.save_fetched(cache.root, inst, rates, obtained=obtained)
+        out[inst] = rates
+    return out

@@ -9,6 +9,21 @@ label move (:func:`sep_research.signals.seed.label_moves`, the one label functio
 threshold count as wrong. Candles without a label (the last one, causally) or without
 features are not scored.
 
+**That metric rewards firing on volatile candles**: a signal on a candle whose next move stays
+within the threshold is wrong whatever its direction, so a rule that only picks candles with
+large next moves beats "random timing with the same BUY/SELL mix" (``hc_chance_rate``) without
+knowing any direction. So the figures lead with **direction-only scoring**: among the signals
+whose next move exceeds the threshold in either direction (*direction decided*), the share whose
+direction was right (``hc_direction_rate``, ``direction_rate``, each with a Wilson interval),
+against the **same candles, random direction** baseline (:func:`random_direction_baseline`): the
+rule's own timing (exactly the candles it signalled on), its directions redrawn at random with
+exactly the same BUY/SELL mix (a random permutation of its directions over those candles, many
+seeded draws), with the 2.5-97.5 % range of the draws and the p-value
+``(1 + #{draws with as many right directions}) / (1 + B)``. A rule that only picks volatile
+candles scores chance there; a rule with a directional edge does not
+(``tests/test_evaluation_metrics.py`` pins both on constructed data). The seed's metric stays,
+labelled as what it is.
+
 Trading figures come from :func:`sep_research.backtest.backtest_arrays` (fills at bid/ask, so
 net of the spread) under the strategy's **trading policy** (:class:`sep_research.strategy.Policy`:
 which signals trade, what a HOLD means, stop-loss and take-profit), turned into per-candle
@@ -19,12 +34,19 @@ same candles under the same policy (its stop and take-profit included):
 * ``always_long`` / ``always_short``: a target of +1 / -1 on every evaluated candle (held
   throughout; after a stop or take-profit the backtest stays flat until the target changes,
   which for these baselines is never);
+* ``random_direction``: the same candles, random direction (see above), for the HC signals
+  (``hc``) and for every BUY/SELL signal (``all``);
 * ``random``: random signals with exactly the same rate and BUY/SELL mix, made from the
   strategy's own (action, HC) sequence over the evaluated candles. ``random="rotate"`` (the
   default) shifts that sequence circularly by a random offset, which also keeps its runs and
   so its turnover and spread costs; ``random="shuffle"`` permutes it (runs are broken, so
   the random signals trade, and pay the spread, more often than the strategy). p-values for
   the strategy against this null are ``(1 + #{null >= observed}) / (1 + B)``.
+
+Trading figures include **financing** when the cost model charges it
+(``financing=`` of :func:`evaluate_signals`, a
+:class:`sep_research.financing.FinancingRates`): net pips and P&L count it, and
+``financing_pips`` / ``financing_ccy`` show it as its own line (signed: negative is a charge).
 
 Every figure that can be undefined (no signals, zero variance) is ``None`` with a ``*_note``
 beside it, never NaN, so results go straight into the model artifact.
@@ -46,14 +68,95 @@ from sep_research.evaluation.stats import (
     sharpe_ratio,
     wilson_interval,
 )
+from sep_research.financing import FinancingRates
 from sep_research.strategy import Policy, data_instrument
 
 
-def _rate(k: int, n: int, name: str) -> dict[str, Any]:
+def _rate(k: int, n: int, name: str, note: str = "no signals: undefined") -> dict[str, Any]:
     if n == 0:
-        return {name: None, f"{name}_ci95": None, f"{name}_note": "no signals: undefined"}
+        return {name: None, f"{name}_ci95": None, f"{name}_note": note}
     lo, hi = wilson_interval(k, n)
     return {name: k / n, f"{name}_ci95": [lo, hi]}
+
+
+_NOT_DECIDED = "no signal on a candle whose next move exceeded the threshold: undefined"
+
+#: how :func:`random_direction_baseline` draws, in words (stored with its figures)
+RANDOM_DIRECTION_METHOD = (
+    "same candles, random direction: the rule's own signal candles, its BUY/SELL directions "
+    "permuted at random over them (exactly the same mix; drawn exactly as the multivariate "
+    "hypergeometric counts of BUYs on up, down and undecided candles)")
+
+
+def random_direction_baseline(
+    actions: Any,
+    selected: Any,
+    move: Any,
+    *,
+    threshold_pips: float = 0.5,
+    n_draws: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The **same candles, random direction** baseline of a rule's signals.
+
+    ``actions`` (+1/-1/0), ``selected`` (bool: which signals count, e.g. the HC ones inside the
+    evaluation mask) and ``move`` (the label move in pips, NaN where there is none) are one per
+    candle. The rule's signal candles (selected, non-HOLD, with a label) keep their timing; its
+    directions are permuted at random over them, so every draw has exactly the rule's BUY/SELL
+    mix and fires on exactly its candles. A direction is right on a candle whose move exceeds
+    ``+threshold_pips`` (BUY) or ``-threshold_pips`` (SELL); candles whose move stays within the
+    threshold are *undecided* and count for no direction.
+
+    Returns the observed right directions (``hits``) and, over ``n_draws`` seeded draws, the
+    mean and the 2.5-97.5 % range of the direction rate (right / decided) and of the seed's
+    metric on the same candles (right / signals), the exact expectation of the direction rate,
+    and ``pvalue`` = ``(1 + #{draws >= hits}) / (1 + n_draws)``. Undefined figures are None
+    with a ``*_note``.
+    """
+    if n_draws < 1:
+        raise ValueError(f"n_draws must be >= 1, got {n_draws}")
+    a = np.asarray(actions)
+    mv = np.asarray(move, dtype=np.float64)
+    sel = np.asarray(selected, dtype=bool)
+    if a.shape != mv.shape or sel.shape != mv.shape or a.ndim != 1:
+        raise ValueError("actions, selected and move need one value per candle")
+    sel = sel & (a != 0) & np.isfinite(mv)
+    k = int(sel.sum())
+    d = a[sel]
+    m = mv[sel]
+    up = m > threshold_pips
+    down = m < -threshold_pips
+    n_up, n_down = int(up.sum()), int(down.sum())
+    n_buy = int((d == 1).sum())
+    hits = int(((d == 1) & up).sum() + ((d == -1) & down).sum())
+    decided = n_up + n_down
+    out: dict[str, Any] = {
+        "method": RANDOM_DIRECTION_METHOD, "n_draws": int(n_draws), "seed": int(seed),
+        "threshold_pips": float(threshold_pips), "n_signals": k, "n_buy": n_buy,
+        "n_sell": k - n_buy, "n_decided": decided, "hits": hits,
+    }
+    if k == 0 or decided == 0:
+        note = "no signals: undefined" if k == 0 else _NOT_DECIDED
+        for key in ("direction_rate_mean", "direction_rate_95", "direction_rate_expected",
+                    "hit_rate_mean", "hit_rate_95", "pvalue"):
+            out[key] = None
+        out["note"] = note
+        return out
+    rng = np.random.default_rng(seed)
+    # BUYs landing on up / down / undecided candles when n_buy of the k candles are BUY
+    x = rng.multivariate_hypergeometric([n_up, n_down, k - decided], n_buy, size=n_draws)
+    null = (x[:, 0] + (n_down - x[:, 1])).astype(np.float64)
+    p_buy = n_buy / k
+    out.update({
+        "direction_rate_mean": float(null.mean() / decided),
+        "direction_rate_95": [float(np.quantile(null, 0.025) / decided),
+                              float(np.quantile(null, 0.975) / decided)],
+        "direction_rate_expected": (p_buy * n_up + (1.0 - p_buy) * n_down) / decided,
+        "hit_rate_mean": float(null.mean() / k),
+        "hit_rate_95": [float(np.quantile(null, 0.025) / k), float(np.quantile(null, 0.975) / k)],
+        "pvalue": permutation_pvalue(hits, null),
+    })
+    return out
 
 
 def _check_mask(mask: Any, n: int) -> np.ndarray:
@@ -81,7 +184,19 @@ def score_signals(
     alignment: str = "causal",
     threshold_pips: float = 0.5,
 ) -> dict[str, Any]:
-    """Hit rates (overall and HC, each with a Wilson 95 % interval), signal rate, base rates.
+    """Hit rates (overall and HC, each with a Wilson 95 % interval), signal rate, base rates,
+    and the direction-only figures.
+
+    ``hit_rate`` / ``hc_hit_rate`` are **the seed's metric** (right when the next move exceeds
+    the threshold in the signal's direction; it rewards firing on volatile candles), with
+    ``hc_chance_rate`` = what random timing with the same BUY/SELL mix gets. The
+    **direction-only** figures count only *decided* signals (next move beyond the threshold
+    either way): ``direction_rate`` / ``hc_direction_rate`` = right / decided (Wilson
+    interval), ``n_decided`` / ``n_hc_decided``, ``hc_decided_share`` (decided / HC signals,
+    against ``decided_rate`` over all scored candles: how much the rule leans on volatile
+    candles) and ``hc_direction_chance``, the expected direction rate of the same candles with
+    random directions at the same mix (its draws and p-value:
+    :func:`random_direction_baseline`).
 
     ``data``: candles with a ``close`` column (a frame or a mapping of arrays) of
     ``instrument`` (else the frame's provenance names it; it sets the pip). ``actions``
@@ -122,6 +237,9 @@ def score_signals(
     down_rate = int(down.sum()) / n_candles
     hc_buy = int((hcs & (a == 1)).sum())
     hc_sell = n_hc - hc_buy
+    decided = up | down
+    n_decided = int((sig & decided).sum())
+    n_hc_decided = int((hcs & decided).sum())
     out: dict[str, Any] = {
         "n_candles": n_candles,
         "n_signals": n_sig,
@@ -137,7 +255,24 @@ def score_signals(
         "base_rate_up": up_rate,
         "base_rate_down": down_rate,
         "hc_per_candle": n_hc / n_candles,
+        # direction-only scoring: a hit is a right direction on a decided candle
+        "n_decided": n_decided,
+        "n_hc_decided": n_hc_decided,
+        "decided_rate": up_rate + down_rate,
     }
+    out.update(_rate(out["hits"], n_decided, "direction_rate",
+                     "no signals: undefined" if n_sig == 0 else _NOT_DECIDED))
+    out.update(_rate(out["hc_hits"], n_hc_decided, "hc_direction_rate",
+                     "no HC signals: undefined" if n_hc == 0 else _NOT_DECIDED))
+    if n_hc_decided:
+        # what the same HC candles with directions drawn at the same BUY/SELL mix would get
+        hc_up = int((hcs & up).sum())
+        out["hc_direction_chance"] = (hc_buy * hc_up + hc_sell * (n_hc_decided - hc_up)) / (
+            n_hc * n_hc_decided)
+    else:
+        out["hc_direction_chance"] = None
+        out["hc_direction_chance_note"] = out["hc_direction_rate_note"]
+    out["hc_decided_share"] = n_hc_decided / n_hc if n_hc else None
     out.update(_rate(out["hits"], n_sig, "hit_rate"))
     out.update(_rate(out["hc_hits"], n_hc, "hc_hit_rate"))
     if n_sig:
@@ -189,9 +324,11 @@ def trading_metrics(
     *,
     span: tuple[int, int],
     granularity: str,
+    financing_pips: float | None = None,
 ) -> dict[str, Any]:
     """Net pips (with a 95 % interval from the per-trade spread), Sharpe (annualised, with an
-    interval), maximum drawdown, turnover and costs, over candles ``span[0]:span[1]``."""
+    interval), maximum drawdown, turnover and costs, over candles ``span[0]:span[1]``.
+    ``financing_pips``: the financing inside the net pips (None: financing off)."""
     s, e = span
     eq = np.asarray(equity_pips, dtype=np.float64)
     base = eq[s - 1] if s > 0 else 0.0
@@ -203,6 +340,7 @@ def trading_metrics(
         "net_pips": float(tp.sum()),
         "n_trades": int(tp.size),
         "costs_pips": float(costs_pips),
+        "financing_pips": None if financing_pips is None else float(financing_pips),
         "max_drawdown_pips": max_drawdown(seg),
         "periods_per_year": ppy,
         "n_periods": int(seg.size),
@@ -229,6 +367,8 @@ def trading_metrics(
         out["sharpe_ci95"] = list(ci) if ci is not None else None
     d = np.sign(np.asarray(position, dtype=np.float64)[s:e])
     out["turnover_per_candle"] = float(np.abs(np.diff(np.r_[0.0, d])).sum() / max(1, d.size))
+    if financing_pips is None:
+        out["financing_note"] = "financing off"
     return out
 
 
@@ -246,18 +386,25 @@ def evaluate_signals(
     random: str = "rotate",
     seed: int = 0,
     threshold_pips: float = 0.5,
+    financing: FinancingRates | None = None,
 ) -> dict[str, Any]:
     """Score signals out of sample and set them beside the baselines (see module docstring).
 
     ``policy``: the trading policy the backtests use (default :class:`Policy()`: HC signals
     only, one-candle trades, no stop). ``half_spread_pips``: mid +/- this half-spread instead
-    of the frame's bid/ask (required without bid/ask).
+    of the frame's bid/ask (required without bid/ask). ``financing``: overnight financing
+    rates charged by every backtest here, the baselines' too (None: off).
 
     Returns ``{"signals": score_signals(...), "trading": trading_metrics(...),
-    "baselines": {"always_long", "always_short", "random"}, "tests": {p-values},
-    "policy": policy.to_dict()}``.
+    "baselines": {"always_long", "always_short", "random", "random_direction"},
+    "tests": {p-values}, "policy": policy.to_dict(), "financing": rates or None}``.
     """
-    from sep_research.backtest.engine import backtest_arrays, check_target, quote_arrays
+    from sep_research.backtest.engine import (
+        backtest_arrays,
+        candle_financing_days,
+        check_target,
+        quote_arrays,
+    )
     from sep_research.fx import pip_size
     from sep_research.signals.seed import label_moves
 
@@ -278,16 +425,20 @@ def evaluate_signals(
         raise ValueError(f"random must be 'rotate' or 'shuffle', got {random!r}")
     bid, ask, source = quote_arrays(frame, half_spread_pips=half_spread_pips, pip=pip)
     span = _span(m, n)
+    days = (candle_financing_days(frame.index, financing, granularity=granularity)
+            if financing is not None else None)
 
     def backtest(target: np.ndarray) -> Any:
         return backtest_arrays(target, bid, ask, pip=pip,
                                stop_loss_pips=policy.stop_loss_pips,
-                               take_profit_pips=policy.take_profit_pips)
+                               take_profit_pips=policy.take_profit_pips,
+                               financing=financing, financing_days=days)
 
     def run(target: np.ndarray) -> dict[str, Any]:
         bt = backtest(target)
         out = trading_metrics(bt.equity_pips, bt.position, bt.trade_pips, bt.costs_pips,
-                              span=span, granularity=granularity)
+                              span=span, granularity=granularity,
+                              financing_pips=None if financing is None else bt.financing_pips)
         reasons = bt.trades_i[:, 3]
         out["n_stop_loss"] = int((reasons == EXIT_STOP).sum())
         out["n_take_profit"] = int((reasons == EXIT_TAKE).sum())
@@ -301,21 +452,35 @@ def evaluate_signals(
 
     move = label_moves(frame["close"].to_numpy(dtype=np.float64), pip=pip)
     n_eval = int(m.sum())
+    up = move > threshold_pips
+    down = move < -threshold_pips
+    n_decided = int((m & (up | down)).sum())
     baselines: dict[str, Any] = {}
     for name, d in (("always_long", 1), ("always_short", -1)):
         tgt = np.where(m, d, 0).astype(np.int8)
-        hits = int((m & ((move > threshold_pips) if d > 0 else (move < -threshold_pips))).sum())
-        entry = {"trading": run(tgt)}
+        hits = int((m & (up if d > 0 else down)).sum())
+        entry = {"trading": run(tgt), "n_decided": n_decided}
         entry.update(_rate(hits, n_eval, "hit_rate"))
+        # direction-only: right on the decided candles (its random-direction twin is itself:
+        # one direction only)
+        entry.update(_rate(hits, n_decided, "direction_rate", _NOT_DECIDED))
         baselines[name] = entry
+
+    sel_hc = m & h & (a != 0)
+    baselines["random_direction"] = {
+        "hc": random_direction_baseline(a, sel_hc, move, threshold_pips=threshold_pips,
+                                        n_draws=n_random, seed=seed),
+        "all": random_direction_baseline(a, m & (a != 0), move, threshold_pips=threshold_pips,
+                                         n_draws=n_random, seed=seed + 1),
+    }
 
     rng = np.random.default_rng(seed)
     idx = np.flatnonzero(m)
     null_pips = np.empty(n_random)
+    null_fin = np.zeros(n_random)
     null_hc_hits = np.empty(n_random)
     null_hc_rate = np.empty(n_random)
-    up = move > threshold_pips
-    down = move < -threshold_pips
+    null_hc_dir = np.empty(n_random)
     for b in range(n_random):
         if random == "rotate" and idx.size > 1:
             perm = np.roll(idx, int(rng.integers(1, idx.size)))
@@ -325,12 +490,24 @@ def evaluate_signals(
         rh = h.copy()
         ra[idx] = a[perm]
         rh[idx] = h[perm]
-        null_pips[b] = backtest(policy_targets(ra, rh, policy, m)).trade_pips.sum()
+        bt = backtest(policy_targets(ra, rh, policy, m))
+        null_pips[b] = bt.trade_pips.sum()
+        null_fin[b] = bt.financing_pips
         hcs = m & rh & (ra != 0)
         hits = int((hcs & (((ra == 1) & up) | ((ra == -1) & down))).sum())
+        n_dec = int((hcs & (up | down)).sum())
         null_hc_hits[b] = hits
         null_hc_rate[b] = hits / hcs.sum() if hcs.any() else np.nan
-    finite_rate = null_hc_rate[np.isfinite(null_hc_rate)]
+        null_hc_dir[b] = hits / n_dec if n_dec else np.nan
+
+    def summary(x: np.ndarray) -> tuple[float | None, list[float] | None]:
+        x = x[np.isfinite(x)]
+        if not x.size:
+            return None, None
+        return float(x.mean()), [float(np.quantile(x, 0.025)), float(np.quantile(x, 0.975))]
+
+    hc_mean, hc_95 = summary(null_hc_rate)
+    dir_mean, dir_95 = summary(null_hc_dir)
     baselines["random"] = {
         "n_permutations": n_random,
         "method": random,
@@ -338,34 +515,75 @@ def evaluate_signals(
         "net_pips_mean": float(null_pips.mean()),
         "net_pips_95": [float(np.quantile(null_pips, 0.025)),
                         float(np.quantile(null_pips, 0.975))],
-        "hc_hit_rate_mean": float(finite_rate.mean()) if finite_rate.size else None,
-        "hc_hit_rate_95": ([float(np.quantile(finite_rate, 0.025)),
-                            float(np.quantile(finite_rate, 0.975))]
-                           if finite_rate.size else None),
+        "financing_pips_mean": float(null_fin.mean()) if financing is not None else None,
+        "hc_hit_rate_mean": hc_mean,
+        "hc_hit_rate_95": hc_95,
+        "hc_direction_rate_mean": dir_mean,
+        "hc_direction_rate_95": dir_95,
     }
+    rd = baselines["random_direction"]
     tests: dict[str, Any] = {
         "pvalue_net_pips_vs_random": permutation_pvalue(trading["net_pips"], null_pips),
+        "pvalue_hc_direction_vs_random_direction": rd["hc"]["pvalue"],
+        "pvalue_direction_vs_random_direction": rd["all"]["pvalue"],
     }
     if sig["n_hc"]:
         tests["pvalue_hc_hits_vs_random"] = permutation_pvalue(sig["hc_hits"], null_hc_hits)
     else:
         tests["pvalue_hc_hits_vs_random"] = None
         tests["pvalue_hc_hits_vs_random_note"] = "no HC signals"
+    for key in ("hc", "all"):
+        if rd[key]["pvalue"] is None:
+            tests[f"pvalue_{'hc_' if key == 'hc' else ''}direction_vs_random_direction_note"] = \
+                rd[key]["note"]
     return {"signals": sig, "trading": trading, "baselines": baselines, "tests": tests,
-            "policy": policy.to_dict()}
+            "policy": policy.to_dict(),
+            "financing": None if financing is None else financing.to_dict()}
+
+
+def direction_clause(result: dict[str, Any]) -> str:
+    """The direction-only figure of an :func:`evaluate_signals` result in words: right /
+    decided for the signals the policy trades, against the same candles with random
+    directions."""
+    key = "all" if (result.get("policy") or {}).get("trade_on") == "all" else "hc"
+    sig = result["signals"]
+    rate = sig.get("direction_rate" if key == "all" else "hc_direction_rate")
+    n_dec = sig.get("n_decided" if key == "all" else "n_hc_decided")
+    rd = ((result.get("baselines") or {}).get("random_direction") or {}).get(key)
+    what = "signals" if key == "all" else "HC signals"
+    if rate is None or n_dec is None:
+        return f"direction: undefined ({what}: none on a decided candle)"
+    text = f"direction right on {100 * rate:.1f} % of {n_dec} decided {what}"
+    if rd and rd.get("direction_rate_mean") is not None:
+        lo, hi = rd["direction_rate_95"]
+        text += (f" against {100 * rd['direction_rate_mean']:.1f} % [{100 * lo:.1f}, "
+                 f"{100 * hi:.1f}] for the same candles with random directions (p = "
+                 f"{rd['pvalue']:.3f})")
+    return text
 
 
 def verdict(result: dict[str, Any], *, alpha: float = 0.05) -> str:
-    """A one-line plain-language verdict; "no edge" unless the strategy beats the random
-    baseline on net pips at ``alpha`` AND makes money net of the spread AND beats both
-    always-long and always-short."""
+    """A one-line plain-language verdict that states the figures it rests on.
+
+    The decision rests on the **trading figures**: "no edge" unless the strategy beats the
+    random baseline (random signals with the same rate and BUY/SELL mix) on net pips at
+    ``alpha`` AND makes money net of the spread (and of financing, when charged) AND beats both
+    always-long and always-short. The direction-only figure (:func:`direction_clause`: right /
+    decided against the same candles with random directions) is stated beside it, as the
+    explanation; the seed's hit rate is not used."""
     tr = result["trading"]
     p = result["tests"]["pvalue_net_pips_vs_random"]
     bl = result["baselines"]
     better = all(tr["net_pips"] > bl[k]["trading"]["net_pips"]
                  for k in ("always_long", "always_short"))
+    costs = ("the spread and financing" if tr.get("financing_pips") is not None
+             else "the spread")
+    rule = (f"(the verdict rests on these trading figures: an edge needs p < {alpha:g}, net > 0 "
+            "and beating always long and always short)")
     if p < alpha and tr["net_pips"] > 0 and better:
-        return (f"edge: net {tr['net_pips']:.1f} pips after spread, beats the random baseline "
-                f"(p = {p:.3f}) and always long/short")
-    return (f"no edge: net {tr['net_pips']:.1f} pips after spread, p = {p:.3f} against random "
-            "signals with the same rate and mix")
+        head = (f"edge: net {tr['net_pips']:.1f} pips after {costs}, beats the random baseline "
+                f"(p = {p:.3f}) and always long/short {rule}")
+    else:
+        head = (f"no edge: net {tr['net_pips']:.1f} pips after {costs}, p = {p:.3f} against "
+                f"random signals with the same rate and mix {rule}")
+    return f"{head}; {direction_clause(result)}"

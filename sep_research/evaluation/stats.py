@@ -12,6 +12,9 @@ References (the tests check each formula against these):
   Overfitting", Journal of Computational Finance 20(4), 2017.
 * Hansen's Superior Predictive Ability test: P. R. Hansen, "A Test for Superior Predictive
   Ability", JBES 23(4), 2005, computed by :class:`arch.bootstrap.SPA`.
+* Holm-Bonferroni adjusted p-values: S. Holm, "A Simple Sequentially Rejective Multiple Test
+  Procedure", Scandinavian Journal of Statistics 6(2), 1979 (the worked example of the
+  Wikipedia article "Holm-Bonferroni method" and R's ``p.adjust(..., "holm")`` are tests here).
 
 Sharpe ratios here are **per period** unless the name says annualised; annualise with
 :func:`periods_per_year`: 252 trading days a year, times the number of candles of the
@@ -117,6 +120,31 @@ def permutation_pvalue(observed: float, null: Any, *, alternative: str = "greate
     else:
         raise ValueError(f"alternative must be 'greater' or 'less', got {alternative!r}")
     return (1.0 + count) / (1.0 + x.size)
+
+
+def holm_adjust(pvalues: Any) -> list[float | None]:
+    """Holm-Bonferroni adjusted p-values, in the input order.
+
+    With the ``m`` p-values that are not None sorted ascending, ``p_(1) <= ... <= p_(m)``, the
+    adjusted value of ``p_(i)`` is ``max_{j <= i} min(1, (m - j + 1) p_(j))``; rejecting where
+    it is below ``alpha`` controls the family-wise error rate at ``alpha`` under any dependence
+    between the tests. None entries (no p-value) stay None and do not count in ``m``.
+    """
+    ps = list(pvalues)
+    idx = [i for i, p in enumerate(ps) if p is not None]
+    vals = np.asarray([float(ps[i]) for i in idx], dtype=np.float64)
+    if not (np.isfinite(vals).all() and ((vals >= 0) & (vals <= 1)).all()):
+        raise ValueError(f"holm_adjust: p-values must be in [0, 1] or None, got {ps!r}"[:300])
+    out: list[float | None] = [None] * len(ps)
+    m = vals.size
+    if m == 0:
+        return out
+    order = np.argsort(vals, kind="stable")
+    scaled = np.minimum(1.0, (m - np.arange(m)) * vals[order])
+    adj = np.maximum.accumulate(scaled)
+    for rank, k in enumerate(order):
+        out[idx[k]] = float(adj[rank])
+    return out
 
 
 def expected_max_sharpe(n_trials: int, sr_variance: float) -> float:

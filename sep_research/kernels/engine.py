@@ -48,8 +48,20 @@ def cuda_simulated() -> bool:
     return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 
 
+_CUDA_AVAILABLE: dict[bool, bool] = {}
+
+
 def cuda_available() -> bool:
-    """True when numba-cuda can run kernels here (a real GPU, or the simulator)."""
+    """True when numba-cuda can run kernels here (a real GPU, or the simulator). Asked of the
+    driver once per process (and simulator setting): it costs about a millisecond, and
+    ``engine="auto"`` asks on every call."""
+    sim = cuda_simulated()
+    if sim not in _CUDA_AVAILABLE:
+        _CUDA_AVAILABLE[sim] = _probe_cuda()
+    return _CUDA_AVAILABLE[sim]
+
+
+def _probe_cuda() -> bool:
     if not numba_available():
         return False
     try:

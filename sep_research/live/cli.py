@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override status.port (0: any free port)")
     p.add_argument("--max-steps", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--print-config", action="store_true",
-                   help="print the config schema's defaults as YAML and exit")
+                   help="print every key with its default, description and limits (YAML) and exit")
 
 
 def register(subparsers: Any) -> None:
@@ -61,7 +61,7 @@ def _error(msg: str) -> Exception:
 def build(args: argparse.Namespace) -> Any:
     """Validate everything and assemble a :class:`~sep_research.live.runner.Runner`."""
     from sep_research.live.config import ConfigError, load_config
-    from sep_research.live.journal import Journal, JournalError
+    from sep_research.live.journal import Journal, JournalError, JournalFull
     from sep_research.live.model import ModelError, load_models
 
     if not args.config:
@@ -94,6 +94,8 @@ def build(args: argparse.Namespace) -> Any:
                      "must then carry it)")
     try:
         journal = Journal(args.journal or cfg.journal)
+    except JournalFull:
+        raise  # not for a person to fix by hand: handle() exits 1, systemd retries
     except JournalError as exc:
         raise _error(str(exc)) from None
     from sep_research.live.runner import Runner
@@ -159,12 +161,25 @@ def _broker_and_feed(cfg: Any, args: argparse.Namespace) -> tuple[Any, Any, str,
                      server_clock=server_clock)
     if paper is not None:
         return paper, feed, "paper", [creds.token]
-    broker = OandaBroker(api, acct, limiter=limiter)
+    broker = OandaBroker(api, acct, environment=creds.environment, limiter=limiter)
     mode = "live" if live_account or creds.environment == "live" else "practice"
     return broker, feed, mode, [creds.token]
 
 
 def handle(args: argparse.Namespace) -> int:
+    """``sep run``: exit 0 after a clean stop, 2 for what needs a person (configuration,
+    artifact, credentials, a journal of another account or a corrupt one), 1 otherwise (a
+    full disk, a crash: systemd restarts the runner)."""
+    from sep_research.live.journal import JournalFull
+
+    try:
+        return _handle(args)
+    except JournalFull as exc:
+        print(f"sep run: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _handle(args: argparse.Namespace) -> int:
     if getattr(args, "print_config", False):
         from sep_research.live.config import default_config_yaml
 
@@ -176,28 +191,44 @@ def handle(args: argparse.Namespace) -> int:
     def on_signal(*_: Any) -> None:
         holder["stop"] = True
         if "runner" in holder:
-            holder["runner"].stop()
+            holder["runner"].stop(grace=holder["runner"].cfg.shutdown_timeout_s)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    from sep_research.live.runner import needs_human
+
     runner = build(args)
     holder["runner"] = runner
     if holder.get("stop"):
-        runner.stop()
+        runner.stop(grace=runner.cfg.shutdown_timeout_s)
     try:
         runner.start()
     except Exception as exc:
         runner.shutdown()
-        kind = getattr(getattr(exc, "kind", None), "value", "")
-        if kind == "needs_human" or isinstance(exc, PermissionError):
-            raise _error(f"the broker refused the credentials: {exc}") from None
+        if needs_human(exc):
+            raise _error(_human_message(exc)) from None
         raise
     if runner.status_port is not None:
         print(f"status API: http://{runner.cfg.status.host}:{runner.status_port}",
               file=sys.stderr, flush=True)
-    runner.run(max_steps=args.max_steps)
-    runner.journal.close()
+    try:
+        runner.run(max_steps=args.max_steps)
+    except Exception as exc:
+        if needs_human(exc):
+            raise _error(_human_message(exc)) from None
+        raise
+    finally:
+        runner.journal.close()
     return 0
+
+
+def _human_message(exc: BaseException) -> str:
+    from sep_research.live.journal import JournalError
+    from sep_research.live.runner import NeedsHuman
+
+    if isinstance(exc, (NeedsHuman, JournalError)):
+        return f"needs a person: {exc}"
+    return f"the broker refused the credentials: {exc}"
 
 
 def main(argv: list[str] | None = None) -> int:

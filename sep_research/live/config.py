@@ -1,9 +1,14 @@
 """The runner's configuration: a YAML file validated against a pydantic schema with defaults.
 
 Every key has a default except ``instruments``; unknown keys are errors (a typo must not be
-silently ignored). :func:`load_config` turns every problem into a :class:`ConfigError` that names
-the file and the key, e.g. ``runner.yaml: risk.max_open_positions: Input should be greater
-than or equal to 1``.
+silently ignored). Types are strict (``true`` is not a number, ``"5"`` is not an integer),
+numbers must be finite (no ``.inf``/``.nan``), and related keys are checked together
+(``feed.reconnect_base_s <= feed.reconnect_max_s``). :func:`load_config` turns every problem
+into a :class:`ConfigError` that names the file and the key, e.g. ``runner.yaml:
+risk.max_open_positions: Input should be greater than or equal to 1``.
+
+Each key's description and limits are in its ``Field``; ``sep run --print-config``
+(:func:`default_config_yaml`) prints them as YAML comments above the defaults.
 
 The file never holds credentials: those come from the environment or ``OANDA.env``
 (:mod:`sep_research.oanda.credentials`); a key that looks like a token is refused.
@@ -11,52 +16,97 @@ The file never holds credentials: those come from the environment or ``OANDA.env
 
 from __future__ import annotations
 
+import json
 import re
+import textwrap
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import annotated_types
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
 
-from sep_research.live.types import GRANULARITY_SECONDS
+from sep_research.live.types import GRANULARITY_SECONDS, RUNNER_GRANULARITIES
 
 _INSTRUMENT_RE = re.compile(r"^[A-Z0-9]{2,10}_[A-Z0-9]{2,10}$")
+_CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+_NUMBER_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _SECRET_KEYS = ("token", "api_key", "apikey", "access_token", "password", "secret")
+DAY = 86_400.0
 
+
+def _yaml_number(v: Any) -> Any:
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string: take such a string as the number it is.
+    Anything else goes to the strict float check unchanged (``true`` stays refused)."""
+    if isinstance(v, str) and _NUMBER_RE.match(v.strip()):
+        return float(v)
+    return v
+
+
+#: a finite number (int or float; a numeric YAML string is read as one; never a bool)
+Num = Annotated[float, BeforeValidator(_yaml_number)]
 
 class ConfigError(ValueError):
     """The runner configuration is missing, unreadable or invalid."""
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class FeedConfig(_Strict):
     """How new candles are learnt of."""
 
-    #: ``oanda``: the candles endpoint (and price stream) of OANDA or the emulator;
-    #: ``file``: replay a candle file (OANDA JSON) for a dry run, no network, no credentials.
-    source: Literal["oanda", "file"] = "oanda"
-    #: candle file(s) for ``source: file``, one per instrument: ``{EUR_USD: path.json}``.
-    files: dict[str, str] = Field(default_factory=dict)
-    #: seconds between polls of the candles endpoint (per instrument, staggered).
-    poll_interval_s: float = Field(1.0, gt=0, le=60)
-    #: also read the pricing stream (quotes for the spread guard, faster candle detection).
-    use_stream: bool = True
-    #: no heartbeat or price for this long => the stream is stalled and is reconnected.
-    stall_timeout_s: float = Field(10.0, gt=0, le=60)
-    #: reconnect backoff: jittered exponential from ``reconnect_base_s`` up to ``reconnect_max_s``.
-    reconnect_base_s: float = Field(0.5, gt=0)
-    reconnect_max_s: float = Field(30.0, gt=0)
-    #: candles kept per instrument for the signal path's warm-up.
-    warmup_candles: int = Field(200, ge=2, le=5000)
-    #: most candles fetched to backfill an outage (OANDA allows 5000 per request).
-    backfill_max: int = Field(500, ge=1, le=5000)
-    #: requests per second to OANDA across the runner (OANDA asks for at most 120).
-    request_rate: float = Field(20.0, gt=0, le=100)
-    #: price components requested: mid always, bid/ask for the spread guard and paper fills.
-    price: Literal["M", "MBA"] = "MBA"
+    source: Literal["oanda", "file"] = Field(
+        "oanda", description="oanda: the candles endpoint (and price stream) of OANDA or the "
+        "emulator; file: replay candle files (OANDA JSON) for a dry run with --paper, no "
+        "network, no credentials")
+    files: dict[str, str] = Field(
+        default_factory=dict, description="candle file per instrument for source: file, "
+        "e.g. {EUR_USD: candles.json}")
+    poll_interval_s: Num = Field(
+        1.0, gt=0, le=60, description="seconds between polls of the candles endpoint while a "
+        "candle is due; a server clock is re-read when its reading is older than this")
+    use_stream: bool = Field(
+        True, description="also read the pricing stream (quotes for the spread guard, the "
+        "server clock from heartbeats)")
+    stall_timeout_s: Num = Field(
+        10.0, gt=0, le=60, description="no heartbeat or price for this long: the stream is "
+        "stalled and is reconnected")
+    reconnect_base_s: Num = Field(
+        0.5, gt=0, le=60, description="first delay of the stream's jittered exponential "
+        "reconnect backoff")
+    reconnect_max_s: Num = Field(
+        30.0, gt=0, le=600, description="longest delay of the reconnect backoff (at least "
+        "reconnect_base_s)")
+    warmup_candles: int = Field(
+        200, ge=2, le=5000, description="candles kept per instrument for the signal path's "
+        "warm-up")
+    backfill_max: int = Field(
+        500, ge=1, le=5000, description="most candles fetched per request to backfill an "
+        "outage (OANDA allows 5000)")
+    request_rate: Num = Field(
+        20.0, gt=0, le=100, description="requests per second to OANDA across the runner "
+        "(OANDA asks for at most 120)")
+    price: Literal["M", "MBA"] = Field(
+        "MBA", description="price components of candles: mid always, bid/ask for the spread "
+        "guard and paper fills")
+
+    @model_validator(mode="after")
+    def _backoff(self) -> FeedConfig:
+        if self.reconnect_base_s > self.reconnect_max_s:
+            raise ValueError(f"reconnect_base_s ({self.reconnect_base_s:g}) is larger than "
+                             f"reconnect_max_s ({self.reconnect_max_s:g})")
+        return self
 
 
 class RiskConfig(_Strict):
@@ -66,90 +116,137 @@ class RiskConfig(_Strict):
     the one training evaluated; this config may only tighten risk (limits, sizing, guards).
     """
 
-    #: fraction of the balance risked per trade; size = risk / (stop distance in account ccy),
-    #: the stop being the model's ``policy.stop_loss_pips``.
-    risk_per_trade: float = Field(0.005, gt=0, le=0.1)
-    #: null (default): the model's ``policy.stop_loss_pips`` / ``policy.take_profit_pips``.
-    #: A number must equal the model's (a different one is refused at start-up, naming both:
-    #: the runner trades the policy the report evaluated; retrain to trade another).
-    stop_loss_pips: float | None = Field(None, gt=0, allow_inf_nan=False)
-    take_profit_pips: float | None = Field(None, gt=0, allow_inf_nan=False)
-    #: fixed units per trade instead of risk-based size (null: size from risk_per_trade over
-    #: the model's stop-loss). A model whose policy has no stop-loss needs fixed_units: start-up
-    #: refuses risk-based sizing without a stop.
-    fixed_units: int | None = Field(None, ge=1)
-    max_units_per_order: int = Field(100_000, ge=1)
-    max_open_positions: int = Field(4, ge=1)
-    #: most net exposure to any one non-account currency across open positions, valued in
-    #: the account currency at current prices (a long EUR_USD of 10,000 units at 1.10 is
-    #: +11,000 USD of EUR); null disables.
-    max_exposure_per_currency: float | None = Field(300_000.0, gt=0)
-    #: loss today (UTC day, realised + unrealised) as a fraction of the day's start equity that
-    #: flattens everything and halts; null disables.
-    daily_loss_limit: float | None = Field(0.02, gt=0, le=1)
-    #: drawdown from peak equity (fraction) that halts new trading; null disables.
-    max_drawdown: float | None = Field(0.10, gt=0, le=1)
-    #: after this many consecutive losing trades, no new position for ``cooldown_candles``.
-    cooldown_losses: int | None = Field(3, ge=1)
-    cooldown_candles: int = Field(6, ge=1)
-    #: refuse to open when the spread is wider than this (pips); null disables.
-    max_spread_pips: float | None = Field(3.0, gt=0)
-    #: no new positions this many minutes before the weekly close (Friday 17:00 New York).
-    weekend_cutoff_minutes: int | None = Field(120, ge=0)
-    #: refuse to act on a candle older than this many seconds after its close, or on a quote
-    #: older than ``stale_quote_s``.
-    stale_candle_s: float = Field(30.0, gt=0)
-    stale_quote_s: float = Field(30.0, gt=0)
-    #: account-currency value of one unit of each quote currency; the account currency is 1.
-    #: e.g. for a USD account trading USD_JPY: ``{JPY: 0.0067}``. Missing => derived from a
-    #: traded pair where possible, else an error at start-up.
-    quote_to_account: dict[str, float] = Field(default_factory=dict)
+    risk_per_trade: Num = Field(
+        0.005, gt=0, le=0.1, description="fraction of the balance risked per trade: size = "
+        "risk / (the model's policy stop-loss distance valued in the account currency)")
+    stop_loss_pips: Num | None = Field(
+        None, gt=0, description="null (default): the model's policy.stop_loss_pips; a number "
+        "must equal the model's (another one is refused at start-up and on reload, naming "
+        "both: the runner trades the policy the report evaluated; retrain to trade another)")
+    take_profit_pips: Num | None = Field(
+        None, gt=0, description="null (default): the model's policy.take_profit_pips; a "
+        "number must equal the model's")
+    fixed_units: int | None = Field(
+        None, ge=1, le=100_000_000, description="fixed units per trade instead of the "
+        "risk-based size (null: risk_per_trade over the model's stop-loss; a model without a "
+        "stop-loss needs fixed_units)")
+    max_units_per_order: int = Field(
+        100_000, ge=1, le=100_000_000, description="cap on the units of any one order")
+    max_open_positions: int = Field(
+        4, ge=1, le=100, description="most open positions across instruments")
+    max_exposure_per_currency: Num | None = Field(
+        300_000.0, gt=0, description="most net exposure to any one non-account currency across "
+        "open positions, valued in the account currency at current prices (a long EUR_USD of "
+        "10,000 units at 1.10 is +11,000 USD of EUR); null disables")
+    daily_loss_limit: Num | None = Field(
+        0.02, gt=0, le=1, description="loss today (UTC day, realised + unrealised) as a "
+        "fraction of the day's start equity that flattens everything and halts; null disables")
+    max_drawdown: Num | None = Field(
+        0.10, gt=0, le=1, description="drawdown from peak equity (fraction) that halts new "
+        "trading; null disables")
+    cooldown_losses: int | None = Field(
+        3, ge=1, le=1000, description="after this many consecutive losing trades, no new "
+        "position for cooldown_candles; null disables")
+    cooldown_candles: int = Field(
+        6, ge=1, le=10_000, description="length of the cooldown, in candles")
+    max_spread_pips: Num | None = Field(
+        3.0, gt=0, description="refuse to open when the spread is wider than this (pips); null "
+        "disables")
+    weekend_cutoff_minutes: int | None = Field(
+        120, ge=0, le=10_080, description="no new positions this many minutes before the weekly "
+        "close (Friday 17:00 New York); null disables")
+    stale_candle_s: Num = Field(
+        30.0, gt=0, le=31 * DAY, description="refuse to act on a candle that closed longer ago "
+        "than this (seconds)")
+    stale_quote_s: Num = Field(
+        30.0, gt=0, le=31 * DAY, description="refuse to open on a price older than this "
+        "(seconds)")
+    quote_to_account: dict[str, Num] = Field(
+        default_factory=dict, description="account-currency value of one unit of a quote "
+        "currency, e.g. {JPY: 0.0067} for a USD account trading USD_JPY; missing: derived "
+        "from a traded pair where possible, else the trade is refused (rule: conversion)")
+
+    @field_validator("quote_to_account")
+    @classmethod
+    def _rates(cls, v: dict[str, float]) -> dict[str, float]:
+        for ccy, rate in v.items():
+            if not _CURRENCY_RE.match(ccy):
+                raise ValueError(f"{ccy!r} is not a currency code such as USD")
+            if not rate > 0:
+                raise ValueError(f"{ccy}: the rate must be a number > 0, got {rate!r}")
+        return v
 
 
 class StatusConfig(_Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
-    #: environment variable holding the status API token (needed for POSTs, and for every
-    #: request when ``host`` is not a loopback address).
-    token_env: str = "SEP_STATUS_TOKEN"
-    enabled: bool = True
+    """The status API (read-only JSON, Prometheus metrics, token-protected commands)."""
+
+    host: str = Field(
+        "127.0.0.1", min_length=1, description="address to listen on; anything but a loopback "
+        "address needs a token for every request")
+    port: int = Field(8080, ge=0, le=65535, description="port (0: any free port)")
+    token_env: str = Field(
+        "SEP_STATUS_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="environment "
+        "variable holding the status API token (needed for POSTs, and for every request when "
+        "host is not a loopback address)")
+    enabled: bool = Field(True, description="serve the status API")
+    unhealthy_after_errors: int = Field(
+        5, ge=1, le=10_000, description="/health answers 503 after this many consecutive "
+        "failed loop steps (e.g. a full disk under the journal)")
 
 
 class PaperConfig(_Strict):
-    initial_balance: float = Field(10_000.0, gt=0)
-    currency: str = "USD"
-    #: half-spread in pips used when candles carry no bid/ask.
-    half_spread_pips: float = Field(0.5, ge=0)
+    """The paper broker (--paper)."""
+
+    initial_balance: Num = Field(10_000.0, gt=0, description="starting balance")
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$", description="account currency")
+    half_spread_pips: Num = Field(
+        0.5, ge=0, le=100, description="half-spread in pips used when candles carry no bid/ask")
 
 
 class LoggingConfig(_Strict):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    #: JSON-lines log file (null: standard error only).
-    file: str | None = None
+    """Logs: JSON lines on standard error (journald under systemd), never a secret."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="log level")
+    file: str | None = Field(None, min_length=1,
+                             description="also write the JSON lines to this file (null: no)")
 
 
 class RunnerConfig(_Strict):
     """The whole ``runner.yaml``."""
 
-    service: str = "sep-runner"
-    instruments: list[str] = Field(min_length=1, max_length=20)
-    granularity: str = "H1"
-    #: the OANDA environment: ``practice``, ``live`` or an emulator URL; null: from credentials.
-    environment: str | None = None
-    journal: str = "runner-journal.sqlite"
-    #: account currency (taken from the account summary when trading OANDA).
-    account_currency: str = "USD"
-    #: OANDA: market orders with ``timeInForce`` FOK; ``priceBound`` slippage in pips (null off).
-    price_bound_pips: float | None = Field(None, gt=0)
-    #: how long the main loop waits for in-flight work on SIGTERM before exiting.
-    shutdown_timeout_s: float = Field(10.0, gt=0)
-    #: systemd watchdog: send WATCHDOG=1 this often (when NOTIFY_SOCKET is set).
-    watchdog_interval_s: float = Field(5.0, gt=0)
-    feed: FeedConfig = Field(default_factory=FeedConfig)
-    risk: RiskConfig = Field(default_factory=RiskConfig)
-    status: StatusConfig = Field(default_factory=StatusConfig)
-    paper: PaperConfig = Field(default_factory=PaperConfig)
-    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    service: str = Field("sep-runner", min_length=1, max_length=100,
+                         description="service name in logs and the status API")
+    instruments: list[str] = Field(
+        min_length=1, max_length=20, description="instruments traded, one model artifact each "
+        "(required), e.g. [EUR_USD]")
+    granularity: str = Field("H1", description="candle granularity traded; every model "
+                             "artifact must be for it")
+    environment: str | None = Field(
+        None, min_length=1, description="the OANDA environment: practice, live or an emulator "
+        "URL; null: from the credentials")
+    journal: str = Field("runner-journal.sqlite", min_length=1,
+                         description="the journal (SQLite) file; one per account")
+    account_currency: str = Field(
+        "USD", pattern=r"^[A-Z]{3}$", description="account currency (OANDA: read from the "
+        "account summary)")
+    price_bound_pips: Num | None = Field(
+        None, gt=0, le=1000, description="OANDA market orders carry a priceBound this many "
+        "pips worse than the quote they were sized on (a worse fill is cancelled, "
+        "BOUNDS_VIOLATION); null: no bound")
+    shutdown_timeout_s: Num = Field(
+        10.0, gt=0, le=300, description="on SIGTERM, how long in-flight work (an order being "
+        "answered or resolved) may take before the process exits anyway; keep it below "
+        "systemd's TimeoutStopSec (30 s in sep-runner.service)")
+    watchdog_interval_s: Num = Field(
+        5.0, gt=0, le=30, description="systemd watchdog: send WATCHDOG=1 this often (when "
+        "NOTIFY_SOCKET is set; the unit's WatchdogSec is 60)")
+    feed: FeedConfig = Field(default_factory=FeedConfig, description="how candles and prices "
+                             "are read")
+    risk: RiskConfig = Field(default_factory=RiskConfig, description="risk rules")
+    status: StatusConfig = Field(default_factory=StatusConfig, description="the status API")
+    paper: PaperConfig = Field(default_factory=PaperConfig, description="the paper broker")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="logging")
 
     @field_validator("instruments")
     @classmethod
@@ -164,9 +261,9 @@ class RunnerConfig(_Strict):
     @field_validator("granularity")
     @classmethod
     def _granularity(cls, v: str) -> str:
-        if v not in GRANULARITY_SECONDS:
+        if v not in RUNNER_GRANULARITIES:
             raise ValueError(f"{v!r} is not a granularity the runner trades "
-                             f"({', '.join(GRANULARITY_SECONDS)})")
+                             f"({', '.join(RUNNER_GRANULARITIES)})")
         return v
 
     @model_validator(mode="after")
@@ -243,7 +340,52 @@ def load_config(path: str | Path) -> RunnerConfig:
     return config_from_dict(data, where=str(p))
 
 
+def _num(v: Any) -> str:
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else f"{v:g}" \
+        if isinstance(v, float) else str(v)
+
+
+def _limits(info: FieldInfo) -> str:
+    parts: list[str] = []
+    ann = info.annotation
+    args = getattr(ann, "__args__", ())
+    unit = "items" if getattr(ann, "__origin__", None) in (list, dict) else "characters"
+    for m in info.metadata:
+        for cls, attr, word in ((annotated_types.Gt, "gt", ">"), (annotated_types.Ge, "ge", ">="),
+                                (annotated_types.Lt, "lt", "<"), (annotated_types.Le, "le", "<=")):
+            if isinstance(m, cls):
+                parts.append(f"{word} {_num(getattr(m, attr))}")
+        if isinstance(m, annotated_types.MinLen) and m.min_length > 1:
+            parts.append(f"at least {m.min_length} {unit}")
+        if isinstance(m, annotated_types.MaxLen):
+            parts.append(f"at most {m.max_length} {unit}")
+    if getattr(ann, "__origin__", None) is Literal:
+        parts.append("one of " + ", ".join(str(a) for a in args))
+    if type(None) in args:
+        parts.append("null allowed")
+    return ", ".join(parts)
+
+
+def _emit(model: type[BaseModel], values: dict[str, Any], indent: int, out: list[str]) -> None:
+    pad = "  " * indent
+    for name, info in model.model_fields.items():
+        limits = _limits(info)
+        text = (info.description or "") + (f" [{limits}]" if limits else "")
+        for line in textwrap.wrap(text.strip(), width=98 - len(pad)):
+            out.append(f"{pad}# {line}")
+        sub = info.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            out.append(f"{pad}{name}:")
+            _emit(sub, values[name], indent + 1, out)
+        else:
+            out.append(f"{pad}{name}: {json.dumps(values[name])}")  # JSON is YAML
+
+
 def default_config_yaml() -> str:
-    """A commented example with every default (``sep run --print-config``)."""
+    """Every key with its default, description and limits as YAML comments
+    (``sep run --print-config``); the output is itself a valid config."""
     cfg = RunnerConfig(instruments=["EUR_USD"])
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    out = ["# sep run --config runner.yaml: every key with its default (only 'instruments' is",
+           "# required). Credentials never go here (OANDA_API_KEY in the environment or OANDA.env)."]
+    _emit(RunnerConfig, cfg.model_dump(mode="json"), 0, out)
+    return "\n".join(out) + "\n"

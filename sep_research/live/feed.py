@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sep_research.live.types import Candle, Quote, fmt_time, parse_time
+from sep_research.live.types import Candle, Quote, fmt_time, parse_time, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,14 @@ class Feed:
         candles, quotes = self.poll()
         yield candles, quotes, time.perf_counter()
 
-    def now(self) -> datetime:
+    def now(self, *, refresh: bool = True) -> datetime:
+        """The feed's clock; ``refresh=False`` never makes a request (status readers)."""
         raise NotImplementedError
+
+    def checked_through(self) -> dict[str, datetime]:
+        """Per instrument, the feed time up to which every completed candle has been handed
+        out *and handled* (the batch that carried it was taken back by the runner)."""
+        return dict(getattr(self, "_checked", {}))
 
     def stats(self) -> dict[str, float]:
         return {}
@@ -123,6 +129,7 @@ class OandaFeed(Feed):
         self.server_clock = server_clock
         self._wall = wall
         self._last: dict[str, datetime | None] = {i: None for i in instruments}
+        self._checked: dict[str, datetime] = {}
         self._next_poll: dict[str, float] = {i: 0.0 for i in instruments}
         self._quotes: dict[str, Quote] = {}
         self._quote_lock = threading.Lock()
@@ -136,18 +143,21 @@ class OandaFeed(Feed):
 
     # -------------------------------------------------------------- clock
     def _see_time(self, t: datetime) -> None:
+        self._server_seen_at = self._wall()  # when the server's clock was last read
         if self._server_time is None or t > self._server_time:
             self._server_time = t
-            self._server_seen_at = self._wall()
 
-    def now(self) -> datetime:
+    def now(self, *, refresh: bool = True) -> datetime:
+        """The wall clock, or with ``server_clock`` the server's: re-read (a price poll) when
+        the last reading is older than the poll interval, so that it is never staler than
+        that; ``refresh=False`` only returns the last reading (status readers)."""
         if self.server_clock:
-            if self._server_time is None:
+            stale = self._server_time is None or \
+                self._wall() - self._server_seen_at > self.poll_interval
+            if stale and refresh:
                 self._poll_prices()
-            assert self._server_time is not None
-            return self._server_time
-        from sep_research.live.types import utc_now
-
+            if self._server_time is not None:
+                return self._server_time
         return utc_now()
 
     # -------------------------------------------------------------- requests
@@ -263,7 +273,10 @@ class OandaFeed(Feed):
         now = self.now()
         new: list[Candle] = []
         for inst in self.instruments:
-            if not self._due(inst, now) or wall < self._next_poll[inst]:
+            if not self._due(inst, now):
+                self._checked[inst] = now  # nothing can have completed since the last one
+                continue
+            if wall < self._next_poll[inst]:
                 continue
             got = self._fetch_after(inst)
             if got:
@@ -272,6 +285,7 @@ class OandaFeed(Feed):
                 self._next_poll[inst] = 0.0
             else:
                 self._next_poll[inst] = wall + self.poll_interval
+            self._checked[inst] = now
         new.sort(key=lambda c: (c.time, c.instrument))
         with self._quote_lock:
             quotes = list(self._quotes.values())
@@ -287,16 +301,20 @@ class OandaFeed(Feed):
         now = self.now()
         wall = self._wall()
         for inst in self.instruments:
-            if not self._due(inst, now) or wall < self._next_poll[inst]:
+            if not self._due(inst, now):
+                self._checked[inst] = now  # nothing can have completed since the last one
                 continue
-            got = self._fetch_after(inst)
+            if wall < self._next_poll[inst]:
+                continue
+            got = self._fetch_after(inst)  # asked after `now` was read: has all done by then
             seen = time.perf_counter()
             if got:
                 self._last[inst] = got[-1].time
                 self._next_poll[inst] = 0.0
-                yield got, [], seen
+                yield got, [], seen  # resumed only once the runner has handled them
             else:
                 self._next_poll[inst] = wall + self.poll_interval
+            self._checked[inst] = now
 
     def fresh_quotes(self, not_before: datetime) -> list[Quote]:
         with self._quote_lock:
@@ -396,6 +414,7 @@ class FileFeed(Feed):
                          for inst, cs in candles.items()}
         self._pos = 0
         self._now = times[0] if times else None
+        self._checked: dict[str, datetime] = {}
 
     @property
     def exhausted(self) -> bool:
@@ -413,9 +432,15 @@ class FileFeed(Feed):
         self._now = cut + self.gran
         return {inst: [c for c in cs if c.time <= cut] for inst, cs in self._series.items()}
 
-    def now(self) -> datetime:
+    def now(self, *, refresh: bool = True) -> datetime:
         assert self._now is not None
         return self._now
+
+    def batches(self) -> Iterator[tuple[list[Candle], list[Quote], float]]:
+        candles, quotes = self.poll()
+        yield candles, quotes, time.perf_counter()
+        if self._now is not None:
+            self._checked = {inst: self._now for inst in self._series}
 
     def poll(self) -> tuple[list[Candle], list[Quote]]:
         if self.exhausted:

@@ -2,23 +2,38 @@
 
 Tables
 ------
-``meta``        key/value: schema version, last transaction ID seen, halt state, peak equity...
+``meta``        key/value: schema version, the broker's environment and account ID (the journal
+                belongs to one account), the transaction cursor, halt state, peak equity...
 ``candles``     last completed candle handled per instrument (so a restart neither repeats nor
                 skips a decision).
 ``signals``     every decision of the signal path, one per instrument and candle.
-``decisions``   every trading decision, taken or refused, with its reason (risk events too).
+``decisions``   every trading decision, taken or refused, with its rule and reason (risk
+                events, reconciliation and reloads too); reasons are bounded to 500 characters.
 ``orders``      every order the runner meant to place, by client ID. The row is committed with
                 state ``intent`` **before** the POST, so a crash between the two is visible on
                 restart; states: intent, filled, cancelled, rejected, abandoned, unknown.
+                Purpose ``open``, ``close``, or ``adopted`` (found at the broker on import).
 ``fills``       fills seen (ours, and stop-loss / take-profit / closing fills of our trades).
 ``positions``   trades held: ours, adopted ones, and foreign ones (flagged, never touched).
 ``equity``      equity snapshots.
 
-Each write is its own transaction. WAL with ``synchronous=NORMAL``: a committed row survives
-the process being killed (``kill -9``) at any moment; after a power cut the last few commits may
-be lost, which reconciliation handles (an order whose intent was lost is found in the
-account's transactions by its ``sep-`` client ID and adopted, never sent again). Opening a file that is not a journal, or a corrupt one, raises
-:class:`JournalError` and leaves the file as it was.
+Durability. Each write is its own transaction, in WAL mode. A committed row survives the
+process being killed (``kill -9``) at any moment. What a power cut may lose: with
+``synchronous=NORMAL`` the WAL is synced only at checkpoints, so the journal is checkpointed
+(copied into the database file and synced) right after it is created and after every order
+outcome, fill, position change and cursor move, and an order's ``intent`` is committed with
+``synchronous=FULL`` before the order is sent. A power cut can therefore lose only the newest
+signals, decisions, candle marks and equity rows (the next candle is decided again, and a
+repeated decision has the same client ID, so it is recognised, never sent twice); an order,
+its outcome and the fills survive. A journal that is lost entirely is rebuilt: an empty
+journal on an account with history imports the account's transactions (fills, positions and
+the runner's orders by their ``sep-`` client IDs; :mod:`sep_research.live.reconcile`).
+
+Opening. An existing file is checked before anything is written to it
+(:func:`check_journal_file`): a file that is not a runner journal, a damaged one
+(``integrity_check``) or one with a row the runner cannot rely on (checked with its type)
+raises :class:`JournalCorrupt` and is left exactly as it was. A full disk raises
+:class:`JournalFull` ("disk full", the journal is intact) at any write.
 """
 
 from __future__ import annotations
@@ -34,10 +49,34 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sep_research.live.types import fmt_time, utc_now
+from sep_research.live.journal_file import (
+    APP_ID,
+    OPEN_ORDER_STATES,
+    ORDER_PURPOSES,
+    ORDER_STATES,
+    ORIGINS,
+    SCHEMA_VERSION,
+    JournalCorrupt,
+    JournalError,
+    JournalFull,
+    check_journal_file,
+    corrupt_error,
+    full_error,
+    is_full,
+    open_error,
+)
+from sep_research.live.types import bounded, fmt_time, utc_now
 
-SCHEMA_VERSION = "1"
-_APP_ID = 0x53455052  # "SEPR"
+__all__ = ["OPEN_ORDER_STATES", "ORDER_PURPOSES", "ORDER_STATES", "ORIGINS", "SCHEMA_VERSION",
+           "Journal", "JournalCorrupt", "JournalError", "JournalFull", "check_journal_file"]
+
+
+def _ts(value: datetime | str | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return fmt_time(value)
+
+
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -71,82 +110,101 @@ CREATE INDEX IF NOT EXISTS orders_state ON orders (state);
 CREATE INDEX IF NOT EXISTS positions_state ON positions (state);
 """
 
-ORDER_STATES = ("intent", "filled", "cancelled", "rejected", "abandoned", "unknown")
-OPEN_ORDER_STATES = ("intent", "unknown")
-
-
-class JournalError(RuntimeError):
-    """The journal cannot be opened or is corrupt (the message names the file)."""
-
-
-def _ts(value: datetime | str | None) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return fmt_time(value)
-
-
 class Journal:
     """Thread-safe access to the journal file (one connection, a lock around it)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._lock = threading.RLock()
+        fresh = True
         if self.path != ":memory:":
             p = Path(self.path)
             if p.exists() and p.is_dir():
                 raise JournalError(f"journal {p} is a directory")
-            p.parent.mkdir(parents=True, exist_ok=True)
-            existed = p.exists() and p.stat().st_size > 0
-        else:
-            existed = False
+            if p.exists() and p.stat().st_size > 0:
+                fresh = not check_journal_file(self.path)
+            else:
+                p.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._conn = sqlite3.connect(self.path, check_same_thread=False,
                                          isolation_level=None)
+        except sqlite3.Error as exc:
+            raise open_error(self.path, exc) from None
+        try:
             self._conn.row_factory = sqlite3.Row
-            if existed:
-                self._check_existing()
+            self._conn.execute("PRAGMA busy_timeout=5000")
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA busy_timeout=5000")
             self._conn.executescript(_DDL)
-            self._conn.execute(f"PRAGMA application_id={_APP_ID}")
+            self._conn.execute(f"PRAGMA application_id={APP_ID}")
             if self.get_meta("schema_version") is None:
                 self.set_meta("schema_version", SCHEMA_VERSION)
-        except sqlite3.DatabaseError as exc:
+            if fresh:
+                # a new journal is on disk at once, not only in the WAL (a power cut before
+                # the first checkpoint must not lose it)
+                self.checkpoint()
+        except (sqlite3.Error, JournalError) as exc:
             with contextlib.suppress(Exception):
                 self._conn.close()
-            raise JournalError(
-                f"journal {self.path} is corrupt or not a runner journal ({exc}); it was left "
-                "untouched: move it aside (and keep it for inspection) to start a new one"
-            ) from None
+            if isinstance(exc, JournalError):
+                raise
+            raise open_error(self.path, exc) from None
 
-    def _check_existing(self) -> None:
-        row = self._conn.execute("PRAGMA quick_check").fetchone()
-        if row is None or row[0] != "ok":
-            raise sqlite3.DatabaseError(f"integrity check failed: {row[0] if row else '?'}")
-        app = self._conn.execute("PRAGMA application_id").fetchone()[0]
-        if app not in (0, _APP_ID):
-            raise sqlite3.DatabaseError(f"application_id {app:#x} is not a runner journal")
-        tables = {r[0] for r in self._conn.execute(
-            "SELECT name FROM sqlite_master WHERE type='table'")}
-        if tables and "meta" not in tables:
-            raise sqlite3.DatabaseError("it has tables but no 'meta' table")
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file and sync it (after each order outcome, so
+        that losing the WAL in a power cut loses no order or fill)."""
+        if self.path == ":memory:":
+            return
+        with self._lock:
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:
+                if is_full(exc):
+                    raise full_error(self.path, exc) from None
+                raise
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction. ``durable``: synced to disk at commit (``synchronous=FULL``),
+        for what must survive a power cut (an order's intent, before it is sent). A full disk
+        raises :class:`JournalFull`."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+                if durable:
+                    self._conn.execute("PRAGMA synchronous=FULL")
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
+                    raise
+                else:
+                    self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if is_full(exc):
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
+                    raise full_error(self.path, exc) from None
                 raise
-            else:
-                self._conn.execute("COMMIT")
+            finally:
+                if durable:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("PRAGMA synchronous=NORMAL")
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         with self._lock:
-            return [dict(r) for r in self._conn.execute(sql, args).fetchall()]
+            try:
+                return [dict(r) for r in self._conn.execute(sql, args).fetchall()]
+            except sqlite3.OperationalError as exc:
+                if "decode" in str(exc):  # invalid UTF-8 written behind the runner's back
+                    raise corrupt_error(self.path, str(exc)) from None
+                raise
+
+    @property
+    def journal_mode(self) -> str:
+        """SQLite's journal mode of the file (``wal``)."""
+        return str(self._query("PRAGMA journal_mode")[0]["journal_mode"])
 
     def close(self) -> None:
         with self._lock:
@@ -169,9 +227,11 @@ class Journal:
         return self.get_meta("last_transaction_id")
 
     def set_last_transaction_id(self, txid: str | int) -> None:
+        """Move the transaction cursor forward (never back); synced to the database file."""
         cur = self.last_transaction_id
         if cur is None or int(txid) > int(cur):
             self.set_meta("last_transaction_id", str(txid))
+            self.checkpoint()
 
     # ---------------------------------------------------------------- candles & signals
     def last_candle(self, instrument: str) -> str | None:
@@ -199,11 +259,13 @@ class Journal:
                 (instrument, _ts(candle_time), model_id, action, int(target), conf,
                  json.dumps(extra, default=str), _ts(utc_now())))
 
-    def signals(self, limit: int = 100, instrument: str | None = None) -> list[dict[str, Any]]:
-        if instrument:
-            return self._query("SELECT * FROM signals WHERE instrument=? ORDER BY id DESC "
-                               "LIMIT ?", (instrument, limit))
-        return self._query("SELECT * FROM signals ORDER BY id DESC LIMIT ?", (limit,))
+    def signals(self, limit: int = 100, instrument: str | None = None, *,
+                oldest_first: bool = False) -> list[dict[str, Any]]:
+        """Recent signals, newest first; ``oldest_first``: in candle-time order."""
+        where, args = ("WHERE instrument=? ", (instrument,)) if instrument else ("", ())
+        order = "candle_time, id" if oldest_first else "id DESC"
+        return self._query(f"SELECT * FROM signals {where}ORDER BY {order} LIMIT ?",
+                           (*args, limit))
 
     # ---------------------------------------------------------------- decisions
     def record_decision(self, kind: str, taken: bool, reason: str, *, instrument: str | None = None,
@@ -213,11 +275,22 @@ class Journal:
             c.execute(
                 "INSERT INTO decisions(time, instrument, candle_time, kind, taken, rule, reason,"
                 " detail) VALUES(?,?,?,?,?,?,?,?)",
-                (_ts(utc_now()), instrument, _ts(candle_time), kind, int(taken), rule, reason,
-                 json.dumps(detail or {}, default=str)))
+                (_ts(utc_now()), instrument, _ts(candle_time), kind, int(taken), rule,
+                 bounded(reason), json.dumps(detail or {}, default=str)))
 
-    def decisions(self, limit: int = 100) -> list[dict[str, Any]]:
-        return self._query("SELECT * FROM decisions ORDER BY id DESC LIMIT ?", (limit,))
+    def decisions(self, limit: int = 100, *, kind: str | None = None,
+                  taken: bool | None = None, rule: str | None = None
+                  ) -> list[dict[str, Any]]:
+        """Recent decisions, newest first, optionally of one ``kind``, outcome or ``rule``."""
+        conds, args = [], []
+        for col, val in (("kind", kind), ("taken", None if taken is None else int(taken)),
+                         ("rule", rule)):
+            if val is not None:
+                conds.append(f"{col}=?")
+                args.append(val)
+        where = f"WHERE {' AND '.join(conds)} " if conds else ""
+        return self._query(f"SELECT * FROM decisions {where}ORDER BY id DESC LIMIT ?",
+                           (*args, limit))
 
     # ---------------------------------------------------------------- orders
     def order(self, client_id: str) -> dict[str, Any] | None:
@@ -229,7 +302,7 @@ class Journal:
                          take_profit: str | None) -> bool:
         """Record an order before it is sent. False if the client ID is already known."""
         now = _ts(utc_now())
-        with self._tx() as c:
+        with self._tx(durable=True) as c:  # on disk before the order is sent
             cur = c.execute(
                 "INSERT OR IGNORE INTO orders(client_id, instrument, candle_time, purpose, units,"
                 " stop_loss, take_profit, state, created_at, updated_at)"
@@ -247,7 +320,10 @@ class Journal:
                 "UPDATE orders SET state=?, order_id=COALESCE(?, order_id),"
                 " trade_id=COALESCE(?, trade_id), reason=COALESCE(?, reason), updated_at=?"
                 " WHERE client_id=?",
-                (state, order_id, trade_id, reason, _ts(utc_now()), client_id))
+                (state, order_id, trade_id, None if reason is None else bounded(reason),
+                 _ts(utc_now()), client_id))
+        if state not in OPEN_ORDER_STATES:
+            self.checkpoint()  # an order's outcome survives losing the WAL
 
     def orders(self, states: tuple[str, ...] | None = None, limit: int = 1000
                ) -> list[dict[str, Any]]:
@@ -256,6 +332,37 @@ class Journal:
             return self._query(f"SELECT * FROM orders WHERE state IN ({marks}) "
                                "ORDER BY created_at LIMIT ?", (*states, limit))
         return self._query("SELECT * FROM orders ORDER BY created_at DESC LIMIT ?", (limit,))
+
+    def adopt_order(self, client_id: str, *, instrument: str, units: int, state: str,
+                    order_id: str | None, trade_id: str | None, time: datetime | None,
+                    reason: str) -> bool:
+        """Journal an order found at the broker that the journal lost (purpose ``adopted``).
+        False if the client ID is already known."""
+        if state not in ORDER_STATES:
+            raise ValueError(f"unknown order state {state!r}")
+        now = _ts(utc_now())
+        with self._tx() as c:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO orders(client_id, instrument, candle_time, purpose, units,"
+                " state, order_id, trade_id, reason, created_at, updated_at)"
+                " VALUES(?,?,?,'adopted',?,?,?,?,?,?,?)",
+                (client_id, instrument, _ts(time) or now, int(units), state, order_id,
+                 trade_id, reason, now, now))
+            added = cur.rowcount == 1
+        self.checkpoint()
+        return added
+
+    def max_transaction_id(self) -> str | None:
+        """The highest broker transaction ID the journal mentions anywhere (cursor, fills,
+        trades, orders), or None: an in-process broker numbers on from it."""
+        best = int(self.last_transaction_id or 0)
+        for sql in ("SELECT transaction_id AS v FROM fills", "SELECT trade_id AS v FROM positions",
+                    "SELECT order_id AS v FROM orders WHERE order_id IS NOT NULL"):
+            for r in self._query(sql):
+                v = str(r["v"] or "")
+                if v.isdigit():
+                    best = max(best, int(v))
+        return str(best) if best or self.last_transaction_id is not None else None
 
     def all_client_ids(self) -> set[str]:
         return {r["client_id"] for r in self._query("SELECT client_id FROM orders")}
@@ -270,7 +377,10 @@ class Journal:
                 " units, price, pl, reason, time) VALUES(?,?,?,?,?,?,?,?,?)",
                 (transaction_id, client_id, instrument, trade_id, int(units), float(price), pl,
                  reason, _ts(time)))
-            return cur.rowcount == 1
+            added = cur.rowcount == 1
+        if added:
+            self.checkpoint()
+        return added
 
     def fills(self, limit: int = 1000) -> list[dict[str, Any]]:
         return self._query("SELECT * FROM fills ORDER BY id LIMIT ?", (limit,))
@@ -279,12 +389,15 @@ class Journal:
                       stop_loss: float | None, take_profit: float | None,
                       client_id: str | None, origin: str, opened_at: datetime | str) -> None:
         with self._tx() as c:
-            c.execute(
+            cur = c.execute(
                 "INSERT OR IGNORE INTO positions(trade_id, instrument, units, entry_price,"
                 " stop_loss, take_profit, client_id, origin, state, opened_at)"
                 " VALUES(?,?,?,?,?,?,?,?,'open',?)",
                 (trade_id, instrument, int(units), float(entry_price), stop_loss, take_profit,
                  client_id, origin, _ts(opened_at)))
+            added = cur.rowcount == 1
+        if added:
+            self.checkpoint()
 
     def close_position(self, trade_id: str, *, exit_price: float, pl: float, reason: str,
                        closed_at: datetime | str) -> bool:
@@ -293,7 +406,10 @@ class Journal:
                 "UPDATE positions SET state='closed', exit_price=?, pl=?, exit_reason=?,"
                 " closed_at=? WHERE trade_id=? AND state='open'",
                 (float(exit_price), float(pl), reason, _ts(closed_at), trade_id))
-            return cur.rowcount == 1
+            closed = cur.rowcount == 1
+        if closed:
+            self.checkpoint()
+        return closed
 
     def positions(self, state: str | None = "open") -> list[dict[str, Any]]:
         if state:
@@ -301,9 +417,12 @@ class Journal:
                                (state,))
         return self._query("SELECT * FROM positions ORDER BY opened_at")
 
-    def closed_trades(self, limit: int = 1000) -> list[dict[str, Any]]:
-        return self._query("SELECT * FROM positions WHERE state='closed' ORDER BY closed_at "
-                           "DESC LIMIT ?", (limit,))
+    def closed_trades(self, limit: int = 1000, *, oldest_first: bool = False
+                      ) -> list[dict[str, Any]]:
+        """Closed positions, the latest closed first; ``oldest_first``: in order of opening."""
+        order = "opened_at, trade_id" if oldest_first else "closed_at DESC"
+        return self._query(f"SELECT * FROM positions WHERE state='closed' ORDER BY {order} "
+                           "LIMIT ?", (limit,))
 
     # ---------------------------------------------------------------- equity
     def record_equity(self, balance: float, nav: float, unrealized: float,

@@ -21,12 +21,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sep_research.backtest.fills import fixed_fractional_units
+from sep_research.fx import conversion_rate, market_open, weekly_close
 from sep_research.live.config import RiskConfig
-from sep_research.live.types import InstrumentInfo, Quote
+from sep_research.live.types import InstrumentInfo, Quote, bounded
+
+__all__ = ["RiskManager", "RiskState", "Verdict", "currency_to_account", "market_open",
+           "quote_to_account", "weekly_close"]
 
 
 @dataclass
@@ -54,47 +58,6 @@ class RiskState:
     cooldown_until: str = ""  # RFC3339 UTC, empty when none
 
 
-# ------------------------------------------------------------------ market hours
-
-
-def _nth_sunday(year: int, month: int, n: int) -> date:
-    d = date(year, month, 1)
-    first = d + timedelta(days=(6 - d.weekday()) % 7)
-    return first + timedelta(weeks=n - 1)
-
-
-def new_york_offset(t: datetime) -> timedelta:
-    """UTC offset of America/New_York at ``t`` (US rules since 2007; no tz database needed)."""
-    y = t.year
-    start = datetime.combine(_nth_sunday(y, 3, 2), datetime.min.time(), UTC) + \
-        timedelta(hours=7)  # 02:00 EST = 07:00Z
-    end = datetime.combine(_nth_sunday(y, 11, 1), datetime.min.time(), UTC) + \
-        timedelta(hours=6)  # 02:00 EDT = 06:00Z
-    return timedelta(hours=-4) if start <= t < end else timedelta(hours=-5)
-
-
-def weekly_close(t: datetime) -> datetime:
-    """The next FX weekly close at or after ``t``: Friday 17:00 New York, in UTC."""
-    ny = t + new_york_offset(t)
-    days = (4 - ny.weekday()) % 7
-    fri = (ny + timedelta(days=days)).replace(hour=17, minute=0, second=0, microsecond=0)
-    if fri < ny:
-        fri += timedelta(days=7)
-    naive_utc = fri - new_york_offset(fri + timedelta(hours=5))
-    return naive_utc.astimezone(UTC)
-
-
-def market_open(t: datetime) -> bool:
-    """FX is open from Sunday 17:00 to Friday 17:00 New York time."""
-    ny = t + new_york_offset(t)
-    wd, hour = ny.weekday(), ny.hour
-    if wd == 5:
-        return False
-    if wd == 4 and hour >= 17:
-        return False
-    return not (wd == 6 and hour < 17)
-
-
 # ------------------------------------------------------------------ conversion
 
 
@@ -103,19 +66,14 @@ def quote_to_account(
     overrides: dict[str, float] | None = None,
 ) -> float | None:
     """Account-currency value of one unit of ``info``'s quote currency, or None if unknown."""
-    q = info.quote
-    if q == account_currency:
-        return 1.0
-    if overrides and q in overrides:
-        return float(overrides[q])
-    direct = quotes.get(f"{q}_{account_currency}")
-    if direct is not None:
-        return (direct.bid + direct.ask) / 2.0
-    inverse = quotes.get(f"{account_currency}_{q}")
-    if inverse is not None:
-        mid = (inverse.bid + inverse.ask) / 2.0
-        return 1.0 / mid if mid > 0 else None
-    return None
+    return currency_to_account(info.quote, account_currency, quotes, overrides)
+
+
+def currency_to_account(currency: str, account_currency: str, quotes: dict[str, Quote],
+                        overrides: dict[str, float] | None = None) -> float | None:
+    """:func:`sep_research.fx.conversion_rate` on the mids of the runner's quotes."""
+    mids = {name: (q.bid + q.ask) / 2.0 for name, q in quotes.items()}
+    return conversion_rate(currency, account_currency, mids, overrides)
 
 
 # ------------------------------------------------------------------ the manager
@@ -139,11 +97,12 @@ class RiskManager:
         if data:
             known = {k: v for k, v in data.items() if k in RiskState.__dataclass_fields__}
             self.s = RiskState(**known)
+            self.s.halt_reason = bounded(self.s.halt_reason)
 
     # -------------------------------------------------------------- halt
     def halt(self, reason: str) -> None:
         self.s.halted = True
-        self.s.halt_reason = reason
+        self.s.halt_reason = bounded(reason)
 
     def resume(self) -> None:
         self.s.halted = False

@@ -1,61 +1,44 @@
-"""Small value types of the live runner: candles, quotes, instrument facts, wire helpers.
+"""Small value types of the live runner: candles, quotes, instrument facts, decisions.
 
-Standard library only. Times are tz-aware UTC :class:`datetime` objects.
+Standard library only. Times are tz-aware UTC :class:`datetime` objects. The FX facts (times on
+the wire, pips, granularities, market hours) are :mod:`sep_research.fx`'s; the names re-exported
+here (``parse_time``, ``fmt_time``, ``utc_now``, ``pip_size``, ``GRANULARITY_SECONDS``) are the
+same objects, kept importable for the modules that use them.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-#: OANDA granularities and their length in seconds (the runner trades S5 ... D).
-GRANULARITY_SECONDS: dict[str, int] = {
-    "S5": 5, "S10": 10, "S15": 15, "S30": 30,
-    "M1": 60, "M2": 120, "M4": 240, "M5": 300, "M10": 600, "M15": 900, "M30": 1800,
-    "H1": 3600, "H2": 7200, "H3": 10800, "H4": 14400, "H6": 21600, "H8": 28800,
-    "H12": 43200, "D": 86400,
-}
+from sep_research.fx import (
+    GRANULARITY_SECONDS,
+    display_precision,
+    fmt_time,
+    parse_time,
+    pip_location,
+    pip_size,
+    utc_now,
+)
+
+__all__ = ["GRANULARITY_SECONDS", "MAX_REASON", "RUNNER_GRANULARITIES", "Candle", "Decision",
+           "InstrumentInfo", "Quote", "bounded", "fmt_time", "parse_time", "pip_size", "utc_now"]
+
+#: characters of a reason (a halt reason, a refusal, an error) kept in the journal and shown
+MAX_REASON = 500
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+def bounded(text: Any, limit: int = MAX_REASON) -> str:
+    """``text`` as a string of at most ``limit`` characters (a longer one is cut and marked),
+    so that no caller can make the runner persist or serve an unbounded text."""
+    s = str(text)
+    return s if len(s) <= limit else s[: max(0, limit - 20)] + f"... [{len(s)} chars]"
 
 
-def parse_time(value: str | float) -> datetime:
-    """RFC3339 (up to 9 fractional digits, ``Z``) or UNIX ``"seconds.nanos"`` -> UTC datetime."""
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(float(value), UTC)
-    s = str(value).strip()
-    if s and s[0].isdigit() and "-" not in s:
-        return datetime.fromtimestamp(float(s), UTC)
-    if s.endswith("Z"):
-        s = s[:-1] + "+00:00"
-    if "." in s:
-        head, _, rest = s.partition(".")
-        digits = ""
-        i = 0
-        while i < len(rest) and rest[i].isdigit():
-            digits += rest[i]
-            i += 1
-        s = f"{head}.{digits[:6].ljust(6, '0')}{rest[i:]}"
-    dt = datetime.fromisoformat(s)
-    if dt.tzinfo is None:
-        raise ValueError(f"time {value!r} has no timezone")
-    return dt.astimezone(UTC)
-
-
-def fmt_time(dt: datetime) -> str:
-    """RFC3339 with 9 fractional digits, as OANDA writes it."""
-    if dt.tzinfo is None:
-        raise ValueError("naive datetime: times must be tz-aware UTC")
-    dt = dt.astimezone(UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond:06d}000Z"
-
-
-def pip_size(instrument: str) -> float:
-    return 0.01 if instrument.endswith("_JPY") else 0.0001
+#: The granularities the runner trades (S5 ... D; the nominal W and M are research-only).
+RUNNER_GRANULARITIES: tuple[str, ...] = tuple(g for g in GRANULARITY_SECONDS if g not in ("W", "M"))
 
 
 @dataclass(frozen=True)
@@ -88,8 +71,7 @@ class InstrumentInfo:
 
     @classmethod
     def default(cls, name: str) -> InstrumentInfo:
-        jpy = name.endswith("_JPY")
-        return cls(name, 3 if jpy else 5, -2 if jpy else -4)
+        return cls(name, display_precision(name), pip_location(name))
 
     @classmethod
     def from_oanda(cls, d: dict[str, Any]) -> InstrumentInfo:

@@ -181,24 +181,35 @@ def signals_on_price_figure(
 
 def accuracy_figure(
     table: pd.DataFrame, *, title: str = "Directional accuracy out of sample",
-    reference: float | None = 0.5,
+    reference: float | None = 0.5, value: str = "hit_rate",
+    xlabel: str = "hit rate (95% interval)",
 ) -> Figure:
     """Hit rates with intervals, one bar per row (strategy and baselines).
 
-    ``table``: index = names; columns ``hit_rate``, ``ci_low``, ``ci_high`` and optionally
-    ``n`` (shown in the labels).
+    ``table``: index = names; columns ``value`` (default ``hit_rate``), ``ci_low``, ``ci_high``
+    and optionally ``n`` (shown in the labels) and ``null_low``/``null_high`` (a baseline's
+    2.5-97.5 % range for that row, drawn as a black bracket on its bar, e.g. the same candles
+    with random directions).
     """
-    missing = {"hit_rate", "ci_low", "ci_high"} - set(table.columns)
+    missing = {value, "ci_low", "ci_high"} - set(table.columns)
     if missing:
         raise ValueError(f"accuracy_figure: table lacks columns {sorted(missing)}")
     fig = _figure(8.0, 0.9 + 0.45 * len(table))
     ax = fig.subplots()
     y = np.arange(len(table))
-    p = table["hit_rate"].to_numpy(dtype=float)
+    p = table[value].to_numpy(dtype=float)
     err = np.vstack([p - table["ci_low"].to_numpy(dtype=float),
                      table["ci_high"].to_numpy(dtype=float) - p])
     colors = ["C0"] + ["0.6"] * (len(table) - 1)
     ax.barh(y, p, xerr=err, color=colors, capsize=3)
+    if {"null_low", "null_high"} <= set(table.columns):
+        lo_n = table["null_low"].to_numpy(dtype=float)
+        hi_n = table["null_high"].to_numpy(dtype=float)
+        ok = np.isfinite(lo_n) & np.isfinite(hi_n)
+        if ok.any():
+            ax.hlines(y[ok] + 0.3, lo_n[ok], hi_n[ok], color="k", lw=2.5,
+                      label="same candles, random direction (2.5-97.5%)")
+            ax.legend(fontsize=7, loc="lower right")
     labels = [f"{name} (n={int(n)})" if "n" in table.columns and pd.notna(n) else str(name)
               for name, n in zip(table.index, table["n"] if "n" in table.columns
                                  else [None] * len(table))]
@@ -210,7 +221,7 @@ def accuracy_figure(
     hi = np.nanmax(table["ci_high"].to_numpy(dtype=float)) if len(table) else 1.0
     pad = max(0.02, 0.1 * (hi - lo))
     ax.set_xlim(max(0.0, lo - pad), min(1.0, hi + pad))
-    ax.set_xlabel("hit rate (95% interval)")
+    ax.set_xlabel(xlabel)
     ax.set_title(title)
     return fig
 

@@ -245,13 +245,17 @@ def seed_headline(frame: pd.DataFrame, *, engine: str = "auto", shuffles: int = 
     """The seed preset scored as the spec does, in legacy and causal alignment.
 
     Returns the table (one row per alignment plus the shuffled-causal baseline, accuracies
-    in percent with 95 % Wilson intervals) and the signals per alignment.
+    in percent with 95 % Wilson intervals; beside the spec's figures the direction-only HC
+    accuracy, right / decided, and the same candles with random directions: mean, 2.5-97.5 %
+    and p over ``shuffles`` draws) and the signals per alignment.
     """
     from sep_research.signals.cli import reproduce, shuffled_baseline
 
     rows, sigs = [], {}
     for alignment in ("legacy", "causal"):
-        r = reproduce(frame, alignment, engine=engine)
+        r = reproduce(frame, alignment, engine=engine, n_draws=shuffles)
+        rd = r["same_candles_random_direction"] or {}
+        dci = r["hc_direction_accuracy_ci95"] or (None, None)
         sc = r["_unrounded"]
         sigs[alignment] = r["_signals"]
         ci = sc["hc_hit_rate_ci95"] or (None, None)
@@ -261,7 +265,14 @@ def seed_headline(frame: pd.DataFrame, *, engine: str = "auto", shuffles: int = 
                      "signal_rate": _pct(sc["signal_rate"]),
                      "profitability_score": r["profitability_score"],
                      "overall_accuracy": _pct(sc["hit_rate"]),
-                     "base_rate": 100.0 * sc["base_rate_up"], "non_hold": sc["n_signals"]})
+                     "base_rate": 100.0 * sc["base_rate_up"], "non_hold": sc["n_signals"],
+                     "hc_decided": sc["n_hc_decided"],
+                     "hc_direction_accuracy": _pct(sc["hc_direction_rate"]),
+                     "direction_ci_low": dci[0], "direction_ci_high": dci[1],
+                     "same_candles_random_direction": rd.get("mean"),
+                     "random_direction_low": rd.get("low"),
+                     "random_direction_high": rd.get("high"),
+                     "p_direction": rd.get("pvalue")})
     sh = shuffled_baseline(frame, sigs["causal"], n=shuffles, seed=seed)
     rows.append({"rule": f"causal signals shuffled ({sh['n']}x)", "hc_signals": rows[1][
         "hc_signals"], "hc_accuracy": sh["mean"], "ci_low": sh["low"], "ci_high": sh["high"],

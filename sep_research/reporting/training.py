@@ -2,11 +2,17 @@
 
 Input: a :class:`sep_research.training.walkforward.WalkForwardResult` and its candles.
 
-- :func:`accuracy_table`: out-of-sample HC hit rates with 95 % intervals, tuned rule and seed
-  preset beside the baselines (always long, always short, random signals with the same rate
-  and mix); feeds :func:`sep_research.reporting.figures.accuracy_figure`.
-- :func:`trading_table`: net pips (95 % interval), annualised Sharpe (interval), drawdown,
-  trades, p-value against the random signals.
+- :func:`direction_table` (first): out-of-sample direction-only hit rates (right / decided
+  among HC signals whose next move exceeds the threshold either way) with 95 % intervals,
+  beside the **same candles, random direction** baseline (2.5-97.5 % of its draws and the
+  p-value) and the baselines; feeds :func:`sep_research.reporting.figures.accuracy_figure`
+  (``value="direction_rate"``, the baseline's range drawn on each bar).
+- :func:`accuracy_table`: **the seed's metric** (HC hit rate: next move beyond the threshold in
+  the signal's direction, which rewards firing on volatile candles) with 95 % intervals, its
+  random-timing chance and the same candles with random directions, beside the baselines.
+- :func:`trading_table`: net pips (95 % interval), the financing inside them, the spread,
+  annualised Sharpe (interval), drawdown, trades, p-value against the random signals (what the
+  verdict rests on).
 - :func:`fold_table`, :func:`overfitting_table`: per fold choices; PBO, SPA, DSR, stability.
 - :func:`selection_gap_table`: the sweep's net pips of each fold's choice beside the backtest
   of the same configuration under the trading policy (the sweep cannot model a stop).
@@ -29,14 +35,52 @@ import pandas as pd
 RULES = (("tuned", "tuned rule (walk-forward)"), ("seed", "seed preset (untuned)"))
 
 
+def _nan2(x: list[float] | None) -> list[float]:
+    return list(x) if x else [np.nan, np.nan]
+
+
+def direction_table(result: Any) -> pd.DataFrame:
+    """Direction right / decided (HC signals on candles whose next move exceeds the threshold
+    either way), 95 % Wilson interval, ``n`` decided signals, and the same candles with random
+    directions at the same BUY/SELL mix (mean, 2.5-97.5 %, p-value), per rule and baseline."""
+    ev = result.evaluation
+    rows = []
+    for key, label in RULES:
+        s = ev[key]["signals"]
+        rd = ev[key]["baselines"]["random_direction"]["hc"]
+        ci, null = _nan2(s.get("hc_direction_rate_ci95")), _nan2(rd.get("direction_rate_95"))
+        rows.append({"rule": label, "direction_rate": s.get("hc_direction_rate"),
+                     "ci_low": ci[0], "ci_high": ci[1], "n": s["n_hc_decided"],
+                     "null_mean": rd.get("direction_rate_mean"), "null_low": null[0],
+                     "null_high": null[1], "p_direction": rd.get("pvalue")})
+    bl = ev["tuned"]["baselines"]
+    for key, label in (("always_long", "always long"), ("always_short", "always short")):
+        ci = _nan2(bl[key].get("direction_rate_ci95"))
+        rows.append({"rule": label, "direction_rate": bl[key].get("direction_rate"),
+                     "ci_low": ci[0], "ci_high": ci[1], "n": bl[key].get("n_decided")})
+    r = bl["random"]
+    ci = _nan2(r.get("hc_direction_rate_95"))
+    rows.append({"rule": f"random signals, same rate and mix ({r['n_permutations']}x, "
+                 "2.5-97.5%)", "direction_rate": r.get("hc_direction_rate_mean"),
+                 "ci_low": ci[0], "ci_high": ci[1], "n": np.nan})
+    out = pd.DataFrame(rows).set_index("rule")
+    return out.astype(float)
+
+
 def accuracy_table(result: Any) -> pd.DataFrame:
+    """The seed's metric: HC hit rate (next move beyond the threshold in the signal's
+    direction; it rewards firing on volatile candles), its 95 % interval, ``chance`` (random
+    timing with the same BUY/SELL mix) and ``same_candles_random_direction`` (the rule's own
+    candles with random directions: what timing alone earns on this metric)."""
     ev = result.evaluation
     rows = []
     for key, label in RULES:
         s = ev[key]["signals"]
         ci = s.get("hc_hit_rate_ci95") or [np.nan, np.nan]
+        rd = ev[key]["baselines"]["random_direction"]["hc"]
         rows.append({"rule": label, "hit_rate": s.get("hc_hit_rate"), "ci_low": ci[0],
-                     "ci_high": ci[1], "n": s["n_hc"], "chance": s.get("hc_chance_rate")})
+                     "ci_high": ci[1], "n": s["n_hc"], "chance": s.get("hc_chance_rate"),
+                     "same_candles_random_direction": rd.get("hit_rate_mean")})
     bl = ev["tuned"]["baselines"]
     n_eval = ev["tuned"]["signals"]["n_candles"]
     for key, label in (("always_long", "always long"), ("always_short", "always short")):
@@ -49,7 +93,8 @@ def accuracy_table(result: Any) -> pd.DataFrame:
                  "2.5-97.5%)", "hit_rate": r.get("hc_hit_rate_mean"), "ci_low": ci[0],
                  "ci_high": ci[1], "n": ev["tuned"]["signals"]["n_hc"], "chance": np.nan})
     out = pd.DataFrame(rows).set_index("rule")
-    return out.astype({c: float for c in ("hit_rate", "ci_low", "ci_high", "chance")})
+    return out.astype({c: float for c in ("hit_rate", "ci_low", "ci_high", "chance",
+                                          "same_candles_random_direction")})
 
 
 def trading_table(result: Any) -> pd.DataFrame:
@@ -63,7 +108,8 @@ def trading_table(result: Any) -> pd.DataFrame:
                      "net_pips_high": ci[1], "sharpe_annualised": t.get("sharpe_annualised"),
                      "sharpe_low": sci[0], "sharpe_high": sci[1],
                      "max_drawdown_pips": t["max_drawdown_pips"], "trades": t["n_trades"],
-                     "costs_pips": t["costs_pips"], "p_vs_random": p})
+                     "costs_pips": t["costs_pips"], "financing_pips": t.get("financing_pips"),
+                     "p_vs_random": p})
 
     for key, label in RULES:
         add(label, ev[key]["trading"], ev[key]["tests"]["pvalue_net_pips_vs_random"])
@@ -72,7 +118,8 @@ def trading_table(result: Any) -> pd.DataFrame:
     add("always short", bl["always_short"]["trading"], None)
     r = bl["random"]
     rows.append({"rule": "random signals (mean, 2.5-97.5%)", "net_pips": r["net_pips_mean"],
-                 "net_pips_low": r["net_pips_95"][0], "net_pips_high": r["net_pips_95"][1]})
+                 "net_pips_low": r["net_pips_95"][0], "net_pips_high": r["net_pips_95"][1],
+                 "financing_pips": r.get("financing_pips_mean")})
     return pd.DataFrame(rows).set_index("rule").astype(float)
 
 
@@ -145,7 +192,7 @@ def oos_actions(result: Any, *, rule: str = "tuned") -> np.ndarray:
 def equity_curves(frame: pd.DataFrame, result: Any, *,
                   half_spread_pips: float | None) -> dict[str, pd.Series]:
     """Out-of-sample equity in pips (backtest fills at bid/ask, the result's policy: its stop
-    and take-profit) over the test folds."""
+    and take-profit; the financing of its cost model) over the test folds."""
     from sep_research.backtest import run_backtest
 
     m = np.asarray(result.oos_mask, bool)
@@ -159,7 +206,8 @@ def equity_curves(frame: pd.DataFrame, result: Any, *,
         bt = run_backtest(frame, tgt, instrument=result.instrument,
                           half_spread_pips=half_spread_pips,
                           stop_loss_pips=result.policy.stop_loss_pips,
-                          take_profit_pips=result.policy.take_profit_pips)
+                          take_profit_pips=result.policy.take_profit_pips,
+                          financing=result.costs.financing, granularity=result.granularity)
         eq = bt.equity_pips.iloc[lo:hi]
         out[name] = eq - (bt.equity_pips.iloc[lo - 1] if lo > 0 else 0.0)
     return out
@@ -194,15 +242,20 @@ def training_metrics(result: Any) -> dict[str, Any]:
     ev = result.evaluation
     t, s = ev["tuned"]["trading"], ev["tuned"]["signals"]
     of = result.overfitting
+    rd = ev["tuned"]["baselines"]["random_direction"]["hc"]
     return {
         "oos_candles": s["n_candles"],
         "oos_hc_signals": s["n_hc"],
-        "oos_hc_hit_rate": s.get("hc_hit_rate"),
-        "oos_hc_chance_rate": s.get("hc_chance_rate"),
+        "oos_hc_direction_rate": s.get("hc_direction_rate"),
+        "oos_hc_direction_random": rd.get("direction_rate_mean"),
+        "p_direction_vs_random_direction": rd.get("pvalue"),
         "oos_net_pips": t["net_pips"],
+        "oos_financing_pips": t.get("financing_pips"),
+        "p_vs_random": ev["tuned"]["tests"]["pvalue_net_pips_vs_random"],
+        "oos_hc_hit_rate_seed_metric": s.get("hc_hit_rate"),
+        "oos_hc_chance_rate_seed_metric": s.get("hc_chance_rate"),
         "oos_sharpe_annualised": t.get("sharpe_annualised"),
         "oos_max_drawdown_pips": t["max_drawdown_pips"],
-        "p_vs_random": ev["tuned"]["tests"]["pvalue_net_pips_vs_random"],
         "seed_oos_net_pips": ev["seed"]["trading"]["net_pips"],
         "pbo": (of.get("pbo") or {}).get("pbo"),
         "spa_p": (of.get("spa") or {}).get("pvalue_consistent"),

@@ -86,19 +86,26 @@ def _fmt_pct(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{x:.2f}"
 
 
-def reproduce(frame: Any, alignment: str, *, engine: str = "auto") -> dict[str, Any]:
+def reproduce(frame: Any, alignment: str, *, engine: str = "auto",
+              n_draws: int = 1000) -> dict[str, Any]:
     """The seed preset scored as the spec does, as the JSON figures of ``reproduce-seed``.
 
     The counts and rates come from the one scorer
     (:func:`sep_research.evaluation.metrics.score_signals`, fractions); this prints them in
-    percent, as the spec's golden table does. ``_unrounded`` holds the fractions.
+    percent, as the spec's golden table does. ``_unrounded`` holds the fractions. Beside the
+    spec's figures: the direction-only HC accuracy (right / decided: HC signals whose next move
+    exceeds half a pip either way) and the same HC candles with random directions
+    (``n_draws`` seeded draws, :func:`sep_research.evaluation.metrics.random_direction_baseline`).
     """
-    from sep_research.evaluation.metrics import score_signals
-    from sep_research.signals.seed import SEED, seed_signals
+    from sep_research.evaluation.metrics import random_direction_baseline, score_signals
+    from sep_research.signals.seed import SEED, label_moves, seed_signals
 
     sig = seed_signals(frame, SEED, alignment=alignment, engine=engine)
     sc = score_signals(frame, sig.action, sig.hc, instrument=sig.instrument, has=sig.has,
                        alignment=alignment, threshold_pips=SEED.min_move)
+    move = label_moves(frame["close"].to_numpy(dtype=float), pip=sig.pip, alignment=alignment)
+    rd = random_direction_baseline(sig.action, sig.hc & sig.has, move,
+                                   threshold_pips=SEED.min_move, n_draws=n_draws, seed=0)
     hc_acc = 100.0 * sc["hc_hit_rate"] if sc["hc_hit_rate"] is not None else math.nan
     rate = 100.0 * sc["signal_rate"] if sc["signal_rate"] is not None else math.nan
     lo, hi = (100.0 * v for v in (sc["hc_hit_rate_ci95"] or (math.nan, math.nan)))
@@ -119,6 +126,18 @@ def reproduce(frame: Any, alignment: str, *, engine: str = "auto") -> dict[str, 
         "profitability_score_unrounded": round((hc_acc - 50.0) * rate, 2),
         "base_rate": round(100.0 * sc["base_rate_up"], 2),
         "scored": sc["n_candles"],
+        "hc_decided": sc["n_hc_decided"],
+        "hc_direction_accuracy": (round(100.0 * sc["hc_direction_rate"], 2)
+                                  if sc["hc_direction_rate"] is not None else None),
+        "hc_direction_accuracy_ci95": ([round(100.0 * v, 2) for v in
+                                        sc["hc_direction_rate_ci95"]]
+                                       if sc["hc_direction_rate_ci95"] else None),
+        "same_candles_random_direction": (
+            {"mean": round(100.0 * rd["direction_rate_mean"], 2),
+             "low": round(100.0 * rd["direction_rate_95"][0], 2),
+             "high": round(100.0 * rd["direction_rate_95"][1], 2),
+             "pvalue": rd["pvalue"], "n": rd["n_draws"]}
+            if rd["pvalue"] is not None else None),
         "_unrounded": sc,
         "_signals": sig,
     }
@@ -162,7 +181,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
                          f"{DEFAULT_SEED_FILE})")
     frame = load_file(path, instrument=args.instrument, granularity=args.granularity)
     aligns = (args.alignment,) if args.alignment else ("legacy", "causal")
-    res = {a: reproduce(frame, a, engine=args.engine) for a in aligns}
+    res = {a: reproduce(frame, a, engine=args.engine, n_draws=args.shuffles) for a in aligns}
     if args.json:
         if args.alignment:
             print(json.dumps(_public(res[args.alignment])))
@@ -182,6 +201,15 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         ("signal rate % (HC/non-HOLD)", "signal_rate", lambda v: f"{v:.1f}"),
         ("profitability score", "profitability_score", lambda v: f"{v:.2f}"),
         ("base rate % (next move > +0.5 pip)", "base_rate", _fmt_pct),
+        ("HC decided (|next move| > 0.5 pip)", "hc_decided", str),
+        ("HC direction right % of decided", "hc_direction_accuracy",
+         lambda v: "n/a" if v is None else f"{v:.2f}"),
+        ("  same candles, random direction %", "same_candles_random_direction",
+         lambda v: "n/a" if v is None else f"{v['mean']:.2f}"),
+        ("  95% of the draws", "same_candles_random_direction",
+         lambda v: "" if v is None else f"{v['low']:.1f} - {v['high']:.1f}"),
+        ("  p (direction vs random direction)", "same_candles_random_direction",
+         lambda v: "" if v is None else f"{v['pvalue']:.3f}"),
     ]
     print(f"Seed preset on {path} ({len(frame)} candles, {frame.index[0]} .. {frame.index[-1]})")
     print(f"{'':38s}" + "".join(f"{a:>12s}" for a in aligns))

@@ -361,12 +361,28 @@ def _cmd_batch(args: argparse.Namespace) -> int:
                         progress=not args.no_progress, worker_env=env)
     print(f"done in {res.seconds:.1f} s: {len(res.ok)} ok, {len(res.failed)} failed, "
           f"{len(res.skipped)} skipped (already finished)")
+    if not is_sweep_grid(args.grid):
+        print_batch_pvalues(res.reports, grid.name)
     for r in res.failed:
         err = r.get("error") or {}
         print(f"  failed: {r['run_id']}: {err.get('type', '')}: {err.get('message', '')}")
     if res.index is not None:
         print(f"index: {res.index}")
     return 1 if res.failed else 0
+
+
+def print_batch_pvalues(reports: str | os.PathLike[str], batch: str,
+                        log: Callable[[str], None] = print) -> None:
+    """The batch's p-values against random signals with their Holm-adjusted values and the
+    number of runs counted (:func:`sep_research.reporting.html.batch_pvalues`)."""
+    from sep_research.reporting.html import batch_pvalues, collect_runs, holm_lines
+
+    entry = batch_pvalues(collect_runs(reports)).get(batch)
+    if entry is None:
+        log(f"batch {batch}: no finished run reports a p-value against random signals")
+        return
+    for line in holm_lines(batch, entry):
+        log(line)
 
 
 def main(argv: list[str] | None = None) -> int:

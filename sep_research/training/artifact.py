@@ -2,10 +2,10 @@
 
 Standard library only: the live runner loads artifacts without numpy, numba or pandas.
 
-Layout (schema ``sep-model/2``; every key below is required, ``sha256`` is written last)::
+Layout (schema ``sep-model/3``; every key below is required, ``sha256`` is written last)::
 
     {
-      "schema": "sep-model/2",
+      "schema": "sep-model/3",
       "created_at": "2026-11-24T00:00:00Z",          # ISO UTC
       # the strategy specification (sep_research.strategy.StrategySpec.to_dict()):
       "rule": "seed", "signal_params": {...},         # the rule and every parameter
@@ -13,14 +13,19 @@ Layout (schema ``sep-model/2``; every key below is required, ``sha256`` is writt
       "alignment": "causal",                          # anything else is refused
       "policy": {"trade_on": "hc", "hold": "flat",    # what the evaluation below traded
                  "stop_loss_pips": 20.0, "take_profit_pips": null},   # null: off
-      "costs": {"spread": "mid", "half_spread_pips": 0.5, "financing": null},
+      "costs": {"spread": "mid", "half_spread_pips": 0.5,   # financing: null only when off
+                "financing": {"source": "default-table:2017-07-01", "long_rate": -0.02525,
+                              "short_rate": 0.00525, "days": {"MONDAY": 1, ...}}},
       # how it was chosen and judged:
       "objective": {...},                             # how the configuration was chosen
       "selection_gap": {...},                         # sweep objective vs backtest, per fold
       "data": {"provenance": {...}, "sha256": "..."}, # the candles' provenance and content hash
       "windows": {"folds": [{"train": [start, end], "test": [start, end], ...}], ...},
-      "metrics": {...},                               # out-of-sample metrics with intervals
-      "baselines": {...},                             # the same figures for the baselines
+      "metrics": {...},                               # out-of-sample metrics with intervals:
+                                                      # direction-only figures first, the
+                                                      # seed's metric, trading with financing
+      "baselines": {...},                             # the same figures for the baselines,
+                                                      # incl. same candles, random direction
       "overfitting": {...},                           # DSR, PBO, SPA (or why not computed)
       "code": {"git_sha": "...", "dirty": false, "version": "0.1.0"},
       "packages": {"numpy": "2.4.0", ...},
@@ -29,8 +34,9 @@ Layout (schema ``sep-model/2``; every key below is required, ``sha256`` is writt
 
 The strategy keys are validated strictly (:meth:`sep_research.strategy.StrategySpec.from_artifact`:
 typed, bounded, no unknown parameter), so an artifact that verifies is one the runner can
-trade. An artifact of an older schema (``sep-model/1`` stored no trading policy) is refused with
-the ``sep train`` command that makes a new one.
+trade. An artifact of an older schema (``sep-model/1`` stored no trading policy;
+``sep-model/2`` was judged without financing and without the direction-only figures) is refused
+with the ``sep train`` command that makes a new one.
 
 Checksum: sha256 of the canonical JSON of the artifact without its ``sha256`` key:
 ``json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
@@ -59,9 +65,15 @@ from typing import Any
 from sep_research._util import JsonInputError, atomic_write_bytes, loads_json
 from sep_research.strategy import SPEC_KEYS, SpecError, StrategySpec
 
-SCHEMA = "sep-model/2"
-#: schemas that once existed and are refused with the command that retrains
-OLD_SCHEMAS = ("sep-model/1",)
+SCHEMA = "sep-model/3"
+#: schemas that once existed and are refused with the command that retrains, and why
+OLD_SCHEMAS: dict[str, str] = {
+    "sep-model/1": ("it stores no trading policy, so what it was judged on cannot be "
+                    "traded"),
+    "sep-model/2": ("it was judged without overnight financing and without the direction-only "
+                    "figures, so its out-of-sample figures are not what the runner's P&L will "
+                    "show"),
+}
 CHECKSUM_KEY = "sha256"
 REQUIRED_KEYS = (
     "schema", "created_at", *SPEC_KEYS, "objective", "selection_gap", "data", "windows",
@@ -148,9 +160,8 @@ def _problems(artifact: Any, path: str = "MODEL.json") -> list[str]:
         return ["the artifact is not a JSON object"]
     schema = artifact.get("schema", SCHEMA)
     if schema in OLD_SCHEMAS:
-        return [(f"schema {schema!r} is no longer supported: it stores no trading policy, so "
-                 "what it was judged on cannot be traded; retrain to write a "
-                 f"{SCHEMA!r} artifact: {retrain_command(artifact, path)} (add "
+        return [(f"schema {schema!r} is no longer supported: {OLD_SCHEMAS[schema]}; retrain "
+                 f"to write a {SCHEMA!r} artifact: {retrain_command(artifact, path)} (add "
                  "--stop-loss-pips/--take-profit-pips for the policy you mean to trade)")]
     problems = []
     missing = [k for k in REQUIRED_KEYS if k not in artifact]

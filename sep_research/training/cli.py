@@ -46,6 +46,11 @@ def register(sub: Any) -> None:
     p.add_argument("--hold", choices=("flat", "keep"), default="flat",
                    help="trading policy: what a HOLD means: flat (one-candle trades, default) "
                    "or keep (keep the position)")
+    p.add_argument("--financing", choices=("auto", "default", "off"), default="auto",
+                   help="overnight financing at 17:00 New York, charged by the out-of-sample "
+                   "backtests and the baselines and written into the artifact: auto (rates "
+                   "fetched from OANDA with 'sep data rates' into the cache folder, else the "
+                   "indicative default table; default), default (the table), off")
     p.add_argument("--random", type=int, default=1000, help="random-baseline draws")
     p.add_argument("--seed", type=int, default=0, help="random seed of the baselines")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -109,11 +114,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
                     stop_loss_pips=args.stop_loss_pips, take_profit_pips=args.take_profit_pips)
     print(f"rule: {args.rule} ({len(grid)} configurations); policy: {policy.describe()}",
           file=sys.stderr)
+    from sep_research.data import CandleCache
+    from sep_research.training.walkforward import resolve_financing
+
+    financing = resolve_financing(args.financing, args.instrument, frame,
+                                  folder=CandleCache(args.cache_dir).root)
+    print("financing: " + (financing.describe() if financing is not None else "off"),
+          file=sys.stderr)
     result = walk_forward(
         frame, instrument=args.instrument, granularity=args.granularity, grid=grid, policy=policy,
         n_folds=args.folds, scheme=args.scheme, objective=args.objective, min_hc=args.min_hc,
-        half_spread_pips=half, engine=args.engine, n_random=args.random, seed=args.seed,
-        progress=not args.no_progress)
+        half_spread_pips=half, financing=financing, engine=args.engine, n_random=args.random,
+        seed=args.seed, progress=not args.no_progress)
     print(oos_table(result))
     art = write_artifact(args.out, build_payload(result, frame))
     print(f"wrote {args.out} (sha256 {art['sha256'][:16]}...); "

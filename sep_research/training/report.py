@@ -89,7 +89,13 @@ def build_payload(result: WalkForwardResult, frame: pd.DataFrame) -> dict[str, A
                       "sweep_scores": "one-candle trades of the signals the policy trades, "
                                       "close-to-close move less the full spread at the next "
                                       "open (see selection_gap)",
-                      "trades": spec.policy.describe()},
+                      "trades": spec.policy.describe(),
+                      "financing_in_selection": False,
+                      "financing": ("not in the selection: the sweep's one-candle trades are "
+                                    "scored without financing; the out-of-sample backtests, "
+                                    "the baselines and the selection gap's backtests charge "
+                                    "it (the gap shows its effect on the choice)"
+                                    if spec.costs.financing is not None else "off")},
         "selection_gap": result.selection_gap,
         "data": {"provenance": prov, "sha256": prov["sha256"],
                  "price_source": result.settings["price_source"]},
@@ -155,8 +161,9 @@ def gap_lines(gap: dict[str, Any] | None) -> list[str]:
     if not gap or not gap.get("per_fold"):
         return ["selection gap: n/a (no fold chose a configuration)"]
     return [
-        ("selection gap (the sweep scores one-candle trades without stops; the backtest trades "
-         "the policy):"),
+        ("selection gap (the sweep that chooses scores one-candle trades without stops or "
+         "financing; the backtest trades the policy"
+         + (", financing charged" if gap.get("backtest_financing") else "") + "):"),
         (f"  chosen configurations, training folds: sweep {gap['train_sweep_net_pips']:+.1f} "
          f"net pips, backtest {gap['train_backtest_net_pips']:+.1f} (gap "
          f"{gap['train_gap_pips']:+.1f})"),
@@ -166,48 +173,107 @@ def gap_lines(gap: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _dir_cell(rate: float | None, ci: list[float] | None) -> str:
+    return "n/a" if rate is None else f"{_pct(rate)} {_ci(ci, pct=True)}"
+
+
 def _oos_table(ev: dict[str, Any], of: dict[str, Any], st: dict[str, Any], *,
                policy: str, costs: str, gap: dict[str, Any] | None) -> str:
-    lines = [f"policy traded: {policy}; costs: {costs}"]
-    head = (f"{'rule (out of sample)':<28} {'HC':>5} {'HC hit rate [95% CI]':>24} {'chance':>7} "
-            f"{'net pips [95% CI]':>28} {'Sharpe/yr [95% CI]':>24} {'maxDD':>7} {'trades':>6} "
-            f"{'p(rand)':>7}")
-    lines.append(head)
-    lines.append("-" * len(head))
-    for name, label in (("tuned", "tuned (walk-forward)"), ("seed", "seed preset (untuned)")):
-        e = ev[name]
-        s, t = e["signals"], e["trading"]
-        lines.append(
-            f"{label:<28} {s['n_hc']:>5} "
-            f"{_pct(s['hc_hit_rate']) + ' ' + _ci(s['hc_hit_rate_ci95'], pct=True):>24} "
-            f"{_pct(s['hc_chance_rate']):>7} "
-            f"{_num(t['net_pips']) + ' ' + _ci(t['net_pips_ci95']):>28} "
-            f"{_num(t['sharpe_annualised'], '.2f') + ' ' + _ci(t['sharpe_ci95'], fmt='.2f'):>24} "
-            f"{_num(t['max_drawdown_pips']):>7} {t['n_trades']:>6} "
-            f"{_num(e['tests']['pvalue_net_pips_vs_random'], '.3f'):>7}")
+    rules = (("tuned", "tuned (walk-forward)"), ("seed", "seed preset (untuned)"))
     bl = ev["tuned"]["baselines"]
+    s0 = ev["tuned"]["signals"]
+    thr = s0.get("threshold_pips", 0.5)
+    lines = [f"policy traded: {policy}; costs: {costs}", ""]
+
+    # 1. direction only: what the rule knows about the direction of the next move
+    lines.append(f"direction (out of sample): right / decided, among HC signals whose next move "
+                 f"exceeds {thr:g} pip either way, against the same candles with random "
+                 "directions at the rule's BUY/SELL mix")
+    head = (f"{'rule':<28} {'HC':>5} {'decided':>7} {'direction right [95% CI]':>26} "
+            f"{'same candles, random dir. [2.5, 97.5%]':>40} {'p(dir)':>7}")
+    lines += [head, "-" * len(head)]
+    for name, label in rules:
+        e = ev[name]
+        s = e["signals"]
+        rd = (e["baselines"].get("random_direction") or {}).get("hc") or {}
+        null = (_dir_cell(rd.get("direction_rate_mean"), rd.get("direction_rate_95"))
+                if rd else "n/a")
+        lines.append(
+            f"{label:<28} {s['n_hc']:>5} {s.get('n_hc_decided', 0):>7} "
+            f"{_dir_cell(s.get('hc_direction_rate'), s.get('hc_direction_rate_ci95')):>26} "
+            f"{null:>40} {_num(rd.get('pvalue'), '.3f'):>7}")
     for name, label in (("always_long", "always long"), ("always_short", "always short")):
         b = bl[name]
-        t = b["trading"]
         lines.append(
-            f"{label:<28} {'-':>5} "
-            f"{_pct(b['hit_rate']) + ' ' + _ci(b['hit_rate_ci95'], pct=True):>24} {'':>7} "
-            f"{_num(t['net_pips']) + ' ' + _ci(t['net_pips_ci95']):>28} "
-            f"{_num(t['sharpe_annualised'], '.2f') + ' ' + _ci(t['sharpe_ci95'], fmt='.2f'):>24} "
-            f"{_num(t['max_drawdown_pips']):>7} {t['n_trades']:>6} {'':>7}")
+            f"{label:<28} {'-':>5} {b.get('n_decided', 0):>7} "
+            f"{_dir_cell(b.get('direction_rate'), b.get('direction_rate_ci95')):>26} "
+            f"{'(one direction: it is its own)':>40} {'':>7}")
     r = bl["random"]
     lines.append(
-        f"{'random, same rate & mix':<28} {'':>5} "
-        f"{_pct(r['hc_hit_rate_mean']) + ' ' + _ci(r['hc_hit_rate_95'], pct=True):>24} {'':>7} "
-        f"{_num(r['net_pips_mean']) + ' ' + _ci(r['net_pips_95']):>28} "
-        f"{'(' + str(r['n_permutations']) + ' ' + r['method'] + ')':>24}")
-    s = ev["tuned"]["signals"]
+        f"{'random, same rate & mix':<28} {'':>5} {'':>7} "
+        f"{_dir_cell(r.get('hc_direction_rate_mean'), r.get('hc_direction_rate_95')):>26} "
+        f"{'(' + str(r['n_permutations']) + ' ' + r['method'] + ', 2.5-97.5%)':>40}")
+
+    # 2. the seed's metric, labelled as what it is
     lines.append("")
+    lines.append(f"the seed's metric (HC hit rate: next move > {thr:g} pip in the signal's "
+                 "direction; a signal on a quiet candle is wrong whatever its direction, so it "
+                 "rewards firing on volatile candles):")
+    head = (f"{'rule':<28} {'HC hit rate [95% CI]':>24} {'random timing, same mix':>24} "
+            f"{'same candles, random dir.':>26} {'decided share':>13}")
+    lines += [head, "-" * len(head)]
+    for name, label in rules:
+        s = ev[name]["signals"]
+        rd = (ev[name]["baselines"].get("random_direction") or {}).get("hc") or {}
+        lines.append(
+            f"{label:<28} "
+            f"{_dir_cell(s.get('hc_hit_rate'), s.get('hc_hit_rate_ci95')):>24} "
+            f"{_pct(s.get('hc_chance_rate')):>24} "
+            f"{_dir_cell(rd.get('hit_rate_mean'), rd.get('hit_rate_95')):>26} "
+            f"{_pct(s.get('hc_decided_share')):>13}")
+    for name, label in (("always_long", "always long"), ("always_short", "always short")):
+        b = bl[name]
+        lines.append(f"{label:<28} {_dir_cell(b.get('hit_rate'), b.get('hit_rate_ci95')):>24}")
+    lines.append(f"{'random, same rate & mix':<28} "
+                 f"{_dir_cell(r.get('hc_hit_rate_mean'), r.get('hc_hit_rate_95')):>24}")
     lines.append(
-        f"candles judged out of sample: {s['n_candles']}; base rates: next move > +0.5 pip "
-        f"{_pct(s['base_rate_up'])}, < -0.5 pip {_pct(s['base_rate_down'])}; "
-        f"'chance' = hit rate of random timing with the same BUY/SELL mix; "
-        f"random row: mean [2.5%, 97.5%]; p(rand): net pips vs random signals")
+        f"  base rates over the {s0['n_candles']} candles judged: next move > +{thr:g} pip "
+        f"{_pct(s0['base_rate_up'])}, < -{thr:g} pip {_pct(s0['base_rate_down'])} (decided: "
+        f"{_pct(s0.get('decided_rate'))}); 'decided share': HC signals on decided candles")
+
+    # 3. trading: what the verdict rests on
+    fin_on = ev["tuned"]["trading"].get("financing_pips") is not None
+    lines.append("")
+    lines.append("trading (the verdict rests on these): the policy's backtest, fills at bid/ask, "
+                 "net of the spread" + (" and of financing (its own column)" if fin_on
+                                        else "; financing off"))
+    head = (f"{'rule':<28} {'net pips [95% CI]':>28} {'financing':>9} {'spread':>8} "
+            f"{'Sharpe/yr [95% CI]':>24} {'maxDD':>7} {'trades':>6} {'stops':>5} "
+            f"{'p(rand)':>7}")
+    lines += [head, "-" * len(head)]
+
+    def trow(label: str, t: dict[str, Any], p: Any) -> str:
+        return (f"{label:<28} {_num(t['net_pips']) + ' ' + _ci(t['net_pips_ci95']):>28} "
+                f"{_num(t.get('financing_pips')):>9} {_num(t.get('costs_pips')):>8} "
+                f"{_num(t['sharpe_annualised'], '.2f') + ' ' + _ci(t['sharpe_ci95'], fmt='.2f'):>24}"
+                f" {_num(t['max_drawdown_pips']):>7} {t['n_trades']:>6} "
+                f"{t.get('n_stop_loss', ''):>5} {p:>7}")
+
+    for name, label in rules:
+        e = ev[name]
+        lines.append(trow(label, e["trading"],
+                          _num(e["tests"]["pvalue_net_pips_vs_random"], ".3f")))
+    for name, label in (("always_long", "always long"), ("always_short", "always short")):
+        lines.append(trow(label, bl[name]["trading"], ""))
+    lines.append(
+        f"{'random, same rate & mix':<28} "
+        f"{_num(r['net_pips_mean']) + ' ' + _ci(r['net_pips_95']):>28} "
+        f"{_num(r.get('financing_pips_mean')):>9} "
+        f"{'(' + str(r['n_permutations']) + ' ' + r['method'] + ')':>33}")
+    lines.append("  random rows: mean [2.5%, 97.5%] of the draws; p(rand): net pips against "
+                 "random signals with the same rate and mix; p(dir): right directions against "
+                 "the same candles with random directions")
+    lines.append("")
     pbo = of.get("pbo")
     spa = of.get("spa")
     lines.append(

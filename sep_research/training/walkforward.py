@@ -40,7 +40,9 @@ Procedure (:func:`walk_forward`):
 spread once): ``action * (close[i+1] - close[i])`` in pips minus the full spread at the next
 open, on every traded signal as if each were a separate trade. It cannot model a stop-loss or
 take-profit, holding through consecutive signals in the same direction (the backtest pays the
-spread once), or ``hold="keep"``. The **selection gap** (``WalkForwardResult.selection_gap``,
+spread once), ``hold="keep"``, or **financing** (the out-of-sample backtests, the baselines
+and the selection gap's backtests charge it, :mod:`sep_research.financing`; the selection
+does not). The **selection gap** (``WalkForwardResult.selection_gap``,
 printed by ``sep train`` and stored in the artifact) measures what that costs: per fold, the
 sweep's net pips of the chosen configuration beside the backtest of the same configuration
 under the policy, on its training and on its test range.
@@ -56,6 +58,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sep_research.financing import FinancingRates
 from sep_research.strategy import CostModel, Policy, StrategySpec
 from sep_research.training.grid import ConfigGrid, make_grid
 
@@ -372,9 +375,11 @@ def _check_objective(objective: str) -> str:
 
 
 def _range_net_pips(frame: pd.DataFrame, sig: Any, policy: Policy, lo: int, hi: int, *,
-                    pip: float, bid: np.ndarray, ask: np.ndarray) -> float:
+                    pip: float, bid: np.ndarray, ask: np.ndarray,
+                    financing: FinancingRates | None = None,
+                    financing_days: np.ndarray | None = None) -> float:
     """Backtest net pips of the trades one configuration's signals of candles ``lo .. hi-1``
-    make under ``policy`` (the rest of the series flat)."""
+    make under ``policy`` (the rest of the series flat), financing included when charged."""
     from sep_research.backtest.engine import backtest_arrays
     from sep_research.evaluation.metrics import policy_targets
 
@@ -382,8 +387,30 @@ def _range_net_pips(frame: pd.DataFrame, sig: Any, policy: Policy, lo: int, hi: 
     m[lo:hi] = True
     tgt = policy_targets(sig.action, sig.hc, policy, m)
     bt = backtest_arrays(tgt, bid, ask, pip=pip, stop_loss_pips=policy.stop_loss_pips,
-                         take_profit_pips=policy.take_profit_pips)
+                         take_profit_pips=policy.take_profit_pips, financing=financing,
+                         financing_days=financing_days)
     return float(bt.trade_pips.sum())
+
+
+def resolve_financing(financing: FinancingRates | str | None, instrument: str,
+                      frame: pd.DataFrame, *, folder: Any = None) -> FinancingRates | None:
+    """The financing a run charges: rates as given; ``"default"``: the indicative default
+    table at the data's first candle (:func:`sep_research.financing.default_rates`);
+    ``"auto"``: rates fetched from OANDA into ``folder`` (the candle cache) when there are
+    some, else the default table; ``"off"`` or None: explicitly off."""
+    from sep_research import financing as fin
+
+    if financing is None or financing == "off":
+        return None
+    if isinstance(financing, fin.FinancingRates):
+        return financing
+    first = frame.index[0].to_pydatetime() if len(frame) else None
+    if financing == "default":
+        return fin.default_rates(instrument, first)
+    if financing == "auto":
+        return fin.rates_for(instrument, at=first, folder=folder)
+    raise ValueError(f"financing must be FinancingRates, 'auto', 'default', 'off' or None, "
+                     f"got {financing!r}")
 
 
 def walk_forward(
@@ -401,6 +428,7 @@ def walk_forward(
     objective: str = "net_pips",
     min_hc: int = 30,
     half_spread_pips: float | None = None,
+    financing: FinancingRates | str | None = "default",
     alignment: str = "causal",
     engine: str = "auto",
     n_random: int = 1000,
@@ -418,8 +446,12 @@ def walk_forward(
     :func:`~sep_research.training.grid.make_grid` of this rule, else of the seed rule). ``policy``: the trading policy evaluated and written into the
     result's :class:`~sep_research.strategy.StrategySpec` (default: HC signals only,
     one-candle trades, no stop). ``half_spread_pips`` is required for mid-only data and
-    overrides bid/ask when given. ``client``: a Dask client to run the sweeps on (same
-    results). Raises ``ValueError`` for legacy alignment, an empty grid, too few candles for
+    overrides bid/ask when given. ``financing``: overnight financing charged by the
+    out-of-sample backtests, the baselines and the selection gap's backtests
+    (:func:`resolve_financing`: rates, ``"default"`` (the default) the indicative table,
+    ``"auto"``, or None / ``"off"``); it is written into the strategy's cost model. The sweep
+    that chooses does not model it (see :data:`NOT_MODELLED_BY_SWEEP`). ``client``: a Dask
+    client to run the sweeps on (same results). Raises ``ValueError`` for legacy alignment, an empty grid, too few candles for
     the folds, an unknown objective or scheme, or an instrument other than the frame's.
     """
     from tqdm.auto import tqdm
@@ -454,8 +486,9 @@ def walk_forward(
     trade_on = policy.trade_on
     has_ba = all(c in frame.columns for c in ("bid_open", "bid_high", "bid_low", "bid_close",
                                               "ask_open", "ask_high", "ask_low", "ask_close"))
+    rates = resolve_financing(financing, instrument, frame)
     try:
-        costs = CostModel.for_data(has_ba, half_spread_pips)
+        costs = CostModel.for_data(has_ba, half_spread_pips, rates)
     except SpecError as exc:
         raise ValueError(str(exc)) from None
     pip = fx.pip_size(instrument)
@@ -479,6 +512,10 @@ def walk_forward(
     k_total = len(grid)
     seed_row = grid.find(SEED)
     bid, ask, _source = quote_arrays(frame, half_spread_pips=half_spread_pips, pip=pip)
+    from sep_research.backtest.engine import candle_financing_days
+
+    fin_days = (candle_financing_days(frame.index, rates, granularity=granularity)
+                if rates is not None else None)
 
     # every scoring range of the run, swept on the inputs prepared once
     last_hi = n - 1
@@ -549,11 +586,13 @@ def walk_forward(
         gap_rows.append({
             "fold": f.index, "grid_row": k,
             "train_sweep_net_pips": float(sw_tr[k1][k]),
-            "train_backtest_net_pips": _range_net_pips(frame, sig, policy, tr_lo, tr_hi,
-                                                       pip=pip, bid=bid, ask=ask),
+            "train_backtest_net_pips": _range_net_pips(
+                frame, sig, policy, tr_lo, tr_hi, pip=pip, bid=bid, ask=ask,
+                financing=rates, financing_days=fin_days),
             "test_sweep_net_pips": float(te_net[k]),
-            "test_backtest_net_pips": _range_net_pips(frame, sig, policy, te_lo, te_hi,
-                                                      pip=pip, bid=bid, ask=ask)})
+            "test_backtest_net_pips": _range_net_pips(
+                frame, sig, policy, te_lo, te_hi, pip=pip, bid=bid, ask=ask,
+                financing=rates, financing_days=fin_days)})
         results.append(FoldResult(
             f.index, f.train, f.test, (_iso(idx[tr_lo]), _iso(idx[tr_hi - 1])),
             (_iso(idx[te_lo]), _iso(idx[te_hi - 1])), k, grid.row_dict(k), "",
@@ -577,7 +616,7 @@ def walk_forward(
     t0 = time.perf_counter()
     common = {"instrument": instrument, "granularity": granularity, "mask": oos_mask,
               "half_spread_pips": half_spread_pips, "n_random": n_random, "seed": seed,
-              "threshold_pips": base.min_move, "policy": policy}
+              "threshold_pips": base.min_move, "policy": policy, "financing": rates}
     evaluation = {
         "tuned": evaluate_signals(frame, oos_action, oos_hc, **common),
         "seed": evaluate_signals(frame, seed_sig.action, seed_sig.hc, **common),
@@ -604,7 +643,10 @@ def walk_forward(
         "grid_fields": list(grid.fields),
         "seed_preset_grid_row": seed_row, "engine": engine,
         "half_spread_pips": half_spread_pips,
-        "price_source": costs.describe(),
+        "price_source": ("bid/ask from the data" if costs.spread == "bid_ask"
+                         else f"mid +/- {costs.half_spread_pips:g} pip"),
+        "financing": None if rates is None else rates.to_dict(),
+        "financing_in_selection": False,
         "alignment": "causal", "n_random": n_random, "pbo_splits": pbo_splits,
         "spa_reps": spa_reps, "seed": seed, "policy": policy.to_dict(),
         "costs": costs.to_dict(),
@@ -616,7 +658,7 @@ def walk_forward(
         oos_action=oos_action, oos_hc=oos_hc, seed_action=seed_sig.action,
         seed_hc=seed_sig.hc, evaluation=evaluation, stability=_stability(results, grid),
         overfitting=overfit, final=final, settings=settings, timings=timings, policy=policy,
-        costs=costs, spec=spec, selection_gap=selection_gap(gap_rows, policy))
+        costs=costs, spec=spec, selection_gap=selection_gap(gap_rows, policy, rates))
 
 
 #: what the sweep's one-candle scoring leaves out of a backtest of the same signals
@@ -627,18 +669,24 @@ NOT_MODELLED_BY_SWEEP = (
     "hold='keep' (a HOLD keeps the position)",
     ("fills at the next open and exits one open later (the sweep scores the close-to-close "
      "move) and, with bid/ask data, the exit's own spread"),
+    ("overnight financing (the backtest charges it on positions held through 17:00 New York; "
+     "the sweep's one-candle trades do not)"),
 )
 
 
-def selection_gap(rows: list[dict[str, Any]], policy: Policy) -> dict[str, Any]:
+def selection_gap(rows: list[dict[str, Any]], policy: Policy,
+                  financing: FinancingRates | None = None) -> dict[str, Any]:
     """Sweep objective (net pips of the chosen configuration as the sweep scores it) against
-    the backtest of the same configuration under ``policy``, per fold and in total."""
+    the backtest of the same configuration under ``policy`` (and ``financing``), per fold and
+    in total."""
     out: dict[str, Any] = {
         "policy": policy.describe(),
         "sweep_scores": "one-candle trades on the policy's signals: close-to-close mid move "
                         "less the full spread at the next open",
         "not_modelled_by_sweep": list(NOT_MODELLED_BY_SWEEP),
         "stop_modelled_by_sweep": False,
+        "financing_modelled_by_sweep": False,
+        "backtest_financing": None if financing is None else financing.describe(),
         "per_fold": rows,
     }
     for part in ("train", "test"):
