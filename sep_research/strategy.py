@@ -9,8 +9,9 @@ only tighten risk limits, never change the policy (``sep_research.live.model``).
 A spec holds
 
 - ``rule`` and ``params``: the signal rule's name and its parameter object. Which rules exist
-  and how each validates its parameters is stated once, in :data:`RULES` (today only
-  ``seed``: :class:`sep_research.signals.seed.SeedParams`).
+  is stated once, in :data:`RULES` (name -> the module and attribute of its
+  :class:`sep_research.signals.rules.Rule`, which names its parameter class and everything
+  else the framework derives for it; ``sep rules`` lists them).
 - ``instrument`` and ``granularity``; the pip is derived from the instrument
   (:attr:`StrategySpec.pip`, :func:`sep_research.fx.pip_size`): **price per pip** (0.0001 for
   EUR_USD, 0.01 for USD_JPY), the one meaning of ``pip`` everywhere.
@@ -56,12 +57,16 @@ from typing import Any
 from sep_research import fx
 from sep_research.financing import FinancingError, FinancingRates
 
-#: rule name -> (module, class) of its parameters. The class validates a mapping with
-#: ``from_dict(data, where=...)`` (strict, typed) and serialises with ``to_dict()``; its
-#: no-argument constructor gives the rule's preset. The one place that maps a rule name to
-#: its parameter validation.
+#: rule name -> (module, attribute) of the rule (a :class:`sep_research.signals.rules.Rule`).
+#: The one registry of signal rules: registering a rule here gives it the look-ahead check,
+#: the sweep, the walk-forward, the artifact, the runner's live stream and the CLI's
+#: ``--rule``. Its ``params_class`` validates a mapping with ``from_dict(data, where=...)``
+#: (strict, typed) and serialises with ``to_dict()``; the no-argument constructor gives the
+#: rule's preset.
 RULES: dict[str, tuple[str, str]] = {
-    "seed": ("sep_research.signals.seed", "SeedParams"),
+    "seed": ("sep_research.signals.rules.seed", "RULE"),
+    "thresholded": ("sep_research.signals.rules.thresholded", "RULE"),
+    "mtf": ("sep_research.signals.rules.mtf", "RULE"),
 }
 
 TRADE_ON = ("hc", "all")
@@ -168,12 +173,17 @@ def check_keys(data: Any, where: str, *, required: tuple[str, ...],
 # ------------------------------------------------------------------ the rules
 
 
-def rule_params_class(rule: Any, *, where: str = "rule") -> type:
-    """The parameter class of a rule named in :data:`RULES`."""
+def rule_object(rule: Any, *, where: str = "rule") -> Any:
+    """The rule registered under a name in :data:`RULES` (imported when first asked for)."""
     if not isinstance(rule, str) or rule not in RULES:
         raise SpecError(f"{where}: unknown rule {_shown(rule)} (known: {', '.join(RULES)})")
     module, name = RULES[rule]
     return getattr(importlib.import_module(module), name)
+
+
+def rule_params_class(rule: Any, *, where: str = "rule") -> type:
+    """The parameter class of a rule named in :data:`RULES`."""
+    return rule_object(rule, where=where).params_class
 
 
 def rule_params_from_dict(rule: str, data: Any, *, where: str = "signal_params") -> Any:
@@ -323,26 +333,45 @@ class CostModel:
             raise SpecError(str(exc).replace("costs.", f"{where}.", 1)) from None
 
 
+def _given_or_named(data: Any, key: str, given: str | None, what: str, hint: str) -> str:
+    """``given``, else the value of ``key`` in the frame's provenance
+    (``data.attrs["provenance"]``); SpecError when neither names one or they disagree."""
+    prov = getattr(data, "attrs", None)
+    prov = prov.get("provenance") if isinstance(prov, Mapping) else None
+    named = prov.get(key) if isinstance(prov, Mapping) else None
+    if given is None:
+        if named is None:
+            raise SpecError(f"{key}: {what} name no {key} (no provenance): pass {key}= "
+                            f"({hint})")
+        return named
+    if named is not None and named != given:
+        raise SpecError(f"{key}: {given!r} was given but {what} are {named!r} "
+                        "(by their provenance)")
+    return given
+
+
 def data_instrument(data: Any, instrument: str | None = None, *, what: str = "the candles"
                     ) -> str:
     """The instrument of candle data: ``instrument`` when given, else the one named by the
     frame's provenance (``data.attrs["provenance"]["instrument"]``). Raises :class:`SpecError`
     when neither names one, or when they disagree (the pip would be wrong)."""
-    prov = getattr(data, "attrs", None)
-    prov = prov.get("provenance") if isinstance(prov, Mapping) else None
-    named = prov.get("instrument") if isinstance(prov, Mapping) else None
-    if instrument is None:
-        if named is None:
-            raise SpecError(f"instrument: {what} name no instrument (no provenance): pass "
-                            "instrument= (it sets the pip: 0.0001, or 0.01 for JPY pairs)")
-        instrument = named
-    elif named is not None and named != instrument:
-        raise SpecError(f"instrument: {instrument!r} was given but {what} are {named!r} "
-                        "(by their provenance)")
+    instrument = _given_or_named(data, "instrument", instrument, what,
+                                 "it sets the pip: 0.0001, or 0.01 for JPY pairs")
     try:
         return fx.check_instrument(instrument)
     except fx.FxError as exc:
         raise SpecError(str(exc)) from None
+
+
+def data_granularity(data: Any, granularity: str | None = None, *,
+                     what: str = "the candles") -> str:
+    """The granularity of candle data: ``granularity`` when given, else the one its provenance
+    names (as :func:`data_instrument` does for the instrument); :class:`SpecError` otherwise."""
+    granularity = _given_or_named(data, "granularity", granularity, what, "e.g. 'H1'")
+    try:
+        return fx.check_granularity(granularity)
+    except fx.FxError as exc:
+        raise SpecError(f"granularity: {exc}") from None
 
 
 # ------------------------------------------------------------------ the spec
@@ -372,9 +401,12 @@ class StrategySpec:
         cls = rule_params_class(self.rule)
         if self.params is None:
             object.__setattr__(self, "params", cls())
-        elif not isinstance(self.params, cls):
+        elif type(self.params) is not cls:  # a rule's class may extend another's: exact type
             raise SpecError(f"params: expected {cls.__name__} for rule {self.rule!r}, got "
                             f"{type(self.params).__name__}")
+        check = getattr(self.params, "check_granularity", None)
+        if check is not None:  # a rule whose parameters depend on the candles' granularity
+            check(self.granularity, where="signal_params")
         if self.alignment not in TRADING_ALIGNMENTS:
             raise SpecError(f"alignment: {_shown(self.alignment)} is refused: only 'causal' "
                             "may be used by a strategy that trades (legacy alignment looks "

@@ -134,7 +134,8 @@ def test_seed_params_need_every_key_and_no_other() -> None:
 
 
 def test_the_rule_registry_is_the_one_place() -> None:
-    assert RULES == {"seed": ("sep_research.signals.seed", "SeedParams")}
+    assert RULES["seed"] == ("sep_research.signals.rules.seed", "RULE")
+    assert set(RULES) >= {"seed", "thresholded", "mtf"}
     assert rule_params_class("seed") is SeedParams
     with pytest.raises(SpecError, match="unknown rule 'x'"):
         rule_params_class("x")

@@ -46,6 +46,7 @@ signal_at_cu = _NS["signal_at"]
 sweep_partial_cu = _NS["sweep_partial"]
 sweep_partial_exact_cu = _NS["sweep_partial_exact"]
 limbs_to_sums_cu = _NS["limbs_to_sums"]
+store_partial_cu = _NS["store_partial"]
 fixed_limbs_cu = _NS["fixed_limbs"]
 candle_bins_cu = _NS["candle_bins"]
 flat_index_cu = _NS["flat_index"]
@@ -164,22 +165,7 @@ def sweep_exact_kernel(pc, pl, g, fw, cv, score_start, score_end, chunk):
         return
     lo = score_start + c * chunk
     hi = min(lo + chunk, score_end)
-    r = sweep_partial_exact_cu(g, k, lo, hi, fw, cv)
-    pc[0, c, k] = r[0]
-    pc[1, c, k] = r[1]
-    pc[2, c, k] = r[2]
-    pc[3, c, k] = r[3]
-    pc[4, c, k] = r[4]
-    pc[5, c, k] = r[5]
-    pc[6, c, k] = r[6]
-    pl[0, c, k] = r[7]
-    pl[1, c, k] = r[8]
-    pl[2, c, k] = r[9]
-    pl[3, c, k] = r[10]
-    pl[4, c, k] = r[11]
-    pl[5, c, k] = r[12]
-    pl[6, c, k] = r[13]
-    pl[7, c, k] = r[14]
+    store_partial_cu(pc, pl, c, k, sweep_partial_exact_cu(g, k, lo, hi, fw, cv))
 
 
 @cuda.jit

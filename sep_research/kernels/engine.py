@@ -130,17 +130,25 @@ def _check_alignment(alignment: str) -> bool:
 
 
 def compute_features(close, high, low, volume, windows, prm, *, alignment: str = "causal",
-                     engine: str = "auto") -> np.ndarray:
+                     engine: str = "auto", bits=None) -> np.ndarray:
     """Per-candle features for many series and window lengths in one call.
 
     ``close, high, low, volume``: 1-D (one series) or 2-D ``(n_series, n)`` arrays.
     ``windows``: window lengths in bits (each >= 2). ``prm``: the parameter vector
     (``SeedParams.to_vector()``). Returns ``out[F_*, i, s * n_windows + w]`` (float64),
     rows are time; candles without features hold ``F_HAS = 0`` and NaN elsewhere.
+    ``bits``: the series' bits ``(n_series, n - 1)`` of 0/1, when a rule encodes moves
+    otherwise than the spec's ``close[k+1] > close[k]`` (the default).
     """
     legacy = _check_alignment(alignment)
     eng = resolve_engine(engine)
     x = prepare_inputs(close, high, low, volume)
+    if bits is not None:
+        b = _as_2d(bits, "bits", np.int8)
+        if b.shape != x["bits"].shape or np.any((b != 0) & (b != 1)):
+            raise ValueError(f"bits must be 0/1 of shape {x['bits'].shape} (series, n - 1), "
+                             f"got shape {b.shape}")
+        x["bits"] = b
     win = np.atleast_1d(np.asarray(windows, dtype=np.int64))
     if win.ndim != 1 or win.size == 0 or np.any(win < 2):
         raise ValueError(f"windows must be a non-empty list of lengths >= 2, got {windows!r}")

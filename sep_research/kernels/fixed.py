@@ -159,6 +159,26 @@ def sweep_partial_exact(g, k, lo, hi, fw, cv):
     return (c[0], c[1], c[2], c[3], c[4], c[5], c[6], s1h, s1l, s2h, s2l, h1h, h1l, h2h, h2l)
 
 
+def store_partial(pc, pl, c, k, r):
+    """Chunk c's partial of row k, the 7 counts and 8 limbs ``r`` of
+    :func:`sweep_partial_exact`, into pc[:, c, k] and pl[:, c, k] (the GPU's partials)."""
+    pc[0, c, k] = r[0]
+    pc[1, c, k] = r[1]
+    pc[2, c, k] = r[2]
+    pc[3, c, k] = r[3]
+    pc[4, c, k] = r[4]
+    pc[5, c, k] = r[5]
+    pc[6, c, k] = r[6]
+    pl[0, c, k] = r[7]
+    pl[1, c, k] = r[8]
+    pl[2, c, k] = r[9]
+    pl[3, c, k] = r[10]
+    pl[4, c, k] = r[11]
+    pl[5, c, k] = r[12]
+    pl[6, c, k] = r[13]
+    pl[7, c, k] = r[14]
+
+
 def limbs_to_sums(sums, limbs, k):
     """sums[q, k] from the exact limbs[2q, k] (hi) and limbs[2q + 1, k] (lo), q = 0..3."""
     sums[0, k] = fixed_value(limbs[0, k], limbs[1, k], INV_SUM)
@@ -169,7 +189,7 @@ def limbs_to_sums(sums, limbs, k):
 
 #: The scalar bodies, callees first; loops.rebind compiles these with the others.
 SCALAR_FUNCTIONS = ("fixed_limbs", "fixed_value", "exact_step", "sweep_partial_exact",
-                    "limbs_to_sums")
+                    "store_partial", "limbs_to_sums")
 
 
 # ---- host-side helpers (plain Python, not compiled) -------------------------------------------

@@ -328,13 +328,18 @@ PARALLEL_DRIVERS = ("features_into", "signals_into", "sweep_into", "sweep_exact_
 BODY_MODULES = ("qfh", "fixed", "thresholds")
 
 
-def rebind(decorate, prange_impl=range, drivers: bool = True) -> dict:
+def rebind(decorate, prange_impl=range, drivers: bool = True, *, modules: tuple = (),
+           extra: tuple = ()) -> dict:
     """Copies of the scalar bodies (and drivers) whose globals point at decorated twins.
 
     ``decorate(name, func)`` returns the compiled function (``numba.njit(func)``,
     ``cuda.jit(device=True)(func)``, ...). Returns the shared namespace: name -> compiled.
     The bodies of every module in :data:`BODY_MODULES` share one namespace (their globals
     merged), so a call from one body to another, across modules too, stays compiled.
+    ``modules``: further modules of scalar bodies (full names, each listing its
+    ``SCALAR_FUNCTIONS``; a signal rule's), merged into the same namespace after these, so
+    that their bodies call the QFH bodies compiled. ``extra``: further ``(name, function)``
+    pairs decorated last (drivers compiled per rule, :mod:`sep_research.kernels.rules`).
     """
     import importlib
     import types
@@ -342,8 +347,9 @@ def rebind(decorate, prange_impl=range, drivers: bool = True) -> dict:
     ns: dict = {}
     names: list = []
     sources: dict = {}
-    for modname in BODY_MODULES:
-        mod = importlib.import_module(f"sep_research.kernels.{modname}")
+    full = tuple(f"sep_research.kernels.{m}" for m in BODY_MODULES) + tuple(modules)
+    for modname in full:
+        mod = importlib.import_module(modname)
         ns.update({k: v for k, v in vars(mod).items() if not k.startswith("__")})
         for name in mod.SCALAR_FUNCTIONS:
             if name in sources:
@@ -353,11 +359,16 @@ def rebind(decorate, prange_impl=range, drivers: bool = True) -> dict:
     ns["np"] = np
     ns["math"] = math
     ns["prange"] = prange_impl
+    later = []
     if drivers:
         this = globals()
-        for name in DRIVERS:
-            names.append(name)
-            sources[name] = this[name]
+        later += [(name, this[name]) for name in DRIVERS]
+    later += list(extra)
+    for name, f in later:
+        if name in sources:
+            raise ValueError(f"driver {name!r} is defined twice")
+        names.append(name)
+        sources[name] = f
     for name in names:
         f = sources[name]
         g = types.FunctionType(f.__code__, ns, f.__name__, f.__defaults__, f.__closure__)

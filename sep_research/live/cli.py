@@ -75,7 +75,8 @@ def build(args: argparse.Namespace) -> Any:
     if over:
         cfg = cfg.model_copy(update={"status": cfg.status.model_copy(update=over)})
     try:
-        models = load_models(args.model, cfg.instruments, cfg.granularity, risk=cfg.risk)
+        models = load_models(args.model, cfg.instruments, cfg.granularity, risk=cfg.risk,
+                             warmup=cfg.feed.warmup_candles)
     except (ModelError, ValueError) as exc:
         raise _error(f"model refused: {exc}") from None
 

@@ -18,8 +18,10 @@ tighten risk (limits, sizing, guards); it cannot change the policy. With ``risk`
   distance) for a policy without a stop-loss, where that size is undefined: set
   ``risk.fixed_units`` to trade such a model.
 
-The signal itself comes from :class:`sep_research.signals.live.SeedSignalStream`, the
-pure-Python path of the research signal code, for the artifact's instrument (its pip).
+The signal itself comes from the artifact's rule's live stream (``Rule.stream`` of
+:mod:`sep_research.signals.rules`; :class:`sep_research.signals.live.SeedSignalStream` for the
+seed rule), the pure-Python path of the research signal code, for the artifact's instrument
+(its pip) and granularity. Every registered rule has one (:data:`sep_research.strategy.RULES`).
 """
 
 from __future__ import annotations
@@ -30,13 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from sep_research.live.types import Candle, Decision
-from sep_research.strategy import Policy, SpecError, StrategySpec
+from sep_research.strategy import RULES, Policy, SpecError, StrategySpec
 from sep_research.training.artifact import ArtifactError, load_artifact
 
 log = logging.getLogger(__name__)
 
-#: the rules whose signals the runner can compute (its pure-Python stream)
-RUNNER_RULES = ("seed",)
+#: the rules whose signals the runner can compute: every registered rule has a live stream
+RUNNER_RULES = tuple(RULES)
 
 __all__ = ["Model", "ModelError", "Policy", "SignalPath", "check_policy", "load_model",
            "load_models"]
@@ -62,25 +64,35 @@ class Model:
         return self.spec.granularity
 
     @property
-    def params(self) -> Any:  # SeedParams
+    def params(self) -> Any:  # the rule's parameters (SeedParams or a subclass)
         return self.spec.params
 
     @property
     def policy(self) -> Policy:
         return self.spec.policy
 
+    @property
+    def history(self) -> int:
+        """Candles the rule's live stream must see before its signals equal research's
+        whatever the feed's start (``Rule.history``)."""
+        from sep_research.signals.rules.base import get_rule
+
+        return get_rule(self.spec.rule).history(self.params, self.granularity)
+
     def new_stream(self) -> SignalPath:
         return SignalPath(self)
 
 
 class SignalPath:
-    """One instrument's signal state: the seed stream plus the policy's previous target."""
+    """One instrument's signal state: the rule's stream plus the policy's previous target."""
 
     def __init__(self, model: Model) -> None:
-        from sep_research.signals.live import SeedSignalStream
+        from sep_research.signals.rules.base import get_rule
 
         self.model = model
-        self.stream = SeedSignalStream(model.params, instrument=model.instrument)
+        self.stream = get_rule(model.spec.rule).stream(model.params,
+                                                       instrument=model.instrument,
+                                                       granularity=model.granularity)
         self.previous = 0
 
     def update(self, candle: Candle) -> Decision:
@@ -138,9 +150,11 @@ def check_policy(model: Model, risk: Any) -> None:
 
 
 def load_models(paths: list[str], instruments: list[str], granularity: str, *,
-                risk: Any = None) -> dict[str, Model]:
+                risk: Any = None, warmup: int | None = None) -> dict[str, Model]:
     """Verify every artifact and match them to the config: one model per instrument; with
-    ``risk`` (the config's ``RiskConfig``) also :func:`check_policy` each."""
+    ``risk`` (the config's ``RiskConfig``) also :func:`check_policy` each; with ``warmup``
+    (the config's ``feed.warmup_candles``) warn about a model whose rule needs more candles
+    than that before its signals equal research's (:attr:`Model.history`)."""
     if not paths:
         raise ModelError("no model artifact given (--model ARTIFACT.json)")
     models: dict[str, Model] = {}
@@ -157,6 +171,11 @@ def load_models(paths: list[str], instruments: list[str], granularity: str, *,
                              f"(first: {models[m.instrument].path})")
         if risk is not None:
             check_policy(m, risk)
+        if warmup is not None and m.history > warmup:
+            log.warning("%s: rule %r needs %d candles before its signals equal research's; "
+                        "feed.warmup_candles is %d, so the first signals after start-up may "
+                        "differ (raise feed.warmup_candles to at least %d)", p, m.spec.rule,
+                        m.history, warmup, m.history)
         models[m.instrument] = m
     missing = [i for i in instruments if i not in models]
     if missing:

@@ -221,14 +221,13 @@ def grid_oos_table(frame: pd.DataFrame, grid: Any, result: Any, *,
                    half_spread_pips: float | None, engine: str = "auto") -> pd.DataFrame:
     """Each configuration scored on the out-of-sample candles with the sweep kernel (HC
     count, HC accuracy, net pips after the spread): for heatmaps, not for choosing."""
-    from sep_research.training.grid import COLUMNS
     from sep_research.training.walkforward import prepare_sweep, sweep
 
     si = prepare_sweep(frame, grid, instrument=result.instrument,
                        half_spread_pips=half_spread_pips, engine=engine)
     idx = np.flatnonzero(result.oos_mask)
     sw = sweep(si, int(idx[0]), int(idx[-1]) + 1, engine=engine)
-    table = pd.DataFrame(grid.table, columns=list(COLUMNS))
+    table = pd.DataFrame(grid.table, columns=list(grid.fields))
     n = sw["n_hc"].astype(float)
     table["oos_n_hc"] = sw["n_hc"]
     with np.errstate(invalid="ignore", divide="ignore"):

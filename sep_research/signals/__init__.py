@@ -11,7 +11,8 @@ Public API (imported lazily; nothing here imports numba or pandas at import time
         sweep_seed, config_signals, product_grid,        # the fused sweep (training, batch)
         prepare_sweep, run_prepared, sweep_spread_pips,  # its one preparation and spread
         SeedSignalStream, Signal,                        # the live runner's pure path
-        check_causality, check_preset,                   # the look-ahead check
+        check_causality, check_preset, check_rule,       # the look-ahead check
+        get_rule, rule_names, rule_signals,              # the signal rules (signals.rules)
     )
 """
 
@@ -42,6 +43,10 @@ _LAZY = {
     "check_causality": "sep_research.signals.causality",
     "check_preset": "sep_research.signals.causality",
     "FEATURE_FUNCTIONS": "sep_research.signals.causality",
+    "check_rule": "sep_research.signals.causality",
+    "get_rule": "sep_research.signals.rules.base",
+    "rule_names": "sep_research.signals.rules.base",
+    "rule_signals": "sep_research.signals.rules.base",
 }
 
 

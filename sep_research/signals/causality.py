@@ -6,9 +6,12 @@ Public API::
         -> CausalityReport        # .ok, .first (the first offending candle), .summary()
     FEATURE_FUNCTIONS            # name -> func(data, alignment) -> dict of per-candle arrays
     check_preset(data, preset="seed", *, alignment="causal") -> dict[str, CausalityReport]
+    check_rule(data, rule="seed", *, preset=None, alignment="causal")
+        -> dict[str, CausalityReport]   # any registered rule: its features and its signals
 
-``func(data)`` takes a mapping of 1-D arrays (``open high low close volume``) and returns
-a mapping name -> per-candle array of the same length. For every cut ``t`` and every kind
+``func(data)`` takes a mapping of 1-D arrays (``open high low close volume``, and ``time`` in
+Unix seconds when the data carry times: a frame's index) and returns a mapping name ->
+per-candle array of the same length. Times are never changed (only cut by ``truncate``). For every cut ``t`` and every kind
 of change (:data:`KINDS`), the data after ``t`` are changed, ``func`` runs again, and every
 output at candles ``0..t`` must be identical (NaN equals NaN). Kinds:
 
@@ -87,6 +90,18 @@ class CausalityReport:
             v.describe(times)
 
 
+def _inputs(data: Any) -> dict[str, np.ndarray]:
+    """The candle arrays, with their times (Unix seconds) when the data carry them."""
+    from sep_research.data.resample import frame_seconds
+
+    x = ohlcv(data)
+    try:
+        x["time"] = frame_seconds(data)
+    except ValueError:
+        pass  # no times: rules that read them refuse such data themselves
+    return x
+
+
 def _perturb(x: dict[str, np.ndarray], t: int, kind: str, rng: np.random.Generator):
     n = x["close"].shape[0]
     if kind == "truncate":
@@ -105,7 +120,8 @@ def _perturb(x: dict[str, np.ndarray], t: int, kind: str, rng: np.random.Generat
                 y[k][after] *= 0.98
     elif kind == "reverse":
         for k, v in y.items():
-            v[after] = v[after][::-1]
+            if k != "time":  # the candles keep their times; their values are reversed
+                v[after] = v[after][::-1]
     elif kind == "volume":
         y["volume"][after] = np.round(y["volume"][after] * rng.uniform(0.1, 5.0, m))
     else:
@@ -145,7 +161,7 @@ def check_causality(func: Callable[[Mapping[str, np.ndarray]], Mapping[str, np.n
                     kinds: tuple[str, ...] = KINDS, seed: int = 0,
                     label: str = "function") -> CausalityReport:
     """Run ``func`` on the data and on changed futures; report outputs that changed the past."""
-    x = ohlcv(data)
+    x = _inputs(data)
     n = x["close"].shape[0]
     cuts = default_cuts(n, n_cuts, seed) if cuts is None else sorted({int(t) for t in cuts})
     for t in cuts:
@@ -217,4 +233,33 @@ def check_preset(data: Any, preset: str = "seed", *, instrument: str | None = No
         reports[name] = check_causality(
             lambda x, f=f: f(x, alignment, params, engine, inst), data, n_cuts=n_cuts, seed=seed,
             label=f"{preset}/{name} ({alignment})")
+    return reports
+
+
+def check_rule(data: Any, rule: str = "seed", *, preset: str | None = None,
+               instrument: str | None = None, granularity: str | None = None,
+               alignment: str = "causal", engine: str = "auto", n_cuts: int = 24,
+               seed: int = 0) -> dict[str, CausalityReport]:
+    """The look-ahead check of a registered rule (:mod:`sep_research.signals.rules`) under one
+    of its presets (None: its default): every function of ``Rule.causality_functions`` (its
+    per-candle features and its signals; for the seed rule the shipped feature functions of
+    :data:`FEATURE_FUNCTIONS`). ``instrument`` / ``granularity``: else from the provenance."""
+    from sep_research.signals.rules.base import get_rule
+    from sep_research.strategy import data_granularity
+
+    check_alignment(alignment)
+    r = get_rule(rule)
+    r.check_alignment(alignment)
+    params = r.preset(preset)
+    pname = preset or next(iter(r.presets))
+    inst = data_instrument(data, instrument)
+    gran = data_granularity(data, granularity) if r.needs_times else granularity
+    prefix = pname if r.name == "seed" else f"{r.name}:{pname}"
+    reports = {}
+    for name, f in r.causality_functions().items():
+        kw = {"alignment": alignment, "engine": engine, "instrument": inst,
+              "granularity": gran}
+        reports[name] = check_causality(lambda x, f=f, kw=kw: f(x, params, **kw), data,
+                                        n_cuts=n_cuts, seed=seed,
+                                        label=f"{prefix}/{name} ({alignment})")
     return reports

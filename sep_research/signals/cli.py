@@ -1,4 +1,4 @@
-"""``sep reproduce-seed`` and ``sep check-causality``.
+"""``sep reproduce-seed``, ``sep check-causality`` and ``sep rules``.
 
 Imports nothing heavy at module level: handlers import what they need when they run.
 """
@@ -46,9 +46,14 @@ def register(sub: Any) -> None:
                    help="permutations of the causal signals for the shuffled baseline")
     p.set_defaults(func=_cmd_reproduce)
 
+    from sep_research.strategy import RULES
+
     p = sub.add_parser("check-causality",
                        help="look-ahead check: change the future, the past must not change")
-    p.add_argument("--preset", default="seed", help="signal preset (default: seed)")
+    p.add_argument("--rule", choices=tuple(RULES), default="seed",
+                   help="signal rule (default: seed; `sep rules` lists them)")
+    p.add_argument("--preset", default=None,
+                   help="one of the rule's presets (default: its first, e.g. seed)")
     p.add_argument("--alignment", choices=("legacy", "causal"), default="causal")
     p.add_argument("--data", default=None,
                    help="candle file (OANDA JSON or CSV); default: the packaged real sample")
@@ -57,6 +62,11 @@ def register(sub: Any) -> None:
     p.add_argument("--cuts", type=int, default=24, help="number of cut points")
     p.add_argument("--engine", choices=("auto", "cpu", "cuda", "python"), default="auto")
     p.set_defaults(func=_cmd_causality)
+
+    p = sub.add_parser("rules", help="the signal rules: parameters, grid fields with ranges, "
+                       "presets, how each is swept")
+    p.add_argument("name", nargs="?", choices=tuple(RULES), help="one rule only")
+    p.set_defaults(func=_cmd_rules)
 
 
 def load_file(path: str | Path, *, instrument: str = "EUR_USD", granularity: str = "M1"):
@@ -220,8 +230,16 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rules(args: argparse.Namespace) -> int:
+    from sep_research.signals.rules.base import get_rule, rule_names
+
+    names = [args.name] if args.name else list(rule_names())
+    print("\n\n".join(get_rule(n).describe() for n in names))
+    return 0
+
+
 def _cmd_causality(args: argparse.Namespace) -> int:
-    from sep_research.signals.causality import check_preset
+    from sep_research.signals.causality import check_rule
 
     if args.data:
         frame = load_file(args.data, instrument=args.instrument,
@@ -232,10 +250,10 @@ def _cmd_causality(args: argparse.Namespace) -> int:
 
         frame = load_sample()
         what = "the packaged EUR_USD H1 sample"
-    print(f"check-causality: preset {args.preset}, {args.alignment} alignment, {what} "
-          f"({len(frame)} candles)")
-    reports = check_preset(frame, args.preset, alignment=args.alignment, engine=args.engine,
-                           n_cuts=args.cuts)
+    print(f"check-causality: rule {args.rule}, preset {args.preset or '(default)'}, "
+          f"{args.alignment} alignment, {what} ({len(frame)} candles)")
+    reports = check_rule(frame, args.rule, preset=args.preset, alignment=args.alignment,
+                         engine=args.engine, n_cuts=args.cuts)
     failed = False
     for rep in reports.values():
         print("  " + rep.summary(frame.index))

@@ -114,24 +114,27 @@ class SeedParams:
     def from_dict(cls, data: Any, *, where: str = "signal_params") -> SeedParams:
         """Strict, typed: every parameter present, nothing unknown, integers are JSON
         integers (1..5000 candles; window >= 2), booleans are ``true``/``false``, numbers are
-        finite (``min_move`` >= 0); errors name the key (``signal_params.window: ...``)."""
+        finite (``min_move`` >= 0); errors name the key (``signal_params.window: ...``).
+        A rule's parameter class that extends this one types its own fields in
+        :meth:`field_from_json`."""
         names = tuple(f.name for f in fields(cls) if f.name != "extra")
         d = check_keys(data, where, required=names)
-        values: dict[str, Any] = {}
-        for name in names:
-            key = f"{where}.{name}"
-            if name in _INT_FIELDS:
-                values[name] = check_int(d[name], key, minimum=2 if name == "window" else 1,
-                                         maximum=MAX_WINDOW)
-            elif name in _BOOL_FIELDS:
-                values[name] = check_bool(d[name], key)
-            else:
-                values[name] = check_number(d[name], key,
-                                            minimum=0.0 if name == "min_move" else None)
+        values = {name: cls.field_from_json(name, d[name], f"{where}.{name}") for name in names}
         try:
             return cls(**values)
         except ValueError as exc:
             raise SpecError(f"{where}: {exc}") from None
+
+    @classmethod
+    def field_from_json(cls, name: str, value: Any, key: str) -> Any:
+        """One parameter from its JSON value, typed and bounded (:class:`SpecError` names
+        ``key``)."""
+        if name in _INT_FIELDS:
+            return check_int(value, key, minimum=2 if name == "window" else 1,
+                             maximum=MAX_WINDOW)
+        if name in _BOOL_FIELDS:
+            return check_bool(value, key)
+        return check_number(value, key, minimum=0.0 if name == "min_move" else None)
 
     def with_(self, **changes: Any) -> SeedParams:
         unknown = set(changes) - {f.name for f in fields(self)}
@@ -201,19 +204,20 @@ def ohlcv(data: Any) -> dict[str, np.ndarray]:
 
 
 def qfh_features_batch(close, high, low, volume, windows, params: SeedParams = SEED, *,
-                       instrument: str, alignment: str = "causal",
-                       engine: str = "auto") -> dict[str, np.ndarray]:
+                       instrument: str, alignment: str = "causal", engine: str = "auto",
+                       bits: Any = None) -> dict[str, np.ndarray]:
     """Per-candle features of many series x window lengths: name -> ``(n, n_series*n_win)``.
 
     Inputs are 1-D (one series) or 2-D ``(n_series, n)`` prices of ``instrument`` (it sets
     the pip of the ranges); column ``s * len(windows) + w`` belongs to series ``s`` and window
     ``windows[w]``. Names: ``qfh.FEATURE_NAMES`` (``has`` is bool, the three counts are float
-    with NaN where there are no features).
+    with NaN where there are no features). ``bits``: a rule's bits ``(n_series, n - 1)``
+    instead of the spec's (:func:`sep_research.kernels.engine.compute_features`).
     """
     check_alignment(alignment)
     prm = params.to_vector(fx.pip_size(data_instrument(None, instrument)))
     out = _engine.compute_features(close, high, low, volume, windows, prm,
-                                   alignment=alignment, engine=engine)
+                                   alignment=alignment, engine=engine, bits=bits)
     res = {name: out[q] for q, name in enumerate(qfh.FEATURE_NAMES)}
     res["has"] = out[qfh.F_HAS] == 1.0
     res["collapse"] = out[qfh.F_COLLAPSE] == 1.0

@@ -1,29 +1,38 @@
-"""The fused parameter sweep of the seed rule: one preparation of its inputs, one cost rule.
+"""The fused parameter sweep of every signal rule: one preparation of its inputs, one cost rule.
 
-Everything that sweeps the seed rule goes through here: ``sep train`` (the walk-forward), the
+Everything that sweeps a rule goes through here: ``sep train`` (the walk-forward), the
 notebooks, ``sep batch`` sweep grids and the Dask sweeps of :mod:`sep_research.sweeps`.
+``rule`` names a registered rule (:mod:`sep_research.signals.rules`; default ``"seed"``, the
+spec's rule, whose results are unchanged by the others' existence); the rule builds the
+kernel's tables and chooses its sweep (the seed's decision: threshold-space or exact brute
+force; its own decision: the exact brute force of :mod:`sep_research.kernels.rules`).
 
 Public API::
 
-    prepare_sweep(data, grid, *, instrument=None, half_spread_pips=None, params=SEED,
-                  alignment="causal", end=None, engine="auto") -> SweepInputs
+    prepare_sweep(data, grid, *, rule="seed", instrument=None, granularity=None,
+                  half_spread_pips=None, params=None, alignment="causal", end=None,
+                  engine="auto") -> SweepInputs
     run_prepared(si, lo, hi, *, engine="auto", chunk=8192, cuda_block=128) -> dict
-    sweep_seed(data, grid, *, score_start, score_end, instrument=None, half_spread_pips=None,
-               params=SEED, alignment="causal", engine="auto", chunk=8192, cuda_block=128)
+    sweep_seed(data, grid, *, score_start, score_end, rule="seed", instrument=None,
+               granularity=None, half_spread_pips=None, params=None, alignment="causal",
+               engine="auto", chunk=8192, cuda_block=128)
         -> dict[str, np.ndarray]                    # prepare_sweep + run_prepared
-    config_signals(data, row, *, instrument=None, params=SEED, alignment="causal",
-                   engine="auto") -> SeedSignals
-    product_grid(**values) -> numpy structured array (the cartesian product)
+    config_signals(data, row, *, rule="seed", instrument=None, granularity=None,
+                   params=None, alignment="causal", engine="auto") -> SeedSignals
+    product_grid(rule="seed", **values) -> numpy structured array (the cartesian product)
     sweep_spread_pips(data, *, pip, half_spread_pips=None, alignment="causal") -> np.ndarray
 
 **Grid**: a numpy structured array or a mapping of equal-length 1-D arrays, one row per
-configuration, with any of the fields in :data:`GRID_FIELDS` (others are an error):
-``w_s w_c w_e buy_threshold sell_threshold conf_threshold coh_threshold window min_move
-spread``. A missing field takes its value from ``params`` (``spread``: 0). ``spread`` is an
-extra cost in pips added to the per-candle spread below.
+configuration, with any of the rule's grid fields (others are an error): for every rule
+:data:`GRID_FIELDS`, ``w_s w_c w_e buy_threshold sell_threshold conf_threshold coh_threshold
+window min_move spread``, and the rule's own (``sep rules``). A missing field takes its value
+from ``params`` (the rule's default preset when None; ``spread``: 0). ``spread`` is an
+extra cost in pips added to the per-candle spread below. Values outside a field's range are
+an error naming the field.
 
 **Instrument**: ``instrument`` (else the frame's provenance) sets the pip, the price per pip
 of :func:`sep_research.fx.pip_size`; moves and spreads are in pips of that instrument.
+``granularity`` (else the provenance's) is read only by rules that resample the candles.
 
 **What a trade gains (the one definition of the sweep's P&L).** A non-HOLD signal of candle
 ``i`` is scored as a one-candle trade on its label move ``close[t] -> close[t+1]``
@@ -74,33 +83,30 @@ import numpy as np
 from sep_research import fx
 from sep_research.kernels import engine as _engine
 from sep_research.kernels import qfh
+from sep_research.signals.rules.base import SEED_GRID_FIELDS, Rule, get_rule
 from sep_research.signals.seed import (
-    SEED,
-    SeedParams,
     SeedSignals,
     check_alignment,
     label_index,
     label_moves,
     ohlcv,
-    seed_signals,
 )
-from sep_research.strategy import CostModel, SpecError, data_instrument
+from sep_research.strategy import CostModel, SpecError, data_granularity, data_instrument
 
-GRID_FIELDS = ("w_s", "w_c", "w_e", "buy_threshold", "sell_threshold", "conf_threshold",
-               "coh_threshold", "window", "min_move", "spread")
-_GRID_COLUMN = {"w_s": qfh.G_WS, "w_c": qfh.G_WC, "w_e": qfh.G_WE, "buy_threshold": qfh.G_BUY,
-                "sell_threshold": qfh.G_SELL, "conf_threshold": qfh.G_CONF,
-                "coh_threshold": qfh.G_COH, "min_move": qfh.G_MIN_MOVE, "spread": qfh.G_SPREAD}
+#: the seed rule's grid fields (every rule has them; ``Rule.field_names`` adds its own)
+GRID_FIELDS = tuple(f.name for f in SEED_GRID_FIELDS)
 #: the candle columns the sweep reads (bid/ask opens only for the spread of bid/ask data)
 DATA_COLUMNS = ("high", "low", "close", "volume")
 SPREAD_COLUMNS = ("bid_open", "ask_open")
 
 
-def product_grid(**values: Any) -> np.ndarray:
-    """The cartesian product of the given field values as a structured array (one row each)."""
-    unknown = set(values) - set(GRID_FIELDS)
+def product_grid(rule: str = "seed", **values: Any) -> np.ndarray:
+    """The cartesian product of the given field values as a structured array (one row each);
+    the fields are ``rule``'s grid fields."""
+    known = get_rule(rule).field_names
+    unknown = set(values) - set(known)
     if unknown:
-        raise ValueError(f"unknown grid fields {sorted(unknown)}; known: {', '.join(GRID_FIELDS)}")
+        raise ValueError(f"unknown grid fields {sorted(unknown)}; known: {', '.join(known)}")
     names = list(values)
     axes = [np.atleast_1d(np.asarray(values[k], dtype=np.float64)) for k in names]
     mesh = np.meshgrid(*axes, indexing="ij")
@@ -110,8 +116,13 @@ def product_grid(**values: Any) -> np.ndarray:
     return out
 
 
-def grid_columns(grid: Any, params: SeedParams = SEED) -> dict[str, np.ndarray]:
-    """Every field of :data:`GRID_FIELDS` as a float64 array (missing ones from ``params``)."""
+def grid_columns(grid: Any, params: Any = None, *, rule: str = "seed"
+                 ) -> dict[str, np.ndarray]:
+    """Every grid field of ``rule`` as a float64 array (missing ones from ``params``, the
+    rule's default preset when None), each checked against its range."""
+    r = get_rule(rule)
+    params = r.preset() if params is None else r.check_params(params)
+    known = r.field_names
     if isinstance(grid, np.ndarray) and grid.dtype.names:
         cols = {k: np.asarray(grid[k]) for k in grid.dtype.names}
     elif isinstance(grid, Mapping):
@@ -119,25 +130,21 @@ def grid_columns(grid: Any, params: SeedParams = SEED) -> dict[str, np.ndarray]:
     else:
         raise ValueError("grid must be a numpy structured array or a mapping of equal-length "
                          "arrays (field -> values)")
-    unknown = set(cols) - set(GRID_FIELDS)
+    unknown = set(cols) - set(known)
     if unknown:
-        raise ValueError(f"unknown grid fields {sorted(unknown)}; known: {', '.join(GRID_FIELDS)}")
+        raise ValueError(f"unknown grid fields {sorted(unknown)}; known: {', '.join(known)}")
     sizes = {k: v.shape for k, v in cols.items()}
     if not cols or len(set(sizes.values())) != 1 or next(iter(sizes.values()))[0:1] == (0,):
         raise ValueError(f"grid fields must be non-empty 1-D arrays of one length, got {sizes}")
     k = next(iter(cols.values())).shape[0]
     full = {}
-    for name in GRID_FIELDS:
-        if name in cols:
-            full[name] = cols[name].astype(np.float64).ravel()
+    for f in r.grid_fields:
+        if f.name in cols:
+            full[f.name] = cols[f.name].astype(np.float64).ravel()
         else:
-            default = 0.0 if name == "spread" else float(getattr(params, name))
-            full[name] = np.full(k, default)
-        if not np.all(np.isfinite(full[name])):
-            raise ValueError(f"grid field {name!r} holds NaN or infinite values")
-    w = full["window"]
-    if np.any(w < 2) or np.any(w != np.round(w)):
-        raise ValueError("grid field 'window' must hold integers >= 2")
+            default = 0.0 if f.name == "spread" else float(getattr(params, f.name))
+            full[f.name] = np.full(k, default)
+        f.check(full[f.name])
     return full
 
 
@@ -182,6 +189,8 @@ class SweepInputs:
     (4, m) per-candle inputs (``cv[2]`` the label move in pips, ``cv[3]`` the spread in pips,
     NaN where a candle has no label); ``order``: the row order the kernel runs in (by window
     and weights, so that neighbouring rows share their data). ``m`` candles were prepared.
+    Another rule's tables may be larger (its feature columns, its own rows and columns);
+    ``rule`` names it.
     """
 
     g: np.ndarray
@@ -191,6 +200,7 @@ class SweepInputs:
     instrument: str
     alignment: str
     costs: CostModel
+    rule: str = "seed"
 
     @property
     def n_configs(self) -> int:
@@ -221,31 +231,30 @@ def _row_order(g: np.ndarray) -> np.ndarray:
     return np.lexsort((g[:, qfh.G_WE], g[:, qfh.G_WC], g[:, qfh.G_WS], g[:, qfh.G_WINDOW_INDEX]))
 
 
-def prepare_sweep(data: Any, grid: Any, *, instrument: str | None = None,
-                  half_spread_pips: float | None = None, params: SeedParams = SEED,
-                  alignment: str = "causal", end: int | None = None,
+def prepare_sweep(data: Any, grid: Any, *, rule: str = "seed", instrument: str | None = None,
+                  granularity: str | None = None, half_spread_pips: float | None = None,
+                  params: Any = None, alignment: str = "causal", end: int | None = None,
                   engine: str = "auto") -> SweepInputs:
-    """Features (once, for every window of the grid), labels and spreads of the candles
-    ``0 .. end-1`` (default: all), and the grid's kernel table. See the module docstring."""
+    """Features (once, for every feature column of the grid), labels and spreads of the
+    candles ``0 .. end-1`` (default: all), and the grid's kernel table, for ``rule``. See the
+    module docstring."""
     check_alignment(alignment)
+    r: Rule = get_rule(rule)
+    params = r.preset() if params is None else r.check_params(params)
+    r.check_alignment(alignment)
     inst = data_instrument(data, instrument)
+    gran = data_granularity(data, granularity) if r.needs_times else granularity
     pip = fx.pip_size(inst)
     costs = sweep_costs(data, half_spread_pips)
-    x = ohlcv(data)
+    x = r.inputs(data)
     n = x["close"].shape[0]
     m = n if end is None else int(end)
     if not 2 <= m <= n:
         raise ValueError(f"end={end}: must be in 2 .. {n} (the number of candles)")
-    cols = grid_columns(grid, params)
-    windows, widx = np.unique(cols["window"].astype(np.int64), return_inverse=True)
-    feat = _engine.compute_features(x["close"][:m], x["high"][:m], x["low"][:m],
-                                    x["volume"][:m], windows, params.to_vector(pip),
-                                    alignment=alignment, engine=engine)
-    fw = np.ascontiguousarray(np.stack([feat[q].T for q in (
-        qfh.F_HAS, qfh.F_STABILITY, qfh.F_COHERENCE, qfh.F_PHASE, qfh.F_TF)]))
-    cv = np.empty((4, m), dtype=np.float64)
-    cv[0] = feat[qfh.F_VF, :, 0]
-    cv[1] = feat[qfh.F_VM, :, 0]
+    cols = grid_columns(grid, params, rule=rule)
+    xm = x if m == n else {k: v[:m] for k, v in x.items()}
+    g, fw, cv = r.sweep_tables(xm, cols, params, pip=pip, granularity=gran,
+                               alignment=alignment, engine=engine)
     cv[2] = label_moves(x["close"][:m], pip=pip, alignment=alignment)
     sub = data if m == n else {k: np.asarray(data[k])[:m] for k in (
         ("close", *SPREAD_COLUMNS) if costs.spread == "bid_ask" else ("close",))}
@@ -253,11 +262,8 @@ def prepare_sweep(data: Any, grid: Any, *, instrument: str | None = None,
                               alignment=alignment)
     if not np.all(np.isfinite(cv[3][np.isfinite(cv[2])])):
         raise ValueError("the spread holds NaN or infinite values (bid/ask of the candles)")
-    g = np.zeros((cols["window"].shape[0], qfh.N_GRID), dtype=np.float64)
-    for name, c in _GRID_COLUMN.items():
-        g[:, c] = cols[name]
-    g[:, qfh.G_WINDOW_INDEX] = widx
-    return SweepInputs(g, fw, np.ascontiguousarray(cv), _row_order(g), inst, alignment, costs)
+    return SweepInputs(g, fw, np.ascontiguousarray(cv), _row_order(g), inst, alignment, costs,
+                       r.name)
 
 
 def run_prepared(si: SweepInputs, lo: int, hi: int, *, engine: str = "auto",
@@ -270,8 +276,8 @@ def run_prepared(si: SweepInputs, lo: int, hi: int, *, engine: str = "auto",
     lo, hi = int(lo), int(hi)
     if not 0 <= lo <= hi <= si.n_candles:
         raise ValueError(f"range [{lo}, {hi}) is outside the {si.n_candles} prepared candles")
-    counts, sums = _engine.run_sweep(si.g[si.order], si.fw, si.cv, lo, hi, engine=engine,
-                                     chunk=chunk, block=cuda_block)
+    counts, sums = get_rule(si.rule).run_sweep(si.g[si.order], si.fw, si.cv, lo, hi,
+                                               engine=engine, chunk=chunk, block=cuda_block)
     k = si.n_configs
     res: dict[str, np.ndarray] = {}
     for q, name in enumerate(qfh.SWEEP_COUNTS):
@@ -283,15 +289,17 @@ def run_prepared(si: SweepInputs, lo: int, hi: int, *, engine: str = "auto",
     return res
 
 
-def sweep_seed(data: Any, grid: Any, *, score_start: int, score_end: int,
-               instrument: str | None = None, half_spread_pips: float | None = None,
-               params: SeedParams = SEED, alignment: str = "causal", engine: str = "auto",
+def sweep_seed(data: Any, grid: Any, *, score_start: int, score_end: int, rule: str = "seed",
+               instrument: str | None = None, granularity: str | None = None,
+               half_spread_pips: float | None = None, params: Any = None,
+               alignment: str = "causal", engine: str = "auto",
                chunk: int = _engine.SWEEP_CHUNK, cuda_block: int = 128) -> dict[str, np.ndarray]:
-    """Per-configuration counts and pip sums of the seed rule, without per-config signals.
+    """Per-configuration counts and pip sums of a rule (the seed rule by default), without
+    per-config signals.
 
     See the module docstring for the grid, the scoring range, what a trade gains (the spread
     charged: bid/ask at the entry's open, or ``2 * half_spread_pips``) and the result's keys.
-    Non-grid constants come from ``params``.
+    Non-grid constants come from ``params`` (the rule's default preset when None).
     """
     check_alignment(alignment)
     n = ohlcv(data)["close"].shape[0]
@@ -305,26 +313,32 @@ def sweep_seed(data: Any, grid: Any, *, score_start: int, score_end: int,
     # causal: cut the data after the label of the last scored candle, so nothing later can
     # leak in. legacy is defined on the whole data set (its look-ahead included): no cut.
     m = min(n, score_end + 1) if alignment == "causal" else n
-    si = prepare_sweep(data, grid, instrument=instrument, half_spread_pips=half_spread_pips,
-                       params=params, alignment=alignment, end=max(m, 2), engine=engine)
+    si = prepare_sweep(data, grid, rule=rule, instrument=instrument, granularity=granularity,
+                       half_spread_pips=half_spread_pips, params=params, alignment=alignment,
+                       end=max(m, 2), engine=engine)
     return run_prepared(si, score_start, min(score_end, si.n_candles), engine=engine,
                         chunk=chunk, cuda_block=cuda_block)
 
 
-def config_signals(data: Any, row: Mapping[str, Any], *, instrument: str | None = None,
-                   params: SeedParams = SEED, alignment: str = "causal",
+def config_signals(data: Any, row: Mapping[str, Any], *, rule: str = "seed",
+                   instrument: str | None = None, granularity: str | None = None,
+                   params: Any = None, alignment: str = "causal",
                    engine: str = "auto") -> SeedSignals:
     """Per-candle (action, confidence, hc) of ONE grid configuration, for the backtest.
 
-    ``row``: a mapping (or a structured-array row) with grid fields; the extra ``spread``
-    field, if any, is ignored here (it only enters pip sums).
+    ``row``: a mapping (or a structured-array row) with grid fields of ``rule``; the extra
+    ``spread`` field, if any, is ignored here (it only enters pip sums).
     """
+    from sep_research.signals.rules.base import rule_signals
+
+    r = get_rule(rule)
+    params = r.preset() if params is None else r.check_params(params)
     if isinstance(row, np.void):
         row = {k: row[k] for k in row.dtype.names}
     changes = {k: v for k, v in dict(row).items() if k != "spread"}
-    unknown = set(changes) - set(GRID_FIELDS)
+    unknown = set(changes) - set(r.field_names)
     if unknown:
         raise ValueError(f"unknown grid fields {sorted(unknown)}")
-    changes = {k: (int(v) if k == "window" else float(v)) for k, v in changes.items()}
-    return seed_signals(data, params.with_(**changes), instrument=instrument,
-                        alignment=alignment, engine=engine)
+    changes = {k: r.field(k).cast(v) for k, v in changes.items()}
+    return rule_signals(data, params.with_(**changes), rule=rule, instrument=instrument,
+                        granularity=granularity, alignment=alignment, engine=engine)

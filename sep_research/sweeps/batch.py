@@ -9,6 +9,7 @@ by that key)::
     data: sample                       # sample | cache | a JSON/CSV candle file (see load_candles)
     granularity: H1
     instruments: [EUR_USD]             # one report folder each
+    rule: seed                         # a registered rule (sep rules); default seed
     start: null                        # candle start times start <= t < end (optional)
     end: null
     score_start: 200                   # first scored candle (index in the loaded candles)
@@ -19,7 +20,7 @@ by that key)::
     chunk: 8192                        # candles per partial sum (changes rounding only)
     block_configs: null                # configurations per Dask task (null: automatic)
     top: 20                            # rows of the top-configurations table
-    grid:                              # cartesian product of these lists (sweep_seed's fields)
+    grid:                              # cartesian product of these lists (the rule's fields)
       window: [7, 11, 15]
       w_s: [0.3, 0.4]
       buy_threshold: [0.5, 0.55]
@@ -56,7 +57,7 @@ import numpy as np
 SWEEP_KEYS = {
     "kind", "name", "description", "data", "granularity", "instruments", "start", "end",
     "score_start", "score_end", "alignment", "half_spread_pips", "chunk", "block_configs", "top",
-    "grid",
+    "grid", "rule",
 }
 RESULTS_FILE = "results.npz"
 
@@ -86,12 +87,14 @@ class SweepGrid:
     description: str = ""
     source: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    rule: str = "seed"
 
     def table(self) -> np.ndarray:
-        """The configurations: ``product_grid(**grid)`` (a structured array, one row each)."""
+        """The configurations: ``product_grid(rule, **grid)`` (a structured array, one row
+        each)."""
         from sep_research.signals.sweep import product_grid
 
-        return product_grid(**self.grid)
+        return product_grid(self.rule, **self.grid)
 
     @property
     def n_configs(self) -> int:
@@ -101,7 +104,10 @@ class SweepGrid:
         """What determines one instrument's results (hashed into its run id)."""
         keys = ("data", "granularity", "start", "end", "score_start", "score_end", "alignment",
                 "half_spread_pips", "chunk", "grid")
-        return {"kind": "sweep", "instrument": instrument, **{k: getattr(self, k) for k in keys}}
+        # the seed rule's spec has no "rule" key, so its run ids are those of earlier versions
+        rule = {} if self.rule == "seed" else {"rule": self.rule}
+        return {"kind": "sweep", "instrument": instrument, **rule,
+                **{k: getattr(self, k) for k in keys}}
 
     def run_id(self, instrument: str) -> str:
         blob = json.dumps(self.spec(instrument), sort_keys=True, default=str)
@@ -139,7 +145,8 @@ def load_sweep_grid(source: str | os.PathLike[str] | dict[str, Any]) -> SweepGri
     :class:`SweepGridError` listing every problem."""
 
     from sep_research.reporting.grid import read_grid_document
-    from sep_research.signals.sweep import GRID_FIELDS
+    from sep_research.signals.rules.base import get_rule
+    from sep_research.strategy import RULES
 
     path, doc = read_grid_document(source, SweepGridError)
     where = str(path) if path else "sweep grid"
@@ -175,6 +182,11 @@ def load_sweep_grid(source: str | os.PathLike[str] | dict[str, Any]) -> SweepGri
         if doc.get(key) is not None and not isinstance(doc[key], str):
             problems.append(f"{key!r} must be a date string like '2017-05-01' or null, "
                             f"got {doc[key]!r}")
+    rule = doc.get("rule", "seed")
+    if not isinstance(rule, str) or rule not in RULES:
+        problems.append(f"'rule' {rule!r} is unknown; known: {', '.join(RULES)}")
+        rule = "seed"
+    r = get_rule(rule)
     alignment = doc.get("alignment", "causal")
     if alignment not in ("causal", "legacy"):
         problems.append(f"'alignment' must be 'causal' or 'legacy', got {alignment!r}")
@@ -199,16 +211,20 @@ def load_sweep_grid(source: str | os.PathLike[str] | dict[str, Any]) -> SweepGri
         problems.append(f"'grid' must map sweep fields to non-empty lists, got {grid!r}")
     else:
         for key, values in grid.items():
-            if key not in GRID_FIELDS:
-                problems.append(f"grid field {key!r} is unknown; known: {', '.join(GRID_FIELDS)}")
+            if key not in r.field_names:
+                problems.append(f"grid field {key!r} is unknown for rule {rule!r}; known: "
+                                f"{', '.join(r.field_names)}")
             elif (not isinstance(values, list) or not values
                   or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                              for v in values)):
                 problems.append(f"grid[{key!r}] must be a non-empty list of numbers, "
                                 f"got {values!r}")
-            elif key == "window" and not all(float(v).is_integer() and v >= 2 for v in values):
-                problems.append(f"grid['window'] must hold integers >= 2, got {values!r}")
             else:
+                try:
+                    r.field(key).check(np.array(values, dtype=np.float64))
+                except ValueError as exc:
+                    problems.append(str(exc).replace(f"grid field {key!r}", f"grid[{key!r}]"))
+                    continue
                 clean[key] = [float(v) for v in values]
     if problems:
         raise SweepGridError(f"{where}: " + "\n  ".join(["invalid sweep grid:",
@@ -220,7 +236,7 @@ def load_sweep_grid(source: str | os.PathLike[str] | dict[str, Any]) -> SweepGri
         score_end=score_end, alignment=alignment,
         half_spread_pips=None if spread is None else float(spread), chunk=chunk,
         block_configs=block, top=top, description=str(doc.get("description") or ""),
-        source=str(path.resolve()) if path else None,
+        source=str(path.resolve()) if path else None, rule=rule,
     )
 
 
@@ -417,8 +433,8 @@ def run_sweep_grid(
         frames = {inst: load_data(sg, inst) for inst in todo}
         table = sg.table()
         out = sweep_distributed(
-            {inst: frames[inst] for inst in todo}, table, client=client,
-            score_start=sg.score_start, score_end=sg.score_end,
+            {inst: frames[inst] for inst in todo}, table, client=client, rule=sg.rule,
+            granularity=sg.granularity, score_start=sg.score_start, score_end=sg.score_end,
             half_spread_pips=sg.half_spread_pips,
             alignment=sg.alignment, engine=engine, chunk=sg.chunk,
             block_configs=sg.block_configs, progress=progress)

@@ -1,14 +1,14 @@
-"""The seed-rule sweep spread over Dask workers: one task per (instrument, block of configs).
+"""A rule's sweep spread over Dask workers: one task per (instrument, block of configs).
 
 ::
 
-    sweep_distributed(datasets, grid, *, client=None, score_start=0, score_end=None,
-                      half_spread_pips=None, params=SEED, alignment="causal",
-                      engine="auto", chunk=8192, cuda_block=128, block_configs=None,
-                      n_blocks=None, progress=False) -> DistributedSweep
+    sweep_distributed(datasets, grid, *, client=None, rule="seed", granularity=None,
+                      score_start=0, score_end=None, half_spread_pips=None, params=None,
+                      alignment="causal", engine="auto", chunk=8192, cuda_block=128,
+                      block_configs=None, n_blocks=None, progress=False) -> DistributedSweep
     sweep_ranges(si, ranges, *, client=None, engine="auto", chunk=8192, n_blocks=None)
         -> list[dict]          # many scoring ranges on one prepared SweepInputs
-    plan_blocks(grid, *, params=SEED, block_configs=None, n_blocks=None) -> list[np.ndarray]
+    plan_blocks(grid, *, params=None, block_configs=None, n_blocks=None) -> list[np.ndarray]
     gpu_worker_env(n_gpus, *, visible=None, cpus=None) -> (i -> env of worker i)
     cpu_worker_env(n_workers, *, cpus=None) -> (i -> env of worker i)
     visible_gpu_ids() -> list[str]
@@ -19,7 +19,9 @@ is the key when the key is an instrument name, else the one the frame's provenan
 The spread charged is that of :mod:`sep_research.signals.sweep` (bid/ask at the entry's open,
 or ``2 * half_spread_pips`` for mid-only data). ``grid`` is the configuration grid
 of ``sweep_seed`` (a structured array from ``product_grid`` or a mapping of equal-length
-arrays), the same for every instrument.
+arrays) of the rule ``rule`` (any registered rule; the seed rule by default), the same for
+every instrument. A rule that resamples the candles (``mtf``) gets their times and
+``granularity`` (else the datasets' provenance's).
 
 **How the work is split.** The grid's rows are ordered by (window, w_s, w_c, w_e), as
 ``sweep_seed`` orders them, and cut into contiguous blocks, so that a block needs the features
@@ -58,7 +60,6 @@ from typing import Any
 import numpy as np
 
 from sep_research import fx
-from sep_research.signals.seed import SEED, SeedParams
 from sep_research.signals.sweep import DATA_COLUMNS, SPREAD_COLUMNS, SweepInputs
 from sep_research.strategy import data_instrument
 
@@ -113,11 +114,16 @@ def _grid_dict(grid: Any) -> dict[str, np.ndarray]:
     return cols
 
 
-def plan_blocks(grid: Any, *, params: SeedParams = SEED, block_configs: int | None = None,
+def plan_blocks(grid: Any, *, params: Any = None, block_configs: int | None = None,
                 n_blocks: int | None = None) -> list[np.ndarray]:
     """Row indices of each block: rows ordered by (window, w_s, w_c, w_e), cut into contiguous
     blocks of at most ``block_configs`` rows, or into ``n_blocks`` near-equal blocks (one of
-    the two, or neither: one block). Every row is in exactly one block."""
+    the two, or neither: one block). Every row is in exactly one block. ``params``: where a
+    sort field is not in the grid (None: the seed preset's values)."""
+    if params is None:
+        from sep_research.signals.seed import SEED
+
+        params = SEED
     cols = _grid_dict(grid)
     k = next(iter(cols.values())).shape[0]
     if block_configs is not None and n_blocks is not None:
@@ -147,10 +153,17 @@ def default_n_blocks(n_configs: int, n_workers: int) -> int:
                                      -(-n_configs // MAX_BLOCK_CONFIGS))))
 
 
-def _payload(data: Any, *, with_spread: bool) -> dict[str, np.ndarray]:
+def _payload(data: Any, *, with_spread: bool, with_times: bool = False
+             ) -> dict[str, np.ndarray]:
     """The candle columns sweep_seed reads, as plain float64 arrays (what is scattered):
-    high, low, close, volume, and the bid/ask opens when the spread comes from them."""
+    (open,) high, low, close, volume, the bid/ask opens when the spread comes from them, and
+    the times (Unix seconds) for a rule that reads them."""
     out = {}
+    if with_times:
+        from sep_research.data.resample import frame_seconds
+
+        out["time"] = frame_seconds(data)
+        out["open"] = np.ascontiguousarray(np.asarray(data["open"], dtype=np.float64))
     for name in DATA_COLUMNS + (SPREAD_COLUMNS if with_spread else ()):
         try:
             col = data[name]
@@ -208,11 +221,13 @@ def sweep_distributed(
     grid: Any,
     *,
     client: Any = None,
+    rule: str = "seed",
+    granularity: str | None = None,
     score_start: int | Mapping[str, int] = 0,
     score_end: int | Mapping[str, int] | None = None,
     half_spread_pips: Any = None,
     instrument: str | Mapping[str, str] | None = None,
-    params: SeedParams = SEED,
+    params: Any = None,
     alignment: str = "causal",
     engine: str = "auto",
     chunk: int | None = None,
@@ -230,7 +245,11 @@ def sweep_distributed(
     rows each, or ``n_blocks``, else :func:`default_n_blocks`. See the module docstring.
     """
     from sep_research.kernels.engine import ENGINES, SWEEP_CHUNK
+    from sep_research.signals.rules.base import get_rule
+    from sep_research.strategy import data_granularity
 
+    r = get_rule(rule)
+    params = r.preset() if params is None else r.check_params(params)
     if not isinstance(datasets, Mapping) or not datasets:
         raise ValueError("datasets must be a non-empty mapping: instrument -> candles")
     if engine not in ENGINES:
@@ -249,8 +268,11 @@ def sweep_distributed(
                                              _per_instrument(instrument, str(name), None))
                    for name, data in datasets.items()}
     payloads = {str(name): _payload(data, with_spread=_per_instrument(half_spread_pips,
-                                                                      str(name), None) is None)
+                                                                      str(name), None) is None,
+                                    with_times=r.needs_times)
                 for name, data in datasets.items()}
+    grans = {str(name): (data_granularity(data, granularity) if r.needs_times else granularity)
+             for name, data in datasets.items()}
     jobs = []  # (instrument, block index, kwargs)
     scored = {}
     for name, data in payloads.items():
@@ -260,7 +282,8 @@ def sweep_distributed(
         if end is None:
             end = n - 1 if alignment == "causal" else n
         scored[name] = max(0, int(end) - start)
-        kwargs = {"score_start": start, "score_end": int(end),
+        kwargs = {"score_start": start, "score_end": int(end), "rule": r.name,
+                  "granularity": grans[name],
                   "half_spread_pips": _per_instrument(half_spread_pips, name, None),
                   "instrument": instruments[name], "params": params,
                   "alignment": alignment, "engine": engine,

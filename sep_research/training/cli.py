@@ -8,6 +8,8 @@ from typing import Any
 
 
 def register(sub: Any) -> None:
+    from sep_research.strategy import RULES
+
     p = sub.add_parser(
         "train", help="walk-forward training: choose on each fold, judge on the next; "
         "print the out-of-sample table and write the model artifact")
@@ -22,8 +24,11 @@ def register(sub: Any) -> None:
                    default="net_pips", help="what the sweep maximises on each training fold")
     p.add_argument("--min-hc", type=int, default=30,
                    help="a configuration needs this many HC signals in training (default 30)")
+    p.add_argument("--rule", choices=tuple(RULES), default="seed",
+                   help="signal rule (default: seed; `sep rules` lists them and their grids)")
     p.add_argument("--grid", choices=("full", "small"), default="full",
-                   help="full: 10 000 configurations; small: 72 (quick look)")
+                   help="full: 10 000 configurations; small: 72 (quick look); times the "
+                   "values of the rule's own grid fields")
     p.add_argument("--engine", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--half-spread-pips", type=float, default=None,
                    help="use mid +/- this half-spread; required when the data has no bid/ask "
@@ -104,10 +109,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         half = 0.5
         print("note: the candles have no bid/ask; assuming a 1.0-pip spread "
               "(--half-spread-pips 0.5)", file=sys.stderr)
-    grid = make_grid() if args.grid == "full" else small_grid()
+    grid = make_grid(rule=args.rule) if args.grid == "full" else small_grid(rule=args.rule)
     policy = Policy(trade_on=args.trade_on, hold=args.hold,
                     stop_loss_pips=args.stop_loss_pips, take_profit_pips=args.take_profit_pips)
-    print(f"policy: {policy.describe()}", file=sys.stderr)
+    print(f"rule: {args.rule} ({len(grid)} configurations); policy: {policy.describe()}",
+          file=sys.stderr)
     from sep_research.data import CandleCache
     from sep_research.training.walkforward import resolve_financing
 

@@ -1,4 +1,8 @@
-"""Walk-forward training of the seed rule: choose on a training fold, judge on the next one.
+"""Walk-forward training of a signal rule: choose on a training fold, judge on the next one.
+
+The rule is the grid's (:attr:`sep_research.training.grid.ConfigGrid.rule`: the seed rule by
+default, or any registered rule, ``sep train --rule``); the untuned baseline beside the tuned
+rule is always the seed rule's preset.
 
 Procedure (:func:`walk_forward`):
 
@@ -22,8 +26,8 @@ Procedure (:func:`walk_forward`):
    such signals in training. If none reaches ``min_hc``, the fold **abstains** (no trades)
    and says so; it is never scored as a silent zero.
 4. Only the test fold judges the choice: the chosen configuration's per-candle signals
-   (:func:`sep_research.signals.seed.seed_signals`) on the test candles are stitched
-   together across folds and evaluated by :func:`sep_research.evaluation.metrics.evaluate_signals`
+   (:func:`sep_research.signals.rules.rule_signals` of the grid's rule) on the test candles
+   are stitched together across folds and evaluated by :func:`sep_research.evaluation.metrics.evaluate_signals`
    under the **trading policy** that the artifact will carry (``policy``: which signals
    trade, what a HOLD means, stop-loss and take-profit; fills at bid/ask, Wilson intervals,
    baselines under the same policy). The untuned seed preset is evaluated on the same
@@ -56,7 +60,7 @@ import pandas as pd
 
 from sep_research.financing import FinancingRates
 from sep_research.strategy import CostModel, Policy, StrategySpec
-from sep_research.training.grid import COLUMNS, ConfigGrid, make_grid
+from sep_research.training.grid import ConfigGrid, make_grid
 
 OBJECTIVES = ("net_pips", "hc_accuracy", "sharpe")
 SCHEMES = ("rolling", "anchored")
@@ -110,14 +114,15 @@ def make_folds(
 
 
 def prepare_sweep(frame: pd.DataFrame, grid: ConfigGrid, *, instrument: str,
-                  half_spread_pips: float | None, engine: str = "auto") -> Any:
+                  half_spread_pips: float | None, engine: str = "auto",
+                  granularity: str | None = None) -> Any:
     """The sweep's inputs for a configuration grid (:func:`sep_research.signals.sweep.
-    prepare_sweep` on the grid's columns and base parameters; causal alignment)."""
+    prepare_sweep` on the grid's rule, columns and base parameters; causal alignment)."""
     from sep_research.signals.sweep import prepare_sweep as _prepare
 
-    return _prepare(frame, grid.columns(), instrument=instrument,
-                    half_spread_pips=half_spread_pips, params=grid.base, alignment="causal",
-                    engine=engine)
+    return _prepare(frame, grid.columns(), rule=grid.rule, instrument=instrument,
+                    granularity=granularity, half_spread_pips=half_spread_pips,
+                    params=grid.base, alignment="causal", engine=engine)
 
 
 def _with_length(sw: dict[str, np.ndarray], lo: int, hi: int) -> dict[str, np.ndarray]:
@@ -248,7 +253,7 @@ def _stability(folds: list[FoldResult], grid: ConfigGrid) -> dict[str, Any]:
     out["modal_configuration"] = grid.row_dict(mode)
     out["modal_share"] = freq / len(chosen)
     per = {}
-    for j, name in enumerate(COLUMNS):
+    for j, name in enumerate(grid.fields):
         vals = [float(grid.table[k, j]) for k in chosen]
         c = Counter(vals)
         v, f = c.most_common(1)[0]
@@ -414,6 +419,7 @@ def walk_forward(
     instrument: str,
     granularity: str,
     grid: ConfigGrid | None = None,
+    rule: str | None = None,
     policy: Policy | None = None,
     n_folds: int = 5,
     scheme: str = "rolling",
@@ -436,7 +442,8 @@ def walk_forward(
     """Walk-forward training and out-of-sample evaluation (see the module docstring).
 
     ``frame``: a candle frame with provenance (synthetic data is refused unless
-    ``allow_synthetic``). ``policy``: the trading policy evaluated and written into the
+    ``allow_synthetic``). ``rule``: the signal rule (default: the grid's; without a grid,
+    :func:`~sep_research.training.grid.make_grid` of this rule, else of the seed rule). ``policy``: the trading policy evaluated and written into the
     result's :class:`~sep_research.strategy.StrategySpec` (default: HC signals only,
     one-candle trades, no stop). ``half_spread_pips`` is required for mid-only data and
     overrides bid/ask when given. ``financing``: overnight financing charged by the
@@ -454,6 +461,7 @@ def walk_forward(
     from sep_research.data.candles import require_authentic
     from sep_research.evaluation.metrics import evaluate_signals
     from sep_research.evaluation.stats import deflated_sharpe_ratio
+    from sep_research.signals.rules.base import rule_signals
     from sep_research.signals.seed import SEED, seed_signals
     from sep_research.strategy import SpecError, data_instrument
 
@@ -484,7 +492,10 @@ def walk_forward(
     except SpecError as exc:
         raise ValueError(str(exc)) from None
     pip = fx.pip_size(instrument)
-    grid = grid if grid is not None else make_grid()
+    grid = grid if grid is not None else make_grid(rule=rule or "seed")
+    if rule is not None and grid.rule != rule:
+        raise ValueError(f"rule={rule!r} but the grid is of rule {grid.rule!r}")
+    rule = grid.rule
     if len(grid) == 0:  # ConfigGrid refuses this already; kept for clarity
         raise ValueError("the configuration grid is empty")
     base = grid.base
@@ -495,7 +506,7 @@ def walk_forward(
 
     t0 = time.perf_counter()
     si = prepare_sweep(frame, grid, instrument=instrument, half_spread_pips=half_spread_pips,
-                       engine=engine)
+                       engine=engine, granularity=granularity)
     t_features = time.perf_counter() - t0
     idx = frame.index
     k_total = len(grid)
@@ -530,7 +541,8 @@ def walk_forward(
 
     def signals_of(k: int) -> Any:
         if k not in signal_cache:
-            signal_cache[k] = seed_signals(frame, grid.params(k), instrument=instrument,
+            signal_cache[k] = rule_signals(frame, grid.params(k), rule=rule,
+                                           instrument=instrument, granularity=granularity,
                                            alignment="causal", engine=engine)
         return signal_cache[k]
 
@@ -595,7 +607,7 @@ def walk_forward(
              "note": note_fin or ("chosen by the same objective on the latest training window; "
                                   "no test fold judged this choice itself, the out-of-sample "
                                   "metrics judge the procedure")}
-    spec = (StrategySpec(instrument=instrument, granularity=granularity, rule="seed",
+    spec = (StrategySpec(instrument=instrument, granularity=granularity, rule=rule,
                          params=grid.params(k_fin), policy=policy, costs=costs)
             if k_fin is not None else None)
 
@@ -627,7 +639,8 @@ def walk_forward(
     settings = {
         "objective": objective, "min_hc": min_hc, "scheme": scheme, "n_folds": n_folds,
         "purge": purge, "train_size": train_size, "warmup": warmup,
-        "grid_size": k_total, "grid_windows": [int(w) for w in grid.windows],
+        "rule": rule, "grid_size": k_total, "grid_windows": [int(w) for w in grid.windows],
+        "grid_fields": list(grid.fields),
         "seed_preset_grid_row": seed_row, "engine": engine,
         "half_spread_pips": half_spread_pips,
         "price_source": ("bid/ask from the data" if costs.spread == "bid_ask"
