@@ -16,9 +16,13 @@ What runs, each timed after a warm-up on every worker (compilation excluded):
 1. ``direct``: one ``sweep_seed`` call per series in this process, no Dask (GPU 0, or CPU);
 2. ``dask x1``: ``sweep_distributed`` on 1 worker (1 GPU, or 1 CPU worker);
 3. ``dask xN``: on N workers, one per GPU (``--gpus``, default all visible), or
-   ``--cpu-workers`` CPU workers without a GPU.
+   ``--cpu-workers`` CPU workers without a GPU;
 
-It checks that every run gives bit-identical arrays, prints configuration-candles per second
+each for every sweep algorithm of ``--methods`` (default: ``auto``, which takes the
+threshold-space sweep where the grid's shape pays, and ``brute``, the reference).
+
+It checks that every run of one algorithm gives bit-identical arrays (and that the two
+algorithms' counts are identical), prints configuration-candles per second
 and the speed-up over ``dask x1`` as a table, and writes JSON to ``--out-dir`` (default
 ``$OUT`` when set, else nothing). With one GPU only the N-GPU row is not run (said so).
 """
@@ -97,7 +101,7 @@ def warm_up(client, engine: str) -> list:
 
 
 def run_dask(datasets, grid, *, n_workers: int, gpus: bool, block_configs: int,
-             score_start: int, repeat: int) -> tuple[dict, dict]:
+             score_start: int, repeat: int, method: str) -> tuple[dict, dict]:
     from distributed import Client
 
     from sep_research.sweeps.cli import make_cluster
@@ -115,12 +119,13 @@ def run_dask(datasets, grid, *, n_workers: int, gpus: bool, block_configs: int,
         for _ in range(repeat):
             out = sweep_distributed(datasets, grid, client=client, score_start=score_start,
                                     half_spread_pips=0.5, instrument="EUR_USD", engine=engine,
-                                    block_configs=block_configs)
+                                    method=method, block_configs=block_configs)
             times.append(out.seconds)
     busy = {}
     for t in out.tasks:
         busy[t["worker"]] = busy.get(t["worker"], 0.0) + t["seconds"]
-    rec = {"what": f"dask x{n_workers}", "workers": n_workers, "engine": engine,
+    rec = {"what": f"dask x{n_workers}", "method": method, "workers": n_workers,
+           "engine": engine,
            "devices": devices, "blocks_per_series": len(out.tasks) // len(datasets),
            "config_candles": out.config_candles, "seconds": float(np.median(times)),
            "seconds_all": times, "start_s": round(t_start, 2), "warm_up_s": round(t_warm, 2),
@@ -129,12 +134,13 @@ def run_dask(datasets, grid, *, n_workers: int, gpus: bool, block_configs: int,
     return rec, out.results
 
 
-def run_direct(datasets, grid, *, engine: str, score_start: int, repeat: int) -> tuple:
+def run_direct(datasets, grid, *, engine: str, score_start: int, repeat: int,
+               method: str) -> tuple:
     from sep_research.signals.sweep import sweep_seed
 
     small = {k: v[:400] for k, v in next(iter(datasets.values())).items()}
     sweep_seed(small, grid[:8], score_start=50, score_end=399, instrument="EUR_USD",
-               half_spread_pips=0.5, engine=engine)  # compile
+               half_spread_pips=0.5, engine=engine, method=method)  # compile
     times, res = [], {}
     k = grid.shape[0]
     scored = 0
@@ -143,10 +149,11 @@ def run_direct(datasets, grid, *, engine: str, score_start: int, repeat: int) ->
         for name, data in datasets.items():
             n = data["close"].shape[0]
             res[name] = sweep_seed(data, grid, score_start=score_start, score_end=n - 1,
-                                   instrument="EUR_USD", half_spread_pips=0.5, engine=engine)
+                                   instrument="EUR_USD", half_spread_pips=0.5, engine=engine,
+                                   method=method)
         times.append(time.perf_counter() - t0)
     scored = sum(d["close"].shape[0] - 1 - score_start for d in datasets.values())
-    rec = {"what": "direct (no Dask)", "workers": 0, "engine": engine,
+    rec = {"what": "direct (no Dask)", "method": method, "workers": 0, "engine": engine,
            "config_candles": k * scored, "seconds": float(np.median(times)),
            "seconds_all": times}
     rec["rate"] = rec["config_candles"] / rec["seconds"]
@@ -169,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
                     "run the same 16 blocks per series)")
     ap.add_argument("--repeat", type=int, default=1, help="timed repetitions (median)")
     ap.add_argument("--no-direct", action="store_true", help="skip the run without Dask")
+    ap.add_argument("--methods", nargs="+", default=["auto", "brute"],
+                    choices=("auto", "brute", "threshold"),
+                    help="sweep algorithms to time (auto: the threshold-space sweep where the "
+                    "grid's shape pays; brute: the reference brute force)")
     ap.add_argument("--npz", help="the sample as .npz (open, high, low, close, volume)")
     ap.add_argument("--out-dir", default=os.environ.get("OUT"), help="write multigpu.json here")
     args = ap.parse_args(argv)
@@ -211,33 +222,47 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{k}: {v}", flush=True)
     rows, results = [], {}
     engine = "cuda" if use_gpu else "cpu"
-    if not args.no_direct:
-        rec, results["direct"] = run_direct(datasets, grid, engine=engine,
-                                            score_start=score_start, repeat=args.repeat)
-        rows.append(rec)
-        print(f"direct: {rec['seconds']:.2f} s", flush=True)
     counts = [1] if n_many <= 1 else [1, n_many]
-    for n in counts:
-        rec, results[f"x{n}"] = run_dask(datasets, grid, n_workers=n, gpus=use_gpu,
-                                         block_configs=block, score_start=score_start,
-                                         repeat=args.repeat)
-        rows.append(rec)
-        print(f"dask x{n}: {rec['seconds']:.2f} s", flush=True)
-    base = next(r for r in rows if r["what"] == "dask x1")["rate"]
+    for method in args.methods:
+        if not args.no_direct:
+            rec, results[f"{method} direct"] = run_direct(
+                datasets, grid, engine=engine, score_start=score_start, repeat=args.repeat,
+                method=method)
+            rows.append(rec)
+            print(f"{method} direct: {rec['seconds']:.2f} s", flush=True)
+        for n in counts:
+            rec, results[f"{method} x{n}"] = run_dask(
+                datasets, grid, n_workers=n, gpus=use_gpu, block_configs=block,
+                score_start=score_start, repeat=args.repeat, method=method)
+            rows.append(rec)
+            print(f"{method} dask x{n}: {rec['seconds']:.2f} s", flush=True)
+    same = {}
     for r in rows:
-        r["speedup_vs_x1"] = r["rate"] / base
+        base = next(b for b in rows if b["method"] == r["method"] and b["what"] == "dask x1")
+        r["speedup_vs_x1"] = r["rate"] / base["rate"]
         r["efficiency"] = r["speedup_vs_x1"] / r["workers"] if r["workers"] else None
-    ref = results["x1"]
-    same = {name: identical(ref, res) for name, res in results.items()}
+        key = r["what"].split()[-1] if r["what"].startswith("dask") else "direct"
+        same[f"{r['method']} {key}"] = identical(results[f"{r['method']} x1"],
+                                                 results[f"{r['method']} {key}"])
     print()
     unit = "GPU" if use_gpu else "CPU worker"
-    print(f"{'run':<18}{'workers':>8}  {'engine':<6}{'config-candles':>18}{'seconds':>10}"
-          f"{'per second':>12}{'speed-up':>10}{'per ' + unit:>16}  identical to x1")
+    print(f"{'run':<18}{'method':<10}{'workers':>8}  {'engine':<6}{'config-candles':>18}"
+          f"{'seconds':>10}{'per second':>12}{'speed-up':>10}{'per ' + unit:>16}"
+          "  identical to x1")
     for r in rows:
         eff = f"{r['efficiency']:.2f}" if r["efficiency"] is not None else "-"
-        print(f"{r['what']:<18}{r['workers']:>8}  {r['engine']:<6}{r['config_candles']:>18,}"
-              f"{r['seconds']:>10.3f}{r['rate']:>12.3g}{r['speedup_vs_x1']:>10.2f}{eff:>16}  "
-              f"{same[r['what'].split()[-1] if r['what'].startswith('dask') else 'direct']}")
+        key = r["what"].split()[-1] if r["what"].startswith("dask") else "direct"
+        print(f"{r['what']:<18}{r['method']:<10}{r['workers']:>8}  {r['engine']:<6}"
+              f"{r['config_candles']:>18,}{r['seconds']:>10.3f}{r['rate']:>12.3g}"
+              f"{r['speedup_vs_x1']:>10.2f}{eff:>16}  {same[r['method'] + ' ' + key]}")
+    if {"auto", "brute"} <= set(args.methods):
+        # the two algorithms' counts must agree exactly (their sums differ in rounding only)
+        from sep_research.kernels import qfh
+
+        a, b = results["auto x1"], results["brute x1"]
+        same_counts = all(np.array_equal(a[s][k], b[s][k]) for s in a for k in qfh.SWEEP_COUNTS)
+        print(f"auto and brute counts identical: {same_counts}")
+        same["auto vs brute counts"] = same_counts
     notes = []
     if not use_gpu:
         notes.append("no GPU here: CPU workers stood in for GPUs; the figures are CPU figures")

@@ -12,10 +12,10 @@ Public API::
     prepare_sweep(data, grid, *, rule="seed", instrument=None, granularity=None,
                   half_spread_pips=None, params=None, alignment="causal", end=None,
                   engine="auto") -> SweepInputs
-    run_prepared(si, lo, hi, *, engine="auto", chunk=8192, cuda_block=128) -> dict
+    run_prepared(si, lo, hi, *, engine="auto", chunk=8192, cuda_block=128, method="auto")
     sweep_seed(data, grid, *, score_start, score_end, rule="seed", instrument=None,
                granularity=None, half_spread_pips=None, params=None, alignment="causal",
-               engine="auto", chunk=8192, cuda_block=128)
+               engine="auto", chunk=8192, cuda_block=128, method="auto")
         -> dict[str, np.ndarray]                    # prepare_sweep + run_prepared
     config_signals(data, row, *, rule="seed", instrument=None, granularity=None,
                    params=None, alignment="causal", engine="auto") -> SeedSignals
@@ -267,17 +267,20 @@ def prepare_sweep(data: Any, grid: Any, *, rule: str = "seed", instrument: str |
 
 
 def run_prepared(si: SweepInputs, lo: int, hi: int, *, engine: str = "auto",
-                 chunk: int = _engine.SWEEP_CHUNK, cuda_block: int = 128
-                 ) -> dict[str, np.ndarray]:
+                 chunk: int = _engine.SWEEP_CHUNK, cuda_block: int = 128,
+                 method: str = "auto") -> dict[str, np.ndarray]:
     """Per-configuration counts and pip sums over candles ``lo .. hi-1`` (grid order).
 
     ``chunk`` (candles per partial sum) and ``cuda_block`` change no count; ``chunk`` changes
-    the sums' rounding only (the same on every engine)."""
+    the sums' rounding only (the same on every engine). ``method``: the sweep algorithm
+    (``auto``: chosen per group from the grid's shape; ``brute``; ``threshold``; see
+    :func:`sep_research.kernels.engine.run_sweep`)."""
     lo, hi = int(lo), int(hi)
     if not 0 <= lo <= hi <= si.n_candles:
         raise ValueError(f"range [{lo}, {hi}) is outside the {si.n_candles} prepared candles")
     counts, sums = get_rule(si.rule).run_sweep(si.g[si.order], si.fw, si.cv, lo, hi,
-                                               engine=engine, chunk=chunk, block=cuda_block)
+                                               engine=engine, chunk=chunk, block=cuda_block,
+                                               method=method)
     k = si.n_configs
     res: dict[str, np.ndarray] = {}
     for q, name in enumerate(qfh.SWEEP_COUNTS):
@@ -293,7 +296,8 @@ def sweep_seed(data: Any, grid: Any, *, score_start: int, score_end: int, rule: 
                instrument: str | None = None, granularity: str | None = None,
                half_spread_pips: float | None = None, params: Any = None,
                alignment: str = "causal", engine: str = "auto",
-               chunk: int = _engine.SWEEP_CHUNK, cuda_block: int = 128) -> dict[str, np.ndarray]:
+               chunk: int = _engine.SWEEP_CHUNK, cuda_block: int = 128,
+               method: str = "auto") -> dict[str, np.ndarray]:
     """Per-configuration counts and pip sums of a rule (the seed rule by default), without
     per-config signals.
 
@@ -317,7 +321,7 @@ def sweep_seed(data: Any, grid: Any, *, score_start: int, score_end: int, rule: 
                        half_spread_pips=half_spread_pips, params=params, alignment=alignment,
                        end=max(m, 2), engine=engine)
     return run_prepared(si, score_start, min(score_end, si.n_candles), engine=engine,
-                        chunk=chunk, cuda_block=cuda_block)
+                        chunk=chunk, cuda_block=cuda_block, method=method)
 
 
 def config_signals(data: Any, row: Mapping[str, Any], *, rule: str = "seed",

@@ -230,6 +230,7 @@ def sweep_distributed(
     params: Any = None,
     alignment: str = "causal",
     engine: str = "auto",
+    method: str = "auto",
     chunk: int | None = None,
     cuda_block: int = 128,
     block_configs: int | None = None,
@@ -241,7 +242,8 @@ def sweep_distributed(
     ``score_start`` / ``score_end`` / ``half_spread_pips`` / ``instrument`` (the instrument of
     a dataset whose key is not one and whose data carry no provenance): one value for all
     datasets or a mapping by dataset; ``score_end=None`` scores up to the last candle that has a label.
-    ``engine``: what each worker runs (``"cuda"`` on GPU workers). Blocks: ``block_configs``
+    ``engine``: what each worker runs (``"cuda"`` on GPU workers); ``method``: the sweep
+    algorithm (:func:`sep_research.kernels.engine.run_sweep`). Blocks: ``block_configs``
     rows each, or ``n_blocks``, else :func:`default_n_blocks`. See the module docstring.
     """
     from sep_research.kernels.engine import ENGINES, SWEEP_CHUNK
@@ -286,7 +288,7 @@ def sweep_distributed(
                   "granularity": grans[name],
                   "half_spread_pips": _per_instrument(half_spread_pips, name, None),
                   "instrument": instruments[name], "params": params,
-                  "alignment": alignment, "engine": engine,
+                  "alignment": alignment, "engine": engine, "method": method,
                   "chunk": SWEEP_CHUNK if chunk is None else int(chunk),
                   "cuda_block": int(cuda_block)}
         for b in range(len(blocks)):

@@ -241,8 +241,12 @@ class Rule:
         raise NotImplementedError
 
     def run_sweep(self, g: np.ndarray, fw: np.ndarray, cv: np.ndarray, lo: int, hi: int, *,
-                  engine: str, chunk: int, block: int) -> tuple[np.ndarray, np.ndarray]:
-        """(counts (7, K), sums (4, K)) of the rows ``g`` over candles lo .. hi-1."""
+                  engine: str, chunk: int, block: int, method: str = "auto"
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """(counts (7, K), sums (4, K)) of the rows ``g`` over candles lo .. hi-1.
+        ``method``: ``auto``, ``brute`` or ``threshold`` (see
+        :func:`sep_research.kernels.engine.run_sweep`; a rule without the seed's threshold
+        structure has only the brute force)."""
         raise NotImplementedError
 
     def stream(self, params: Any, *, instrument: str, granularity: str) -> Any:
@@ -395,8 +399,9 @@ class BitsRule(Rule):
         g[:, qfh.G_WINDOW_INDEX] = cidx * windows.size + widx
         return g, fw, cv
 
-    def run_sweep(self, g, fw, cv, lo, hi, *, engine, chunk, block):
-        return _engine.run_sweep(g, fw, cv, lo, hi, engine=engine, chunk=chunk, block=block)
+    def run_sweep(self, g, fw, cv, lo, hi, *, engine, chunk, block, method="auto"):
+        return _engine.run_sweep(g, fw, cv, lo, hi, engine=engine, chunk=chunk, block=block,
+                                 method=method)
 
     def stream(self, params, *, instrument, granularity):
         from sep_research import fx
@@ -484,8 +489,14 @@ class DecisionRule(Rule):
                              alignment=alignment, engine=engine)
         return self.grid_table(cols, widx.reshape(-1)), fw, cv
 
-    def run_sweep(self, g, fw, cv, lo, hi, *, engine, chunk, block):
+    def run_sweep(self, g, fw, cv, lo, hi, *, engine, chunk, block, method="auto"):
         from sep_research.kernels import rules as kr
+
+        if method == "threshold":
+            raise ValueError(f"rule {self.name!r} has its own decision: it has no "
+                             "threshold-space sweep (method='auto' or 'brute')")
+        if method not in ("auto", "brute"):
+            raise ValueError(f"method={method!r}: expected 'auto', 'brute' or 'threshold'")
 
         target = self._target(engine, sweep=True)
         ns = self.kernels(target, {"rule_decide": self.decide_body})
