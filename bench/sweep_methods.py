@@ -131,33 +131,6 @@ def timed(f, reps: int, sync=None) -> float:
     return best
 
 
-def with_method(method: str):
-    """A context in which sweep_seed's run_sweep uses ``method`` (sweep_seed passes none)."""
-    import contextlib
-
-    from sep_research.kernels import engine as eng
-    from sep_research.signals import sweep as sw
-
-    @contextlib.contextmanager
-    def ctx():
-        orig = sw._engine.run_sweep
-
-        def run(*a, **kw):
-            return orig(*a, method=method, **kw)
-
-        class Shim:
-            def __getattr__(self, name):
-                return run if name == "run_sweep" else getattr(eng, name)
-
-        sw._engine = Shim()
-        try:
-            yield
-        finally:
-            sw._engine = eng
-
-    return ctx()
-
-
 def child(args) -> None:
     """Cold: the first sweep_seed call of this process (numba imported inside it)."""
     x = data(args.npz, args.candles)
@@ -165,15 +138,14 @@ def child(args) -> None:
     n = len(x["close"])
     from sep_research.signals.sweep import sweep_seed
 
-    with with_method(args.child_method):
-        t = time.perf_counter()
-        sweep_seed(x, grid, score_start=0, score_end=n - 1, instrument="EUR_USD", half_spread_pips=args.spread / 2.0,
-                   engine=args.engine)
-        t1 = time.perf_counter() - t
-        t = time.perf_counter()
-        sweep_seed(x, grid, score_start=0, score_end=n - 1, instrument="EUR_USD", half_spread_pips=args.spread / 2.0,
-                   engine=args.engine)
-        t2 = time.perf_counter() - t
+    kw = {"instrument": "EUR_USD", "half_spread_pips": args.spread / 2.0,
+          "engine": args.engine, "method": args.child_method}
+    t = time.perf_counter()
+    sweep_seed(x, grid, score_start=0, score_end=n - 1, **kw)
+    t1 = time.perf_counter() - t
+    t = time.perf_counter()
+    sweep_seed(x, grid, score_start=0, score_end=n - 1, **kw)
+    t2 = time.perf_counter() - t
     print(json.dumps({"cold": t1, "second": t2}))
 
 
@@ -394,13 +366,13 @@ def main(argv=None) -> int:
             def kern(method=method, out=out, g=g, fw=fw, cv=cv):
                 out["r"] = eng.run_sweep(g, fw, cv, 0, n - 1, engine=args.engine, method=method)
 
-            def e2e(grid=grid):
-                sweep_seed(x, grid, score_start=0, score_end=n - 1, instrument="EUR_USD", half_spread_pips=args.spread / 2.0,
-                           engine=args.engine)
+            def e2e(grid=grid, method=method):
+                sweep_seed(x, grid, score_start=0, score_end=n - 1, instrument="EUR_USD",
+                           half_spread_pips=args.spread / 2.0, engine=args.engine,
+                           method=method)
 
             tk = timed(kern, reps, sync)
-            with with_method(method):
-                te = timed(e2e, reps, sync)
+            te = timed(e2e, reps, sync)
             c = {} if args.no_cold else cold(args, size, method)
             res[method] = out["r"]
             rows.append((size, k, method, c.get("cold"), tk, te, cc))
