@@ -279,3 +279,25 @@ def test_walk_forward_on_dask_workers_is_bit_identical(frame) -> None:
     assert [f.to_dict() for f in local.folds] == [f.to_dict() for f in remote.folds]
     assert local.final == remote.final
     assert local.overfitting["pbo"] == remote.overfitting["pbo"]
+
+
+def test_period_net_pips_equal_sweeps_of_each_period(frame) -> None:
+    """The overfitting statistics' one pass over consecutive periods gives each period's
+    traded net pips as a sweep of that period does (float sums in candle order against the
+    exact fixed-point sums: equal within rounding), for HC and for all signals, and for a
+    list of ranges that is not one run."""
+    from sep_research.signals.sweep import period_net_pips, run_prepared
+
+    si = prepare_sweep(frame, small_grid(), instrument="EUR_USD", half_spread_pips=None,
+                       engine="cpu")
+    edges = list(range(40, 1760, 43))
+    ranges = list(itertools.pairwise(edges)) + [(100, 130), (1500, 1700)]
+    for trade_on, key in (("hc", "hc_sum_pips_net"), ("all", "sum_pips_net")):
+        got = period_net_pips(si, ranges, trade_on=trade_on, engine="cpu")
+        assert set(got) == set(ranges)
+        for r in ranges:
+            want = run_prepared(si, *r, engine="cpu")[key]
+            np.testing.assert_allclose(got[r], want, rtol=0, atol=1e-9)
+        assert any(np.abs(v).sum() > 0 for v in got.values())  # something was traded
+    with pytest.raises(ValueError, match="outside"):
+        period_net_pips(si, [(0, 10**6)])

@@ -259,3 +259,31 @@ def run_sweep(g: np.ndarray, fw: np.ndarray, cv: np.ndarray, score_start: int, s
         h = np.zeros(b.cells, dtype=np.int64)
         tsweep(counts, sums, h, b.tg, b.tw, b.tv, b.td, b.tp, b.rows, fw, cv, lo, hi)
     return counts, sums
+
+
+def run_period_net(g: np.ndarray, fw: np.ndarray, cv: np.ndarray, edges, *,
+                   hc_only: bool, engine: str = "auto") -> np.ndarray:
+    """Traded net pips of every row per period, ``(len(edges) - 1, K)`` float64, in one pass
+    (:func:`loops.period_net_into`): period ``p`` is candles ``edges[p] .. edges[p + 1] - 1``,
+    ``edges`` increasing. ``hc_only``: HC signals only (``hc_sum_pips_net``), else every
+    non-HOLD signal (``sum_pips_net``). Runs on the CPU for every engine but ``python`` (a
+    pass over the candles per row with a few hundred outputs is not worth a GPU launch)."""
+    eng = resolve_engine(engine)
+    e = np.ascontiguousarray(np.asarray(edges, dtype=np.int64))
+    if e.ndim != 1 or e.size < 2 or np.any(np.diff(e) < 0) or e[0] < 0 \
+            or e[-1] > np.asarray(cv).shape[1]:
+        raise ValueError("edges must be an increasing list of at least two candle indices "
+                         "within the prepared candles")
+    g = np.ascontiguousarray(g, dtype=np.float64)
+    out = np.zeros((e.size - 1, g.shape[0]), dtype=np.float64)
+    if eng == "python":
+        from sep_research.kernels import loops as mod
+
+        mod.period_net_into(out, g, np.ascontiguousarray(fw, dtype=np.float64),
+                            np.ascontiguousarray(cv, dtype=np.float64), e, bool(hc_only))
+    else:
+        from sep_research.kernels import nb
+
+        nb.period_net_into_nb(out, g, np.ascontiguousarray(fw, dtype=np.float64),
+                              np.ascontiguousarray(cv, dtype=np.float64), e, bool(hc_only))
+    return out

@@ -187,6 +187,43 @@ def sweep_into(counts, sums, g, fw, cv, score_start, score_end, chunk):
             lo = hi
 
 
+def period_net_into(out, g, fw, cv, edges, hc_only):
+    """Per-period traded net pips of every grid row in one pass: ``out[p, k]`` is the sum, in
+    candle order from zero, of row k's ``sum_pips_net`` increments (``hc_only``: its
+    ``hc_sum_pips_net`` increments) over candles ``edges[p] <= i < edges[p + 1]``; the
+    increments of :func:`qfh.sweep_step`, so each period's figure is what a float sweep of
+    that period gives. A row's figures depend on that row and the candles alone. What the
+    overfitting statistics read (PBO blocks, SPA periods), hundreds of short ranges at once.
+    """
+    nk = g.shape[0]
+    n_per = edges.shape[0] - 1
+    lo = edges[0]
+    hi = edges[n_per]
+    kb = 16
+    nblocks = (nk + kb - 1) // kb
+    for b in prange(nblocks):
+        k0 = b * kb
+        k1 = min(k0 + kb, nk)
+        sc = np.empty((6, max(1, hi - lo)))
+        for k in range(k0, k1):
+            if k == k0 or not _same_scores(g, k, k - 1):
+                scores_into(sc, g, k, lo, hi, fw, cv)
+            bt = g[k, G_BUY]
+            st = g[k, G_SELL]
+            ct = g[k, G_CONF]
+            cht = g[k, G_COH]
+            mm = g[k, G_MIN_MOVE]
+            extra = g[k, G_SPREAD]
+            for p in range(n_per):
+                s = 0.0
+                for i in range(edges[p], edges[p + 1]):
+                    j = i - lo
+                    r = sweep_step(sc[0, j], sc[1, j], sc[2, j], sc[4, j], sc[3, j],
+                                   sc[5, j], bt, st, ct, cht, mm, extra)
+                    s = s + (r[4] if hc_only else r[2])
+                out[p, k] = s
+
+
 def _add_partial(counts, sums, k, c0, c1, c2, c3, c4, c5, c6, f0, f1, f2, f3):
     counts[0, k] += c0
     counts[1, k] += c1
@@ -320,10 +357,10 @@ def tsweep_into(counts, sums, h, tg, tw, tv, td, tp, rows, fw, cv, lo, hi):
 
 DRIVERS = ("features_into", "signals_into", "scores_into", "sweep_partial_scored",
            "_same_scores", "_add_partial", "sweep_into", "sweep_partial_scored_exact",
-           "sweep_exact_into", "tscatter_group", "tsweep_into")
+           "sweep_exact_into", "tscatter_group", "tsweep_into", "period_net_into")
 #: the drivers that numba compiles with parallel=True
 PARALLEL_DRIVERS = ("features_into", "signals_into", "sweep_into", "sweep_exact_into",
-                    "tsweep_into")
+                    "tsweep_into", "period_net_into")
 #: the modules of scalar bodies, in dependency order; each lists its SCALAR_FUNCTIONS
 BODY_MODULES = ("qfh", "fixed", "thresholds")
 

@@ -13,6 +13,9 @@ Public API::
                   half_spread_pips=None, params=None, alignment="causal", end=None,
                   engine="auto") -> SweepInputs
     run_prepared(si, lo, hi, *, engine="auto", chunk=8192, cuda_block=128, method="auto")
+        -> dict                       # counts and pip sums of one range
+    period_net_pips(si, ranges, *, trade_on="hc", engine="auto")
+        -> dict[(lo, hi), np.ndarray]  # traded net pips of many ranges in one pass
     sweep_seed(data, grid, *, score_start, score_end, rule="seed", instrument=None,
                granularity=None, half_spread_pips=None, params=None, alignment="causal",
                engine="auto", chunk=8192, cuda_block=128, method="auto")
@@ -290,6 +293,47 @@ def run_prepared(si: SweepInputs, lo: int, hi: int, *, engine: str = "auto",
         res[name] = np.empty(k, dtype=np.float64)
         res[name][si.order] = sums[q]
     return res
+
+
+def period_net_pips(si: SweepInputs, ranges: Any, *, trade_on: str = "hc",
+                    engine: str = "auto") -> dict[tuple[int, int], np.ndarray]:
+    """Traded net pips (``hc_sum_pips_net`` for ``trade_on="hc"``, else ``sum_pips_net``) of
+    every configuration (grid order) over each ``(lo, hi)`` of ``ranges``.
+
+    Runs of consecutive ranges (each starting where the last ended, as the PBO blocks and
+    SPA periods of the walk-forward do) take one pass over their candles
+    (:func:`sep_research.kernels.engine.run_period_net`) instead of one sweep each; the
+    figures are the float sums of each range in candle order (within rounding of
+    :func:`run_prepared`'s exact sums). Rules with their own decision are swept range by
+    range through :func:`run_prepared`."""
+    if trade_on not in ("hc", "all"):
+        raise ValueError(f"trade_on must be 'hc' or 'all', got {trade_on!r}")
+    key = "hc_sum_pips_net" if trade_on == "hc" else "sum_pips_net"
+    todo = [(int(a), int(b)) for a, b in ranges]
+    for a, b in todo:
+        if not 0 <= a <= b <= si.n_candles:
+            raise ValueError(f"range [{a}, {b}) is outside the {si.n_candles} prepared candles")
+    out: dict[tuple[int, int], np.ndarray] = {}
+    if get_rule(si.rule).decision != "seed":
+        for r in todo:
+            out[r] = run_prepared(si, *r, engine=engine)[key]
+        return out
+    runs: list[list[tuple[int, int]]] = []
+    for r in todo:
+        if runs and runs[-1][-1][1] == r[0]:
+            runs[-1].append(r)
+        else:
+            runs.append([r])
+    g = si.g[si.order]
+    for run in runs:
+        edges = [run[0][0]] + [b for _a, b in run]
+        per = _engine.run_period_net(g, si.fw, si.cv, edges, hc_only=trade_on == "hc",
+                                     engine=engine)
+        for j, r in enumerate(run):
+            v = np.empty(si.n_configs, dtype=np.float64)
+            v[si.order] = per[j]
+            out[r] = v
+    return out
 
 
 def sweep_seed(data: Any, grid: Any, *, score_start: int, score_end: int, rule: str = "seed",

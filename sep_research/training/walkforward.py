@@ -298,7 +298,6 @@ def overfitting_statistics(
     spa_reps: int = 500,
     seed: int = 0,
     engine: str = "auto",
-    progress: bool = False,
     trade_on: str = "hc",
     sweeps: dict[tuple[int, int], dict[str, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
@@ -319,16 +318,15 @@ def overfitting_statistics(
     have = dict(sweeps or {})
     pbo_ranges, spa_ranges = overfitting_ranges(lo, hi, granularity=granularity,
                                                 n_splits=n_splits)
-    from tqdm.auto import tqdm
-
     def net(ranges: list[tuple[int, int]], desc: str) -> np.ndarray:
-        rows = []
-        for r in tqdm(ranges, desc=desc, disable=not progress or all(x in have for x in ranges),
-                      leave=False):
-            if r not in have:
-                have[r] = sweep(si, r[0], r[1], engine=engine)
-            rows.append(have[r][key])
-        return np.vstack(rows)
+        missing = [r for r in ranges if r not in have]
+        if missing:  # the blocks are consecutive: one pass over their candles
+            from sep_research.signals.sweep import period_net_pips
+
+            for r, v in period_net_pips(si, missing, trade_on=trade_on,
+                                        engine=engine).items():
+                have[r] = {key: v}
+        return np.vstack([have[r][key] for r in ranges])
 
     out: dict[str, Any] = {}
     length = hi - lo
@@ -521,10 +519,10 @@ def walk_forward(
     last_hi = n - 1
     fin_lo = warmup if scheme == "anchored" else max(
         warmup, last_hi - (train_size or (folds[0].train[1] - folds[0].train[0])))
-    pbo_r, spa_r = overfitting_ranges(warmup, n - 1, granularity=granularity,
-                                      n_splits=pbo_splits)
+    # (the PBO blocks and SPA periods are consecutive: overfitting_statistics takes them in
+    # one pass each, here, whether or not the folds run on Dask workers)
     wanted = list(dict.fromkeys([r for f in folds for r in (f.train, f.test)]
-                                + [(fin_lo, last_hi)] + pbo_r + spa_r))
+                                + [(fin_lo, last_hi)]))
     t0 = time.perf_counter()
     if client is None:
         from sep_research.signals.sweep import run_prepared
@@ -625,7 +623,7 @@ def walk_forward(
     t0 = time.perf_counter()
     overfit = overfitting_statistics(si, warmup, n - 1, granularity=granularity,
                                      n_splits=pbo_splits, spa_reps=spa_reps, seed=seed,
-                                     engine=engine, progress=progress, trade_on=trade_on,
+                                     engine=engine, trade_on=trade_on,
                                      sweeps=swept)
     t_overfit = time.perf_counter() - t0
     dsrs = [r.dsr["dsr"] for r in results if r.dsr is not None]
