@@ -329,3 +329,21 @@ def test_candle_from_oanda_and_times() -> None:
                                                                 "l": "1.0", "c": "1.15"}})
     assert c.time == T0 and c.c == 1.15 and c.bid is None
     assert parse_time("1764000000.5") == datetime.fromtimestamp(1764000000.5, UTC)
+
+
+def test_warmup_is_the_rules_history_unless_configured_and_never_less(tmp_path):
+    """No default decides what live computes: feed.warmup_candles null takes the history the
+    rule needs for its signals to equal research's from the first candle; a configured value
+    below it is refused at start-up, naming both numbers (the runner used to warn and trade
+    signals that differed from research until enough candles had arrived)."""
+    from sep_research.live.model import warmup_for
+
+    art = make_artifact(tmp_path / "m.json")
+    models = load_models([str(art)], ["EUR_USD"], "H1")
+    need = models["EUR_USD"].history
+    assert need > 2
+    assert warmup_for(models, None) == need
+    assert warmup_for(models, need + 50) == need + 50
+    with pytest.raises(ModelError, match=rf"needs {need} candles.*warmup_candles is 10"):
+        load_models([str(art)], ["EUR_USD"], "H1", warmup=10)
+    assert load_models([str(art)], ["EUR_USD"], "H1", warmup=need)

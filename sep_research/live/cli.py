@@ -62,7 +62,7 @@ def build(args: argparse.Namespace) -> Any:
     """Validate everything and assemble a :class:`~sep_research.live.runner.Runner`."""
     from sep_research.live.config import ConfigError, load_config
     from sep_research.live.journal import Journal, JournalError, JournalFull
-    from sep_research.live.model import ModelError, load_models
+    from sep_research.live.model import ModelError, load_models, warmup_for
 
     if not args.config:
         raise _error("--config runner.yaml is required")
@@ -79,6 +79,9 @@ def build(args: argparse.Namespace) -> Any:
                              warmup=cfg.feed.warmup_candles)
     except (ModelError, ValueError) as exc:
         raise _error(f"model refused: {exc}") from None
+    # the history the rules need (feed.warmup_candles: null), fixed before the feed starts
+    cfg = cfg.model_copy(update={"feed": cfg.feed.model_copy(
+        update={"warmup_candles": warmup_for(models, cfg.feed.warmup_candles)})})
 
     from sep_research.live.logs import setup_logging
 

@@ -88,9 +88,11 @@ class FeedConfig(_Strict):
     reconnect_max_s: Num = Field(
         30.0, gt=0, le=600, description="longest delay of the reconnect backoff (at least "
         "reconnect_base_s)")
-    warmup_candles: int = Field(
-        200, ge=2, le=5000, description="candles kept per instrument for the signal path's "
-        "warm-up")
+    warmup_candles: int | None = Field(
+        None, ge=2, le=5000, description="candles of history fetched and kept per instrument "
+        "for the signal path's warm-up; null: what the model's rule needs for its signals to "
+        "equal research's from the first candle (its bounded history); a smaller number is "
+        "refused at start-up")
     backfill_max: int = Field(
         500, ge=1, le=5000, description="most candles fetched per request to backfill an "
         "outage (OANDA allows 5000)")

@@ -149,12 +149,22 @@ def check_policy(model: Model, risk: Any) -> None:
             "set risk.fixed_units to the units per trade, or train with --stop-loss-pips")
 
 
+def warmup_for(models: dict[str, Model], configured: int | None) -> int:
+    """Candles of history the runner fetches and keeps per instrument: the configured
+    ``feed.warmup_candles``, or (null) the longest history any model's rule needs, so that
+    live signals equal research's from the first candle (at least 2)."""
+    if configured is not None:
+        return int(configured)
+    return max([2, *(m.history for m in models.values())])
+
+
 def load_models(paths: list[str], instruments: list[str], granularity: str, *,
                 risk: Any = None, warmup: int | None = None) -> dict[str, Model]:
     """Verify every artifact and match them to the config: one model per instrument; with
     ``risk`` (the config's ``RiskConfig``) also :func:`check_policy` each; with ``warmup``
-    (the config's ``feed.warmup_candles``) warn about a model whose rule needs more candles
-    than that before its signals equal research's (:attr:`Model.history`)."""
+    (the config's ``feed.warmup_candles``) refuse a model whose rule needs more candles than
+    that before its signals equal research's (:attr:`Model.history`); see
+    :func:`warmup_for`."""
     if not paths:
         raise ModelError("no model artifact given (--model ARTIFACT.json)")
     models: dict[str, Model] = {}
@@ -172,10 +182,13 @@ def load_models(paths: list[str], instruments: list[str], granularity: str, *,
         if risk is not None:
             check_policy(m, risk)
         if warmup is not None and m.history > warmup:
-            log.warning("%s: rule %r needs %d candles before its signals equal research's; "
-                        "feed.warmup_candles is %d, so the first signals after start-up may "
-                        "differ (raise feed.warmup_candles to at least %d)", p, m.spec.rule,
-                        m.history, warmup, m.history)
+            raise ModelError(
+                f"{p}: rule {m.spec.rule!r} needs {m.history} candles of history before its "
+                f"signals equal research's, but feed.warmup_candles is {warmup}: set it to at "
+                f"least {m.history}, or to null (the rule's own history)")
+        if m.history > 5000:
+            raise ModelError(f"{p}: rule {m.spec.rule!r} needs {m.history} candles of history, "
+                             "more than one request of OANDA's candles endpoint (5000)")
         models[m.instrument] = m
     missing = [i for i in instruments if i not in models]
     if missing:

@@ -34,7 +34,7 @@ from sep_research.live.config import RunnerConfig
 from sep_research.live.feed import Feed
 from sep_research.live.journal import Journal, JournalCorrupt, JournalFull
 from sep_research.live.loop import CandleLoop
-from sep_research.live.model import Model, SignalPath, check_policy, load_models
+from sep_research.live.model import Model, SignalPath, check_policy, load_models, warmup_for
 from sep_research.live.orders import OrderDesk
 from sep_research.live.port import Broker
 from sep_research.live.reconcile import NeedsHuman, reconcile
@@ -76,6 +76,10 @@ class Runner:
         for m in models.values():
             check_policy(m, cfg.risk)
         self.risk.set_stops({i: m.policy.stop_loss_pips for i, m in models.items()})
+        if cfg.feed.warmup_candles is None:  # null: the history the rules need
+            cfg = cfg.model_copy(update={"feed": cfg.feed.model_copy(
+                update={"warmup_candles": warmup_for(models, None)})})
+            self.cfg = cfg
         self.state = RunnerState(models=dict(models),
                                  model_paths=list(model_paths or
                                                   [m.path for m in models.values()]),
