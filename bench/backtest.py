@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sep_research.backtest.engine import quote_arrays, run_backtest
+from sep_research.backtest.simulation import quote_arrays, run_backtest
 from sep_research.data.candles import synthetic_candles
 
 N = 1_000_000

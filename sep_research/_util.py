@@ -17,7 +17,7 @@ def lazy_getattr(package: str, names: Mapping[str, str]) -> Callable[[str], Any]
     Packages use it so that importing them stays cheap (the live runner must not pull in
     numba or pandas through a package ``__init__``)::
 
-        __getattr__ = lazy_getattr(__name__, {"run_backtest": "sep_research.backtest.engine"})
+        __getattr__ = lazy_getattr(__name__, {"run_backtest": "sep_research.backtest.simulation"})
     """
 
     def __getattr__(name: str) -> Any:

@@ -464,7 +464,7 @@ def _compare(frame: Any, artifact: Path, rehearsal: dict[str, Any]) -> dict[str,
 def _summary(run: dict[str, Any], seed: dict[str, Any] | None, comparison: dict[str, Any],
              reports: Path) -> None:
     from sep_research.training.artifact import load_artifact
-    from sep_research.training.report import artifact_oos_table
+    from sep_research.training.summary import artifact_oos_table
 
     art = load_artifact(run["artifact"])
     print("      out of sample (walk-forward on the training part, "

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from sep_research.backtest import fills
-from sep_research.backtest.engine import positions_from_actions, quote_arrays, run_backtest
+from sep_research.backtest.simulation import positions_from_actions, quote_arrays, run_backtest
 from sep_research.data.candles import synthetic_candles
 from sep_research.fx import pip_size
 from tests.reference_backtest import reference_backtest

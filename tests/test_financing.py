@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from sep_research import financing as fin
-from sep_research.backtest.engine import (
+from sep_research.backtest.simulation import (
     candle_financing_days,
     quote_arrays,
     rollover_candles,
@@ -243,7 +243,7 @@ def test_financing_off_changes_nothing_and_needs_its_days() -> None:
     assert off.trades.pips.tolist() == zero.trades.pips.tolist()
     assert off.equity_pips.tolist() == zero.equity_pips.tolist()
     assert off.financing_pips == 0.0 and off.settings["financing"] is None
-    from sep_research.backtest.engine import backtest_arrays
+    from sep_research.backtest.simulation import backtest_arrays
 
     bid, ask, _ = quote_arrays(frame, pip=PIP)
     with pytest.raises(ValueError, match="financing needs financing_days"):

@@ -100,7 +100,7 @@ def test_per_candle_sharpe_from_sums_matches_direct() -> None:
 
 
 def test_unreachable_min_hc_abstains_with_a_label(frame) -> None:
-    from sep_research.training.report import build_payload
+    from sep_research.training.summary import build_payload
 
     res = walk_forward(frame, instrument="EUR_USD", granularity="H1", grid=small_grid(),
                        n_folds=2, min_hc=10_000, n_random=10, spa_reps=20, pbo_splits=4,

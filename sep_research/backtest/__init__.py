@@ -11,13 +11,13 @@ from __future__ import annotations
 from sep_research._util import lazy_getattr
 
 _LAZY = {
-    "run_backtest": "sep_research.backtest.engine",
-    "backtest_arrays": "sep_research.backtest.engine",
-    "ArrayBacktest": "sep_research.backtest.engine",
-    "BacktestResult": "sep_research.backtest.engine",
-    "positions_from_actions": "sep_research.backtest.engine",
-    "quote_arrays": "sep_research.backtest.engine",
-    "candle_financing_days": "sep_research.backtest.engine",
+    "run_backtest": "sep_research.backtest.simulation",
+    "backtest_arrays": "sep_research.backtest.simulation",
+    "ArrayBacktest": "sep_research.backtest.simulation",
+    "BacktestResult": "sep_research.backtest.simulation",
+    "positions_from_actions": "sep_research.backtest.simulation",
+    "quote_arrays": "sep_research.backtest.simulation",
+    "candle_financing_days": "sep_research.backtest.simulation",
 }
 
 

@@ -399,7 +399,7 @@ def evaluate_signals(
     "baselines": {"always_long", "always_short", "random", "random_direction"},
     "tests": {p-values}, "policy": policy.to_dict(), "financing": rates or None}``.
     """
-    from sep_research.backtest.engine import (
+    from sep_research.backtest.simulation import (
         backtest_arrays,
         candle_financing_days,
         check_target,

@@ -269,7 +269,7 @@ def write_model(frame: pd.DataFrame, result: Any, path: Any) -> dict[str, Any] |
     """Write the model artifact (``sep_research.training``'s payload, checksummed) to
     ``path``; None, with the reason printed, when no configuration could be chosen."""
     from sep_research.training.artifact import write_artifact
-    from sep_research.training.report import build_payload
+    from sep_research.training.summary import build_payload
 
     try:
         payload = build_payload(result, frame)

@@ -3,7 +3,7 @@
 - :func:`sep_research.training.walkforward.walk_forward` -> ``WalkForwardResult``
 - :mod:`sep_research.training.artifact`: ``write_artifact``, ``load_artifact``,
   ``verify_artifact`` (standard library only, for the live runner)
-- :mod:`sep_research.training.report`: ``build_payload``, ``oos_table``
+- :mod:`sep_research.training.summary`: ``build_payload``, ``oos_table``
 
 Importing this package imports nothing heavy.
 """

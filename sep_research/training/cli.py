@@ -99,7 +99,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from sep_research.strategy import Policy
     from sep_research.training.artifact import write_artifact
     from sep_research.training.grid import make_grid, small_grid
-    from sep_research.training.report import build_payload, oos_table
+    from sep_research.training.summary import build_payload, oos_table
     from sep_research.training.walkforward import walk_forward
 
     frame = _load(args)

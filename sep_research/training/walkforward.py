@@ -378,7 +378,7 @@ def _range_net_pips(frame: pd.DataFrame, sig: Any, policy: Policy, lo: int, hi: 
                     financing_days: np.ndarray | None = None) -> float:
     """Backtest net pips of the trades one configuration's signals of candles ``lo .. hi-1``
     make under ``policy`` (the rest of the series flat), financing included when charged."""
-    from sep_research.backtest.engine import backtest_arrays
+    from sep_research.backtest.simulation import backtest_arrays
     from sep_research.evaluation.metrics import policy_targets
 
     m = np.zeros(len(frame), dtype=bool)
@@ -455,7 +455,7 @@ def walk_forward(
     from tqdm.auto import tqdm
 
     from sep_research import fx
-    from sep_research.backtest.engine import quote_arrays
+    from sep_research.backtest.simulation import quote_arrays
     from sep_research.data.candles import require_authentic
     from sep_research.evaluation.metrics import evaluate_signals
     from sep_research.evaluation.stats import deflated_sharpe_ratio
@@ -510,7 +510,7 @@ def walk_forward(
     k_total = len(grid)
     seed_row = grid.find(SEED)
     bid, ask, _source = quote_arrays(frame, half_spread_pips=half_spread_pips, pip=pip)
-    from sep_research.backtest.engine import candle_financing_days
+    from sep_research.backtest.simulation import candle_financing_days
 
     fin_days = (candle_financing_days(frame.index, rates, granularity=granularity)
                 if rates is not None else None)
@@ -705,7 +705,7 @@ def compile_kernels(engine: str = "auto") -> dict[str, float]:
     so that benchmarks can report compile time apart from run time. The input is labelled
     synthetic and nothing of it is kept.
     """
-    from sep_research.backtest.engine import run_backtest
+    from sep_research.backtest.simulation import run_backtest
     from sep_research.data.candles import synthetic_candles
     from sep_research.signals.seed import seed_signals
     from sep_research.training.grid import small_grid
