@@ -34,7 +34,8 @@ Procedure (:func:`walk_forward`):
    candles beside it.
 5. Overfitting statistics of the sweep: per-fold Deflated Sharpe Ratio of the in-sample
    choice given the number of configurations, PBO by CSCV over the grid, and Hansen's SPA
-   test of the grid against staying flat (see :func:`overfitting_statistics`).
+   test of the grid against staying flat
+   (:func:`sep_research.training.overfitting.overfitting_statistics`).
 
 **The sweep scores one-candle trades** (:mod:`sep_research.signals.sweep` states its P&L and
 spread once): ``action * (close[i+1] - close[i])`` in pips minus the full spread at the next
@@ -61,6 +62,7 @@ import pandas as pd
 from sep_research.financing import FinancingRates
 from sep_research.strategy import CostModel, Policy, StrategySpec
 from sep_research.training.grid import ConfigGrid, make_grid
+from sep_research.training.overfitting import overfitting_statistics, traded_keys
 
 OBJECTIVES = ("net_pips", "hc_accuracy", "sharpe")
 SCHEMES = ("rolling", "anchored")
@@ -138,18 +140,11 @@ def sweep(si: Any, lo: int, hi: int, *, engine: str = "auto") -> dict[str, np.nd
     return _with_length(run_prepared(si, lo, hi, engine=engine), lo, hi)
 
 
-def _keys(trade_on: str) -> tuple[str, str, str, str]:
-    """(count, correct, sum, sum of squares) keys of the signals a policy trades."""
-    if trade_on == "hc":
-        return "n_hc", "n_hc_correct", "hc_sum_pips_net", "hc_sum_pips_net_sq"
-    return "n_non_hold", "n_correct", "sum_pips_net", "sum_pips_net_sq"
-
-
 def per_candle_sharpe(sw: dict[str, np.ndarray], trade_on: str = "hc") -> np.ndarray:
     """Per-candle Sharpe of the traded signals (P&L 0 on candles without one); NaN where
     undefined."""
     length = sw["n_candles"].astype(np.float64)
-    _n, _c, k1, k2 = _keys(trade_on)
+    _n, _c, k1, k2 = traded_keys(trade_on)
     s1 = sw[k1]
     s2 = sw[k2]
     mean = s1 / length
@@ -161,7 +156,7 @@ def per_candle_sharpe(sw: dict[str, np.ndarray], trade_on: str = "hc") -> np.nda
 
 def objective_values(sw: dict[str, np.ndarray], objective: str,
                      trade_on: str = "hc") -> np.ndarray:
-    kn, kc, k1, _k2 = _keys(trade_on)
+    kn, kc, k1, _k2 = traded_keys(trade_on)
     if objective == "net_pips":
         return sw[k1].astype(np.float64)
     if objective == "hc_accuracy":
@@ -176,7 +171,7 @@ def objective_values(sw: dict[str, np.ndarray], objective: str,
 def choose(sw: dict[str, np.ndarray], objective: str, min_hc: int,
            trade_on: str = "hc") -> tuple[int | None, str]:
     """Row of the best eligible configuration (first on ties), or (None, reason)."""
-    kn = _keys(trade_on)[0]
+    kn = traded_keys(trade_on)[0]
     val = objective_values(sw, objective, trade_on)
     ok = (sw[kn] >= min_hc) & np.isfinite(val)
     if not ok.any():
@@ -270,100 +265,6 @@ def _traded_pnl(action: np.ndarray, hc: np.ndarray, move: np.ndarray, spread: np
     if trade_on == "hc":
         h &= hc[lo:hi]
     return np.where(h, a * np.nan_to_num(move[lo:hi]) - np.nan_to_num(spread[lo:hi]), 0.0)
-
-
-def overfitting_ranges(lo: int, hi: int, *, granularity: str, n_splits: int = 16
-                       ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """The PBO blocks and the SPA periods over candles ``lo .. hi-1`` (either may be empty:
-    too few candles)."""
-    from sep_research.evaluation.stats import periods_per_year
-
-    blocks = np.linspace(lo, hi, n_splits + 1).astype(int)
-    pbo = ([(int(blocks[b]), int(blocks[b + 1])) for b in range(n_splits)]
-           if hi - lo >= n_splits * 10 else [])
-    per_day = max(1, round(periods_per_year(granularity) / 252.0))
-    edges = np.arange(lo, hi + 1, per_day)
-    spa = ([(int(edges[b]), int(edges[b + 1])) for b in range(edges.size - 1)]
-           if edges.size - 1 >= 10 else [])
-    return pbo, spa
-
-
-def overfitting_statistics(
-    si: Any,
-    lo: int,
-    hi: int,
-    *,
-    granularity: str,
-    n_splits: int = 16,
-    spa_reps: int = 500,
-    seed: int = 0,
-    engine: str = "auto",
-    trade_on: str = "hc",
-    sweeps: dict[tuple[int, int], dict[str, np.ndarray]] | None = None,
-) -> dict[str, Any]:
-    """PBO (CSCV) and Hansen's SPA for the whole grid over candles ``lo .. hi-1``.
-
-    PBO: the range is cut into ``n_splits`` equal blocks; each configuration's traded net pips
-    per block (HC signals for ``trade_on="hc"``) form the (blocks x configurations) matrix,
-    and selection is by the mean (the ``net_pips`` objective without the ``min_hc`` filter).
-    SPA: net pips per day-sized block (``periods_per_year / 252`` candles, at least 1) against
-    the benchmark of staying flat (loss 0); configurations that never trade and duplicate P&L
-    columns are dropped first (they cannot beat the benchmark or are the same test).
-    ``sweeps``: results already computed per range (:func:`overfitting_ranges`); missing ones
-    are swept here.
-    """
-    from sep_research.evaluation.stats import pbo_cscv, spa_test
-
-    key = _keys(trade_on)[2]
-    have = dict(sweeps or {})
-    pbo_ranges, spa_ranges = overfitting_ranges(lo, hi, granularity=granularity,
-                                                n_splits=n_splits)
-    def net(ranges: list[tuple[int, int]], desc: str) -> np.ndarray:
-        missing = [r for r in ranges if r not in have]
-        if missing:  # the blocks are consecutive: one pass over their candles
-            from sep_research.signals.sweep import period_net_pips
-
-            for r, v in period_net_pips(si, missing, trade_on=trade_on,
-                                        engine=engine).items():
-                have[r] = {key: v}
-        return np.vstack([have[r][key] for r in ranges])
-
-    out: dict[str, Any] = {}
-    length = hi - lo
-    if pbo_ranges:
-        perf = net(pbo_ranges, "PBO blocks")
-        out["pbo"] = pbo_cscv(perf, n_splits=n_splits, metric="mean")
-        out["pbo"]["range"] = [int(lo), int(hi)]
-        out["pbo"]["performance"] = "traded net pips per block (sum), selection by the mean"
-        out["pbo"]["interpretation"] = (
-            "PBO ranks configurations against each other: it is the share of splits where the "
-            "in-sample best falls at or below the out-of-sample median. A low PBO says the "
-            "choice generalises relative to the other configurations (for example, choosing "
-            "configurations that trade less and so lose less spread), not that it makes money; "
-            "see the SPA p-value and the out-of-sample net pips for that.")
-    else:
-        out["pbo"] = None
-        out["pbo_note"] = f"too few candles ({length}) for {n_splits} blocks"
-    if spa_ranges:
-        per_day = spa_ranges[0][1] - spa_ranges[0][0]
-        pnl = net(spa_ranges, "SPA periods")
-        active = np.any(pnl != 0.0, axis=0)
-        uniq = np.unique(pnl[:, active], axis=1) if active.any() else pnl[:, :0]
-        uniq = uniq[:, np.std(uniq, axis=0) > 0] if uniq.size else uniq
-        if uniq.shape[1] == 0:
-            out["spa"] = None
-            out["spa_note"] = "no configuration traded in the range"
-        else:
-            res = spa_test(np.zeros(pnl.shape[0]), -uniq, reps=spa_reps, seed=seed)
-            res["benchmark"] = "flat (no trades)"
-            res["period_candles"] = per_day
-            res["configurations_in_grid"] = int(pnl.shape[1])
-            res["distinct_trading_configurations"] = int(uniq.shape[1])
-            out["spa"] = res
-    else:
-        out["spa"] = None
-        out["spa_note"] = "too few periods of a day's candles for the SPA test"
-    return out
 
 
 def _check_objective(objective: str) -> str:
@@ -544,7 +445,7 @@ def walk_forward(
                                            alignment="causal", engine=engine)
         return signal_cache[k]
 
-    kn, kc, k1, _k2 = _keys(trade_on)
+    kn, kc, k1, _k2 = traded_keys(trade_on)
     oos_mask = np.zeros(n, dtype=bool)
     oos_action = np.zeros(n, dtype=np.int8)
     oos_hc = np.zeros(n, dtype=bool)
@@ -695,36 +596,4 @@ def selection_gap(rows: list[dict[str, Any]], policy: Policy,
         out[f"{part}_gap_pips"] = bt - sw
     if not rows:
         out["note"] = "no fold chose a configuration: nothing to compare"
-    return out
-
-
-def compile_kernels(engine: str = "auto") -> dict[str, float]:
-    """Compile (JIT) every kernel the walk-forward uses on a tiny synthetic input.
-
-    Returns seconds per step (``features``, ``sweep``, ``signals``, ``backtest``, ``total``),
-    so that benchmarks can report compile time apart from run time. The input is labelled
-    synthetic and nothing of it is kept.
-    """
-    from sep_research.backtest.simulation import run_backtest
-    from sep_research.data.candles import synthetic_candles
-    from sep_research.signals.seed import seed_signals
-    from sep_research.training.grid import small_grid
-
-    out: dict[str, float] = {}
-    t0 = time.perf_counter()
-    frame = synthetic_candles(300, granularity="H1", seed=0)
-    grid = small_grid()
-    t = time.perf_counter()
-    si = prepare_sweep(frame, grid, instrument="EUR_USD", half_spread_pips=None, engine=engine)
-    out["features"] = time.perf_counter() - t
-    t = time.perf_counter()
-    sweep(si, 20, 200, engine=engine)
-    out["sweep"] = time.perf_counter() - t
-    t = time.perf_counter()
-    sig = seed_signals(frame, grid.params(0), engine=engine)
-    out["signals"] = time.perf_counter() - t
-    t = time.perf_counter()
-    run_backtest(frame, sig.action, instrument="EUR_USD")
-    out["backtest"] = time.perf_counter() - t
-    out["total"] = time.perf_counter() - t0
     return out
