@@ -8,8 +8,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from sep_research.data.cache import CacheError, CandleCache, find_gaps
+from sep_research.data.cache import CacheError, CandleCache
 from sep_research.data.candles import CandleError, get_provenance, synthetic_candles
+from sep_research.data.gaps import find_gaps
 from sep_research.data.load import load_candles
 from sep_research.data.sample import load_sample
 

@@ -94,7 +94,7 @@ def test_bit_table_agrees_with_the_data_layer(sample) -> None:
 
 
 def test_gap_and_overview_tables_agree(sample) -> None:
-    from sep_research.data.cache import find_gaps
+    from sep_research.data.gaps import find_gaps
 
     gaps = tables.gap_table(sample)
     assert len(gaps) == len(find_gaps(sample.index, "H1"))

@@ -27,7 +27,7 @@ def bit_statistics(close: np.ndarray) -> dict[str, float]:
 
 
 def summarise(frame: pd.DataFrame) -> str:
-    from sep_research.data.cache import find_gaps
+    from sep_research.data.gaps import find_gaps
 
     prov = get_provenance(frame)
     pip = pip_size(prov.instrument)

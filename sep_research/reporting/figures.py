@@ -81,7 +81,7 @@ def returns_figure(frame: pd.DataFrame, *, max_lag: int = 24) -> Figure:
 
 def gaps_figure(frame: pd.DataFrame) -> Figure:
     """Candles per day, with the gaps outside weekends marked in red."""
-    from sep_research.data.cache import find_gaps
+    from sep_research.data.gaps import find_gaps
 
     gran = frame.attrs.get("provenance", {}).get("granularity", "")
     gaps = find_gaps(frame.index, gran) if gran else []

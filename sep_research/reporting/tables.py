@@ -19,8 +19,8 @@ def _prov(frame: pd.DataFrame):
 
 def data_overview(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per property: source, instrument, range, rows, price components, hash, gaps."""
-    from sep_research.data.cache import find_gaps
     from sep_research.data.candles import price_components
+    from sep_research.data.gaps import find_gaps
 
     prov = _prov(frame)
     gaps = find_gaps(frame.index, prov.granularity)
@@ -41,7 +41,7 @@ def data_overview(frame: pd.DataFrame) -> pd.DataFrame:
 
 def gap_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Runs of missing candles outside the FX weekend: last candle before, first after, count."""
-    from sep_research.data.cache import find_gaps
+    from sep_research.data.gaps import find_gaps
 
     gaps = find_gaps(frame.index, _prov(frame).granularity)
     return pd.DataFrame(gaps, columns=["last_before", "first_after", "missing_candles"])
@@ -105,7 +105,7 @@ def bit_table(frame: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:
 
 def data_metrics(frame: pd.DataFrame) -> dict[str, float | int | str]:
     """Headline numbers of a candle frame for ``metrics.json`` and the index."""
-    from sep_research.data.cache import find_gaps
+    from sep_research.data.gaps import find_gaps
     from sep_research.fx import pip_size
 
     prov = _prov(frame)
