@@ -76,6 +76,7 @@ class Runner:
         for m in models.values():
             check_policy(m, cfg.risk)
         self.risk.set_stops({i: m.policy.stop_loss_pips for i, m in models.items()})
+        self._set_financing(models)
         self.state = RunnerState(models=dict(models),
                                  model_paths=list(model_paths or
                                                   [m.path for m in models.values()]),
@@ -97,6 +98,12 @@ class Runner:
         self.last_loop_error = ""
         self._pending_reload: tuple[dict[str, Model], list[str], dict[str, Any]] | None = None
         self._configured_paths = list(self.state.model_paths)
+
+    def _set_financing(self, models: dict[str, Model]) -> None:
+        """The models' financing rates (their cost models) to the broker: the paper broker
+        charges them; a real broker's own financing is what it reports."""
+        self.broker.set_financing({i: m.spec.costs.financing for i, m in models.items()},
+                                  granularity_seconds=self.cfg.granularity_seconds)
 
     # ---------------------------------------------------------------- convenience views
     @property
@@ -376,6 +383,7 @@ class Runner:
         st.models, st.model_paths = models, paths
         st.paths.update(new_paths)
         self.risk.set_stops({i: m.policy.stop_loss_pips for i, m in models.items()})
+        self._set_financing(models)
         self.journal.record_decision("reload", True, "models swapped",
                                      detail={"old": old, "new": st.model_ids()})
         log.info("models reloaded: %s", st.model_ids())
