@@ -5,8 +5,8 @@ it*: the SQLite header and ``application_id`` are read raw (a foreign file is ne
 SQLite for writing), then a read-only connection runs ``PRAGMA integrity_check`` (not the
 shallow ``quick_check``), checks the tables, and reads every row the runner relies on with its
 type (``meta``: schema version, transaction cursor, ``risk_state``, ``blocked``; ``candles``,
-``orders``, ``positions``, ``fills``, ``financing``; invalid UTF-8 included). Nothing is left next to a
-refused file.
+``orders``, ``positions``, ``fills``, ``financing``; invalid UTF-8 included). Nothing is left
+next to a refused file.
 
 The errors say what happened and what to do: :class:`JournalCorrupt` (move the file aside and
 keep it; the runner exits 2 and is not restarted), :class:`JournalFull` (disk full: the
