@@ -252,5 +252,12 @@ def test_history_import_brings_the_financing(tmp_path: Path,
         r2.journal.close()
         figures = compare_with_account(rig, rig.journal)
         assert figures["financed_trades"] >= 1 and figures["financing"] != 0, figures
+        from sep_research.live.journal import Journal
+
+        j = Journal(rig.journal)
+        (why,) = [d["reason"] for d in j.decisions(limit=100, kind="reconcile")
+                  if d["reason"].startswith("empty journal")]
+        j.close()
+        assert "1 daily financing(s)" in why, why
     finally:
         rig.stop()

@@ -118,7 +118,8 @@ def _import_history(journal: Journal, desk: OrderDesk, activity: Activity) -> No
         n += 1
     journal.record_decision(
         "reconcile", True, f"empty journal on an account with history: imported "
-        f"{len(activity.fills)} fill(s) and {n} runner order(s) from its transactions",
+        f"{len(activity.fills)} fill(s), {len(activity.financing)} daily financing(s) and {n} "
+        "runner order(s) from its transactions",
         detail={"last_transaction_id": activity.last_transaction_id})
 
 
