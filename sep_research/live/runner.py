@@ -76,7 +76,6 @@ class Runner:
         for m in models.values():
             check_policy(m, cfg.risk)
         self.risk.set_stops({i: m.policy.stop_loss_pips for i, m in models.items()})
-        self._set_financing(models)
         self.state = RunnerState(models=dict(models),
                                  model_paths=list(model_paths or
                                                   [m.path for m in models.values()]),
@@ -98,6 +97,7 @@ class Runner:
         self.last_loop_error = ""
         self._pending_reload: tuple[dict[str, Model], list[str], dict[str, Any]] | None = None
         self._configured_paths = list(self.state.model_paths)
+        self._set_financing(models)
 
     def _set_financing(self, models: dict[str, Model]) -> None:
         """The models' financing rates (their cost models) to the broker: the paper broker
