@@ -12,9 +12,12 @@
    sent and answered: accelerated and deterministic whatever the machine's load (a free-running
    clock at thousands of times real time would move the price inside the candle while the
    runner's order travels, so its fills could not be compared with the backtest's);
-5. compare the runner's fills, trade for trade, with the backtest of the same candles under
-   the artifact's own trading policy (its stop-loss and take-profit, read from the artifact:
-   the runner trades that policy, and so does this backtest);
+5. compare the runner's fills and realised P&L, trade for trade, with the backtest of the same
+   candles under the artifact's own trading policy and cost model (its stop-loss and
+   take-profit, and its overnight financing, read from the artifact: the runner trades that
+   policy, the emulator charges those financing rates at each 17:00 New York rollover, and the
+   backtest applies both): entry and exit prices, each trade's price P&L, its financing (the
+   emulator's ``DAILY_FINANCING`` as the runner journalled it) and their sum;
 6. summarise: the out-of-sample figures against the baselines, and where the report and the
    artifact are.
 
@@ -291,13 +294,24 @@ def _rehearse(frame: Any, artifact: Path, run_dir: Path, split: int, held_end: i
     }
     cfg_path = work / "runner.yaml"
     cfg_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+    # the emulator charges the financing the artifact was trained and judged with (its cost
+    # model), as the backtest of step 5 does: a rehearsal of the runner's accounting, not of
+    # OANDA's rates of the day
+    from sep_research.live.model import load_model
+
+    rates = load_model(artifact).spec.costs.financing
+    financing = "off"
+    if rates is not None:
+        fin_path = work / "financing.json"
+        fin_path.write_text(json.dumps({"EUR_USD": rates.to_dict()}, indent=1))
+        financing = str(fin_path)
     start_time = frame.index[split]
     end_time = frame.index[held_end]
     sep = [sys.executable, "-m", "sep_research.cli"]
     emu_cmd = [*sep, "emulator", "--port", str(emu_port), "--token", token, "--account-id",
                ACCOUNT_ID, "--instruments", "EUR_USD", "--source", "sample", "--start",
                isoformat(start_time), "--speed", "0",
-               "--half-spread-pips", str(HALF_SPREAD_PIPS)]
+               "--half-spread-pips", str(HALF_SPREAD_PIPS), "--financing", financing]
     run_cmd = [*sep, "run", "--model", str(artifact), "--config", str(cfg_path)]
     t0 = time.monotonic()
     admin = _Admin(base, token)
@@ -306,6 +320,8 @@ def _rehearse(frame: Any, artifact: Path, run_dir: Path, split: int, held_end: i
                     proc=emu, log=work / "emulator.log")
         print(f"      emulator on {base}, clock at {isoformat(start_time)}, stepped one candle "
               "at a time as soon as the runner has acted")
+        print(f"      the emulator charges the artifact's "
+              f"{rates.describe() if rates is not None else 'financing: off'}")
         with _process(run_cmd, env=env, log=work / "runner.log", name="runner") as runner:
             status_url = f"http://127.0.0.1:{status_port}/api/status"
 
@@ -371,10 +387,16 @@ def _emulator_up(base: str, token: str) -> bool:
         return resp.status == 200
 
 
+#: the emulator rounds every amount to 4 decimals (the account currency's hundredth of a cent)
+ROUNDING = 1e-4
+
+
 def _compare(frame: Any, artifact: Path, rehearsal: dict[str, Any]) -> dict[str, Any]:
-    """The runner's journalled decisions and fills against the research signals and the
-    backtest of the same candles under the **artifact's own policy** (read from the artifact,
-    as the runner read it), trade for trade."""
+    """The runner's journalled decisions, fills and realised P&L against the research signals
+    and the backtest of the same candles under the **artifact's own policy and financing**
+    (read from the artifact, as the runner read it), trade for trade: each trade whose entry
+    and exit are identical must have the same price P&L, financing and net P&L, within the
+    emulator's rounding of each amount (:data:`ROUNDING` per fill and per financing)."""
     import numpy as np
     import pandas as pd
 
@@ -387,11 +409,17 @@ def _compare(frame: Any, artifact: Path, rehearsal: dict[str, Any]) -> dict[str,
 
     model = load_model(artifact)  # the runner's own reading of the artifact
     policy = model.policy
+    rates = model.spec.costs.financing
     print(f"      the artifact's policy: {policy.describe()}")
+    print(f"      the artifact's {rates.describe() if rates is not None else 'financing: off'}")
     j = Journal(rehearsal["journal"])
     try:
-        rows = j._query("SELECT candle_time, target FROM signals ORDER BY candle_time")
-        pos = j._query("SELECT * FROM positions WHERE state='closed' ORDER BY opened_at")
+        rows = [{"candle_time": r["candle_time"], "target": r["target"]}
+                for r in j.signals(limit=10**9, oldest_first=True)]
+        pos = j.closed_trades(limit=10**9, oldest_first=True)
+        charges = {p["trade_id"]: len(j.financing(limit=10**6, trade_id=p["trade_id"]))
+                   for p in pos}
+        journal_pnl = j.pnl()
     finally:
         j.close()
     if not rows:
@@ -411,33 +439,64 @@ def _compare(frame: Any, artifact: Path, rehearsal: dict[str, Any]) -> dict[str,
     bt = run_backtest(frame.iloc[: last + 2], target, instrument=model.instrument,
                       units=float(UNITS), stop_loss_pips=policy.stop_loss_pips,
                       take_profit_pips=policy.take_profit_pips,
-                      half_spread_pips=HALF_SPREAD_PIPS)
+                      half_spread_pips=HALF_SPREAD_PIPS, financing=rates, granularity="H1")
     trades = bt.trades[bt.trades.exit_reason != "end_of_data"]
     # A market order sent while the market is closed (the decision candle is Friday's last) is
     # cancelled with MARKET_HALTED, as at OANDA, and the runner decides again on the first
-    # candle of the new week; the backtest's rule fills it at the next open (Sunday's). Such
+    # candle of the new week; the backtest's rule fills it at the next open (Sunday's). That
+    # holds for an entry and for a close (the same entry, the exit one candle apart). Such
     # differences are counted apart and named; any other difference is a failure.
     step = frame.index[1] - frame.index[0]
-    identical = explained = 0
+
+    def closed_at_decision(t: Any) -> bool:
+        """Whether the order filled at candle open ``t`` was decided into a closed market."""
+        k = int(frame.index.get_loc(t))
+        return k > 0 and not fx.market_open((frame.index[k - 1] + step).to_pydatetime())
+
+    identical = explained = explained_exit = 0
     unexplained: list[str] = []
+    pnl_differs: list[str] = []
+    held = {"runner": 0, "backtest": 0, "both": 0}
+    fin_compared = {"runner": 0.0, "backtest": 0.0}
     for p, (_, t) in zip(pos, trades.iterrows()):
         same = (p["units"] == int(t.direction) * UNITS
                 and abs(p["entry_price"] - t.entry_price) <= 1e-9
                 and abs(p["exit_price"] - t.exit_price) <= 1e-9)
         if same:
             identical += 1
+            # the realised P&L of the same trade: price P&L, financing, net
+            tol = ROUNDING * (1 + charges[p["trade_id"]]) + 1e-9
+            runner_held, bt_held = charges[p["trade_id"]] > 0, t.financing_pnl != 0
+            held["runner"] += runner_held
+            held["backtest"] += bt_held
+            held["both"] += runner_held and bt_held
+            fin_compared["runner"] += p["financing"]
+            fin_compared["backtest"] += float(t.financing_pnl)
+            if (runner_held != bt_held
+                    or abs(p["pl"] - (t.pnl - t.financing_pnl)) > ROUNDING + 1e-9
+                    or abs(p["financing"] - t.financing_pnl) > tol
+                    or abs(p["net_pl"] - t.pnl) > tol):
+                pnl_differs.append(
+                    f"trade {p['trade_id']} {p['opened_at'][:16]}: runner P&L {p['pl']:+.4f} + "
+                    f"financing {p['financing']:+.4f} = {p['net_pl']:+.4f}, backtest "
+                    f"{t.pnl - t.financing_pnl:+.4f} + {t.financing_pnl:+.4f} = {t.pnl:+.4f}")
             continue
-        k = int(frame.index.get_loc(t.entry_time))
-        decided = (frame.index[k - 1] + step).to_pydatetime() if k > 0 else None
-        if decided is not None and not fx.market_open(decided):  # the FX week had closed
+        same_entry = (p["units"] == int(t.direction) * UNITS
+                      and abs(p["entry_price"] - t.entry_price) <= 1e-9)
+        if closed_at_decision(t.entry_time):  # the FX week had closed
             explained += 1
+        elif same_entry and t.exit_reason == "signal" and closed_at_decision(t.exit_time) \
+                and pd.Timestamp(p["closed_at"]) > t.exit_time:
+            explained_exit += 1
         else:
-            unexplained.append(f"runner {p['opened_at'][:16]} vs backtest {t.entry_time:%Y-%m-%d %H:%M}")
+            unexplained.append(f"runner {p['opened_at'][:16]} .. {p['closed_at'][:16]} vs "
+                               f"backtest {t.entry_time:%Y-%m-%d %H:%M} .. "
+                               f"{t.exit_time:%Y-%m-%d %H:%M}")
     stops_runner = sum(1 for p in pos if p.get("stop_loss") is not None)
     stops_wanted = len(pos) if policy.stop_loss_pips is not None else 0
     exits = trades.exit_reason.value_counts().to_dict()
     match = (same_signals and len(pos) == len(trades) and not unexplained
-             and stops_runner == stops_wanted)
+             and not pnl_differs and stops_runner == stops_wanted)
     print(f"      signals: {len(runner)} candles decided by the runner, "
           f"{'identical to' if same_signals else 'DIFFERENT from'} the research signals")
     print(f"      fills: runner closed {len(pos)} position(s), backtest {len(trades)} trade(s); "
@@ -449,16 +508,38 @@ def _compare(frame: Any, artifact: Path, rehearsal: dict[str, Any]) -> dict[str,
         print(f"      {explained} differ only because the signal came on Friday's last candle: the "
               "market was closed, so the order was cancelled (MARKET_HALTED) and the runner "
               "entered one candle into the new week, where the backtest fills at Sunday's open")
+    if explained_exit:
+        print(f"      {explained_exit} differ only in the exit, decided on Friday's last candle: "
+              "the market was closed, so the close was cancelled (MARKET_HALTED) and the runner "
+              "closed one candle into the new week, where the backtest closes at Sunday's open")
     for text in unexplained[:5]:
         print(f"      UNEXPLAINED difference: {text}")
-    pips_runner = sum(float(p.get("pips") or 0) for p in pos) if pos and "pips" in pos[0] else None
+    cur = "USD"
+    print(f"      realised P&L of the {identical} identical trades: "
+          f"{'equal' if not pnl_differs else 'DIFFERENT'} trade for trade (price P&L, financing "
+          f"and net, within the emulator's rounding of {ROUNDING:g} {cur} per amount)")
+    print(f"      financing: {held['both']} of them held through a 17:00 New York rollover in "
+          f"both (runner {held['runner']}, backtest {held['backtest']}); runner "
+          f"{fin_compared['runner']:+.4f} {cur}, backtest {fin_compared['backtest']:+.4f} {cur}")
+    print(f"      the runner's journal: trades {journal_pnl['trades']:+.4f} {cur}, financing "
+          f"{journal_pnl['financing']:+.4f} {cur} (open trades' too), net "
+          f"{journal_pnl['net']:+.4f} {cur}; the backtest's closed trades: net "
+          f"{float(trades.pnl.sum()) if len(trades) else 0.0:+.4f} {cur}, financing "
+          f"{float(trades.financing_pnl.sum()) if len(trades) else 0.0:+.4f} {cur}")
+    for text in pnl_differs[:5]:
+        print(f"      P&L DIFFERENCE: {text}")
     return {"fills_match": bool(match), "n_fills": len(pos), "n_trades": len(trades),
-            "n_identical": identical, "n_weekend": explained, "unexplained": unexplained,
-            "n_signals": len(runner), "same_signals": same_signals,
-            "policy": policy.to_dict(), "runner_positions_with_stop": stops_runner,
+            "n_identical": identical, "n_weekend": explained,
+            "n_weekend_exits": explained_exit, "unexplained": unexplained,
+            "pnl_differs": pnl_differs, "n_signals": len(runner), "same_signals": same_signals,
+            "policy": policy.to_dict(),
+            "financing": None if rates is None else rates.to_dict(),
+            "runner_positions_with_stop": stops_runner,
             "backtest_exits": {str(k): int(v) for k, v in exits.items()},
+            "held_through_rollover": held, "financing_compared": fin_compared,
+            "runner_pnl": journal_pnl,
             "backtest_net_pips": float(trades.pips.sum()) if len(trades) else 0.0,
-            "runner_net_pips": pips_runner}
+            "backtest_net_pnl": float(trades.pnl.sum()) if len(trades) else 0.0}
 
 
 def _summary(run: dict[str, Any], seed: dict[str, Any] | None, comparison: dict[str, Any],
@@ -476,9 +557,12 @@ def _summary(run: dict[str, Any], seed: dict[str, Any] | None, comparison: dict[
               f"{seed['causal']['hc_accuracy']:.2f} % causally (base rate "
               f"{seed['causal']['base_rate']:.1f} %)")
     verdict = ("match" if comparison["fills_match"] else "DO NOT match")
+    held = (comparison.get("held_through_rollover") or {}).get("both", 0)
     print(f"      rehearsal: the runner's fills {verdict} the backtest of the same candles "
           f"({comparison.get('n_identical', 0)} of {comparison.get('n_fills', 0)} identical, "
-          f"{comparison.get('n_weekend', 0)} weekend re-entries)")
+          f"{comparison.get('n_weekend', 0)} weekend re-entries, "
+          f"{comparison.get('n_weekend_exits', 0)} weekend exits; realised P&L with financing "
+          f"trade for trade, {held} held through a rollover)")
     print(f"      report:   {reports / 'index.html'}")
     print(f"      artifact: {run['artifact']}")
     print(f"                (sep model verify {run['artifact']})")

@@ -47,15 +47,18 @@ STATUS_TOKEN = "status-token-for-tests"
 
 def make_artifact(path: Path, instrument: str = "EUR_USD", granularity: str = "H1", *,
                   stop_loss_pips: float | None = None, take_profit_pips: float | None = None,
-                  trade_on: str = "hc", hold: str = "flat", **params: float) -> Path:
-    """A schema-2 artifact of the seed rule (``params`` change the preset) with a policy."""
+                  trade_on: str = "hc", hold: str = "flat", financing: Any = None,
+                  **params: float) -> Path:
+    """An artifact of the seed rule (``params`` change the preset) with a policy and a cost
+    model (``financing``: its rates, a :class:`sep_research.financing.FinancingRates`; None:
+    explicitly off)."""
     from sep_research.signals.seed import SEED
     from sep_research.strategy import CostModel, Policy, StrategySpec
 
     spec = StrategySpec(instrument=instrument, granularity=granularity,
                         params=SEED.with_(**params),
                         policy=Policy(trade_on, hold, stop_loss_pips, take_profit_pips),
-                        costs=CostModel("mid", 0.5))
+                        costs=CostModel("mid", 0.5, financing))
     write_artifact(path, {
         "created_at": "2026-11-24T00:00:00Z", **spec.to_dict(), "objective": {"name": "test"},
         "selection_gap": {}, "data": {"provenance": {"source": "synthetic"}}, "windows": {},
@@ -101,7 +104,8 @@ class Rig:
                  instruments: tuple[str, ...] = ("EUR_USD",), risk: dict | None = None,
                  feed: dict | None = None, frames: dict | None = None,
                  config: dict | None = None, speed: float = 0.0,
-                 emulator: dict | None = None, **params: float):
+                 emulator: dict | None = None, artifact: dict | None = None,
+                 **params: float):
         from sep_research.emulator.app import Emulator, EmulatorConfig
 
         self.tmp = tmp
@@ -110,7 +114,8 @@ class Rig:
         self.emu = Emulator(EmulatorConfig(candles=frames, start=start, faults=faults,
                                            half_spread_pips=HALF_SPREAD, speed=speed,
                                            heartbeat_s=0.5, **(emulator or {}))).start()
-        self.models = [str(make_artifact(tmp / f"{i}.json", i, "H1", stop_loss_pips=STOP,
+        self.models = [str(make_artifact(tmp / f"{i}.json", i, "H1",
+                                         **{"stop_loss_pips": STOP, **(artifact or {})},
                                          **params))
                        for i in instruments]
         self.journal = tmp / "journal.sqlite"
@@ -194,7 +199,11 @@ def check_no_duplicates(rig: Rig, journal_path: Path) -> dict[str, int]:
 def compare_with_account(rig: Rig, journal_path: Path) -> dict[str, Any]:
     """The journal equals the emulator's account: the same open trades with the same units,
     the same fills (by transaction ID, with units and price), the same realised P&L per
-    closed trade and in total. Returns the figures."""
+    closed trade and in total, the same financing per trade (from the DAILY_FINANCING
+    transactions) and in total (the account's ``financing``), and the balance is the funding
+    plus the journal's realised net (trades and financing). Returns the figures."""
+    from oandapyV20.endpoints import accounts
+
     from sep_research.live.journal import Journal
 
     txs = rig.emu.transactions()
@@ -205,12 +214,25 @@ def compare_with_account(rig: Rig, journal_path: Path) -> dict[str, Any]:
                                                   if t.get("tradeReduced") else []):
             realized[str(c["tradeID"])] = realized.get(str(c["tradeID"]), 0.0) + \
                 float(c["realizedPL"])
+    financed: dict[str, float] = {}
+    for t in txs:
+        if t["type"] == "DAILY_FINANCING":
+            for pf in t["positionFinancings"]:
+                for tf in pf["openTradeFinancings"]:
+                    financed[tf["tradeID"]] = financed.get(tf["tradeID"], 0.0) + \
+                        float(tf["financing"])
     open_at_broker = {t["id"]: int(float(t["currentUnits"])) for t in rig.open_trades()}
+    summary = rig.emu.api().request(accounts.AccountSummary(rig.emu.account_id))["account"]
+    funding = sum(float(t["amount"]) for t in txs if t["type"] == "TRANSFER_FUNDS")
     j = Journal(journal_path)
     try:
         j_open = {p["trade_id"]: int(p["units"]) for p in j.positions("open")}
         j_closed = {p["trade_id"]: p for p in j.closed_trades(limit=10**9)}
         j_fills = {f["transaction_id"]: f for f in j.fills(limit=10**9)}
+        j_financed: dict[str, float] = {}
+        for f in j.financing(limit=10**9):
+            j_financed[f["trade_id"]] = j_financed.get(f["trade_id"], 0.0) + f["amount"]
+        j_pnl = j.pnl()
     finally:
         j.close()
     assert j_open == open_at_broker, ("open trades and units differ", j_open, open_at_broker)
@@ -226,8 +248,19 @@ def compare_with_account(rig: Rig, journal_path: Path) -> dict[str, Any]:
         assert not math.isnan(j_closed[tid]["exit_price"]), j_closed[tid]
     total = sum(realized.values())
     assert sum(p["pl"] for p in j_closed.values()) == pytest.approx(total, abs=1e-6)
+    # financing: per trade, in total, and in the closed trades' net P&L
+    assert set(j_financed) == set(financed), ("financed trades differ",
+                                              sorted(set(j_financed) ^ set(financed)))
+    for tid, fin in financed.items():
+        assert j_financed[tid] == pytest.approx(fin, abs=1e-6), (tid, j_financed[tid], fin)
+    assert j_pnl["financing"] == pytest.approx(float(summary["financing"]), abs=1e-6)
+    for tid, p in j_closed.items():
+        assert p["financing"] == pytest.approx(financed.get(tid, 0.0), abs=1e-6), p
+        assert p["net_pl"] == pytest.approx(realized[tid] + financed.get(tid, 0.0), abs=1e-6)
+    assert funding + j_pnl["net"] == pytest.approx(float(summary["balance"]), abs=1e-6)
     return {"open": len(j_open), "closed": len(j_closed), "fills": len(j_fills),
-            "realized_pl": round(total, 6)}
+            "realized_pl": round(total, 6), "financing": round(j_pnl["financing"], 6),
+            "financed_trades": len(financed)}
 
 
 # ------------------------------------------------------------------ a runner process
@@ -284,8 +317,10 @@ def journal_starts(path: Path) -> int:
 
 def run_paper(tmp_path: Path, frame: Any, instrument: str, granularity: str, *,
               half_spread_pips: float = 0.5, stop_loss_pips: float | None = STOP,
-              **params: float) -> Any:
-    """A paper runner that replays ``frame`` to its end (status API off) and is returned."""
+              artifact: dict | None = None, units: int = 1000, **params: float) -> Any:
+    """A paper runner that replays ``frame`` to its end (status API off) and is returned;
+    ``artifact``: more of :func:`make_artifact`'s options (policy, financing); ``units``:
+    fixed units per trade."""
     from sep_research.live.config import config_from_dict
     from sep_research.live.feed import FileFeed
     from sep_research.live.journal import Journal
@@ -294,10 +329,10 @@ def run_paper(tmp_path: Path, frame: Any, instrument: str, granularity: str, *,
     from sep_research.live.runner import Runner
 
     art = make_artifact(tmp_path / "m.json", instrument, granularity,
-                        stop_loss_pips=stop_loss_pips, **params)
+                        stop_loss_pips=stop_loss_pips, **(artifact or {}), **params)
     cfg = config_from_dict({
         "instruments": [instrument], "granularity": granularity,
-        "journal": str(tmp_path / "j.sqlite"), "risk": QUIET_RISK,
+        "journal": str(tmp_path / "j.sqlite"), "risk": {**QUIET_RISK, "fixed_units": units},
         "paper": {"half_spread_pips": half_spread_pips}, "status": {"enabled": False}})
     models = load_models([str(art)], cfg.instruments, cfg.granularity, risk=cfg.risk)
     pip = 0.01 if instrument.endswith("_JPY") else 0.0001

@@ -132,6 +132,15 @@ TX_BY_TYPE: dict[str, dict[str, Any]] = {
     "ORDER_CLIENT_EXTENSIONS_MODIFY": {"orderID": ID},
     "TRADE_CLIENT_EXTENSIONS_MODIFY": {"tradeID": ID, "tradeClientExtensionsModify": OBJ},
     "MARKET_ORDER_REJECT": {"rejectReason": STR},
+    "DAILY_FINANCING": {
+        "financing": MONEY, "accountBalance": MONEY, "accountFinancingMode": STR,
+        "positionFinancings": [{
+            "instrument": STR, "financing": MONEY, "quoteFinancing": DEC,
+            "homeConversionFactors": {"gainQuoteHome": {"factor": DEC},
+                                      "lossQuoteHome": {"factor": DEC}},
+            "accountFinancingMode": STR,
+            "openTradeFinancings": [{"tradeID": ID, "financing": MONEY, "quoteFinancing": DEC,
+                                     "financingRate": DEC}]}]},
 }
 TRADE_OPEN = {"tradeID": ID, "units": UNITS, "price": PRICE, "guaranteedExecutionFee": MONEY,
               "halfSpreadCost": MONEY, "initialMarginRequired": MONEY}
@@ -213,7 +222,9 @@ ACCOUNT = {**SUMMARY, "trades": [TRADE_SUMMARY], "positions": [POSITION], "order
 INSTRUMENT = {"name": STR, "type": "CURRENCY", "displayName": STR, "pipLocation": INT,
               "displayPrecision": INT, "tradeUnitsPrecision": INT, "minimumTradeSize": DEC,
               "maximumTrailingStopDistance": DEC, "minimumTrailingStopDistance": DEC,
-              "maximumPositionSize": DEC, "maximumOrderUnits": DEC, "marginRate": DEC}
+              "maximumPositionSize": DEC, "maximumOrderUnits": DEC, "marginRate": DEC,
+              "financing": {"longRate": DEC, "shortRate": DEC,
+                            "financingDaysOfWeek": [{"dayOfWeek": STR, "daysCharged": INT}]}}
 OHLC = {"o": PRICE, "h": PRICE, "l": PRICE, "c": PRICE}
 CANDLE = {"time": TIME, "volume": INT, "complete": BOOL, "mid": OHLC, "bid": OHLC, "ask": OHLC}
 WRITE = {"relatedTransactionIDs": IDLIST, "lastTransactionID": ID}
@@ -359,7 +370,9 @@ def answers() -> dict[str, Any]:
             a, tid, data={"takeProfit": {"price": "1.40000"}, "stopLoss": {"price": "1.00000"}}))
         got["PUT accounts/{id}/trades/{tid}/clientExtensions"] = api.request(
             trades.TradeClientExtensions(a, tid, data={"clientExtensions": {"tag": "x"}}))
-        emu.clock.advance(seconds=1800)
+        # from 13:00Z on a Tuesday past its 17:00 New York rollover: the open trades are
+        # financed (a DAILY_FINANCING), and the account, trades and positions carry it
+        emu.clock.set("2017-09-12T21:30:00Z")
         got["GET accounts/{id}"] = api.request(accounts.AccountDetails(a))
         got["GET accounts/{id}/summary"] = api.request(accounts.AccountSummary(a))
         got["GET accounts/{id}/instruments"] = api.request(accounts.AccountInstruments(a))
@@ -426,7 +439,21 @@ def test_every_transaction_of_the_session_has_its_fields(answers):
         TRANSACTION(tx, f"transaction {i + 1}")
         types.add(tx["type"])
     assert {"ORDER_FILL", "ORDER_CANCEL", "MARKET_ORDER", "LIMIT_ORDER", "TAKE_PROFIT_ORDER",
-            "STOP_LOSS_ORDER", "TRAILING_STOP_LOSS_ORDER"} <= types
+            "STOP_LOSS_ORDER", "TRAILING_STOP_LOSS_ORDER", "DAILY_FINANCING"} <= types
+
+
+def test_daily_financing_reaches_account_trades_and_positions(answers):
+    """The session's DAILY_FINANCING is in the account's ``financing``, its trades' and its
+    position's (the fields above are there; here they are not zero and add up)."""
+    (fin,) = [t for t in answers["_log"] if t["type"] == "DAILY_FINANCING"]
+    assert fin["time"] == "2017-09-12T21:00:00.000000000Z"
+    (pos,) = fin["positionFinancings"]
+    assert len(pos["openTradeFinancings"]) == 2
+    acct = answers["GET accounts/{id}"]["account"]
+    assert acct["financing"] == fin["financing"] != "0.0000"
+    assert acct["positions"][0]["financing"] == pos["financing"]
+    by_trade = {t["id"]: t["financing"] for t in acct["trades"]}
+    assert by_trade == {x["tradeID"]: x["financing"] for x in pos["openTradeFinancings"]}
 
 
 # -- transaction links -----------------------------------------------------------------------

@@ -259,6 +259,8 @@ def _journal_with_rows(path: Path) -> None:
     j.set_meta("risk_state", json.dumps({"halted": False, "consecutive_losses": 0}))
     j.set_meta("blocked", "{}")
     j.set_last_transaction_id("5")
+    j.record_financing(transaction_id="6", time="2017-06-12T21:00:00.000000000Z",
+                       trades=[("5", "EUR_USD", -0.0773)])
     j.close()
 
 
@@ -274,6 +276,8 @@ def _journal_with_rows(path: Path) -> None:
     ("UPDATE candles SET time='garbage'", "candles"),
     ("UPDATE orders SET state='weird'", "orders"),
     ("UPDATE positions SET units='many'", "positions"),
+    ("UPDATE financing SET amount='lots'", "financing"),
+    ("UPDATE financing SET time='soon'", "financing"),
 ])
 def test_bad_rows_are_refused_naming_the_journal(tmp_path: Path, sql: str, where: str) -> None:
     """Finding 12: invalid UTF-8 in a row crashed the runner (exit 1, restarted every 10 s

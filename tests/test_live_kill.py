@@ -1,6 +1,7 @@
 """``kill -9`` of the runner (a subprocess) at random moments around order placement and during
 start-up and reconciliation, then a restart: no order is ever sent twice, and journal and
-account agree in open trades, units, fills and realised P&L (not only in open trade IDs).
+account agree in open trades, units, fills, realised P&L and daily financing (per trade and in
+total; the emulator charges the default table's rates), not only in open trade IDs.
 
 The emulator runs in this process on a manual replay clock. Each of the 24 order rounds moves
 the clock one candle (the runner sees a completed candle and usually trades: the model trades

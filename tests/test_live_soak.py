@@ -8,7 +8,8 @@ At the end (clock paused, faults off, the runner caught up):
 - memory is flat: the runner's resident set after the first simulated day and at the end;
 - no order was sent twice (unique client IDs at the emulator, all known to the journal);
 - the journal equals the emulator's account: open trades and units, every fill (units and
-  price), realised P&L per trade and in total;
+  price), realised P&L per trade and in total, the daily financing per trade and in total, and
+  the balance (funding plus the journal's trades and financing);
 - every refusal is journalled with its rule, and every order the emulator cancelled is a
   refusal (rule ``broker``) in the journal.
 
@@ -132,7 +133,8 @@ def test_soak_weeks_with_faults(tmp_path: Path, capsys: pytest.CaptureFixture[st
               f"{time.monotonic() - t_wall:.0f} s wall; {candles_handled} candles handled; "
               f"faults injected {sum(hits.values())} {hits}; orders sent {len(client_orders)} "
               f"(journal {counts['journal']}, states {dict(states)}), fills {figures['fills']}, "
-              f"closed trades {figures['closed']}, realised P&L {figures['realized_pl']}; "
+              f"closed trades {figures['closed']}, realised P&L {figures['realized_pl']}, "
+              f"financing {figures['financing']} on {figures['financed_trades']} trades; "
               f"refusals by rule {dict(by_rule)}; RSS start {rss_start / MB:.1f} MB, end "
               f"{rss_end / MB:.1f} MB, peak {peak / MB:.1f} MB")
     assert sum(hits.values()) >= 50, hits

@@ -148,6 +148,8 @@ COLLECT = """(() => {
     decisions: document.querySelectorAll('#decisions tbody tr').length,
     points: line ? line.getAttribute('points').trim().split(/\\s+/).length : 0,
     policy: card ? [...card.querySelectorAll('dl.policy dt')].map(e => e.textContent) : [],
+    account: Object.fromEntries([...document.querySelectorAll('#account dt')].map(
+      e => [e.textContent, e.nextElementSibling.textContent])),
     halted: document.getElementById('halted').hidden ? null :
       document.getElementById('halted').textContent,
     actions: !document.getElementById('actions').hidden,
@@ -182,6 +184,11 @@ def test_browser_shows_positions_signals_and_equity(runner: Any, browser: Chromi
     # the policy in force, as the runner reports it (the artifact's, issue 19)
     assert got["policy"] == list(runner.status()["policy"]["EUR_USD"])
     assert "stop_loss_pips" in got["policy"]
+    # realised P&L with financing as its own line (issue 14), the journal's figures
+    real = runner.status()["realized"]
+    for key, label in (("trades", "realised (trades)"), ("financing", "financing"),
+                       ("net", "realised net")):
+        assert got["account"][label].startswith(f"{real[key]:,.2f}"), (label, got["account"])
     assert not got["actions"] and got["stored"] == 0  # no token given: no buttons
 
 

@@ -35,7 +35,8 @@ token may not touch: 403), ``hedging`` (False: netting, FIFO), ``margin_rate`` (
 ``half_spread_pips`` (0.7, used where the data has no bid/ask), ``faults`` (SPEC, see
 :mod:`sep_research.emulator.faults`), ``heartbeat_s`` (5), ``price_interval_s`` (0.25),
 ``host``, ``port`` (0 = ephemeral), ``max_connections`` (256), ``idle_timeout_s`` (60),
-``header_timeout_s`` (30).
+``header_timeout_s`` (30), ``financing`` (``"default"``: the project's indicative table at
+the data's first candle; ``"off"``; or rates per instrument, see :class:`~.app.EmulatorConfig`).
 
 Behaviour in brief:
 
@@ -54,10 +55,17 @@ Behaviour in brief:
   of orders created on fill, ``replacesOrderID``/``replacedByOrderID``; ``Location`` on 201,
   ``Link`` on lists cut by ``count``); ``tests/test_emulator_fields.py`` pins each endpoint.
   A take-profit or stop set on a trade at a price already reached fills in the same answer.
-- Not emulated: financing, commission and slippage (all "0.0000"), partial fills, FIFO
-  rejections of explicit trade closes, OANDA's own rate limits (120 requests/s, 20 streams;
-  use the ``429`` fault instead), ``smooth`` candles (accepted, ignored), order and position
-  books (404), pricing ``homeConversions``, instruments' ``commission`` and ``financing``.
+- Financing: OANDA's ``DAILY_FINANCING`` at each 17:00 New York rollover on the trades open
+  just before it (a fill at the rollover itself comes after it), with the days each weekday
+  charges (three on Wednesday for the weekend, none on Saturday and Sunday), at the rates of
+  :mod:`sep_research.financing` (the backtest's rule); it moves the balance and the account's,
+  trades' and positions' ``financing`` (not ``pl``), and the instruments endpoint serves the
+  rates as each instrument's ``financing`` object (``sep emulator --financing``). The account's
+  financing mode is ``DAILY`` (no accrued financing at a fill); no holiday calendar.
+- Not emulated: commission and slippage (``"0.0000"``), partial fills, FIFO rejections of
+  explicit trade closes, OANDA's own rate limits (120 requests/s, 20 streams; use the ``429``
+  fault instead), ``smooth`` candles (accepted, ignored), order and position books (404),
+  pricing ``homeConversions``, instruments' ``commission``, financing modes other than daily.
 - Admin (not v20, the main token only): ``GET/POST /_emulator/clock`` (``advance_candles``,
   ``advance_seconds``, ``set``, ``speed``) and ``POST /_emulator/faults`` (``spec``).
 - Bounds: at most ``max_connections`` connections (one more gets 503), reads bounded in time,

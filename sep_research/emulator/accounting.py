@@ -13,16 +13,28 @@ transaction through :class:`~sep_research.emulator.book.TransactionLog`:
   opening part, the on-fill take-profit / stop-loss checks (``*_ON_FILL_LOSS``, a stop whose
   price the distance would make zero or negative), realised P/L into the trade, the position
   and the balance, and the dependent orders the fill creates or cancels;
-- **cancels** and **account opening** (CREATE, CLIENT_CONFIGURE, TRANSFER_FUNDS).
+- **cancels** and **account opening** (CREATE, CLIENT_CONFIGURE, TRANSFER_FUNDS);
+- **daily financing** (:meth:`Accounting.charge_financing`, OANDA's ``DAILY_FINANCING``), called
+  by :meth:`sep_research.emulator.venue.Venue.sync` at each rollover (17:00 New York) the clock
+  passes, before any fill at or after that instant: every trade open just before the rollover
+  pays (or receives) :meth:`sep_research.financing.FinancingRates.amount` of its units, valued at
+  the mid close (``(bid + ask) / 2``) of the last stored candle that starts before the rollover,
+  for the days :meth:`~sep_research.financing.FinancingRates.days_charged` gives that rollover
+  (none on a 0-day rollover: Saturday's and Sunday's by default), in the account currency at the
+  same moment's conversion. The rule and the rates are :mod:`sep_research.financing`'s (the
+  backtest's); each trade's amount is rounded to the cent's hundredth, a position's and the
+  transaction's are the sums of their trades'. The money moves through :meth:`Accounting.credit`
+  into the balance and the account's ``financing`` (not its ``pl``, which is the fills' realised
+  P/L, as at OANDA), and into each trade's and position side's ``financing``. The account's
+  financing mode is ``DAILY``: a fill's own ``financing`` stays ``"0.0000"`` (OANDA's
+  second-by-second mode would charge the accrued part at the close).
 
-No financing, commission or slippage is charged (all ``"0.0000"``). A periodic account charge
-(OANDA's DAILY_FINANCING at each 17:00 New York rollover, a later issue) belongs here: a method
-that writes the transaction and moves money through :meth:`Accounting.credit`, called by
-:meth:`sep_research.emulator.venue.Venue.sync` as the clock passes each rollover.
+No commission or slippage is charged (``"0.0000"``).
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +43,7 @@ from sep_research.emulator.book import ZERO, TransactionLog, VenueAccount, Venue
 from sep_research.emulator.market import Series
 from sep_research.emulator.orders import DEPENDENT_TYPES, FILL_REASON, ON_FILL, Attached
 from sep_research.emulator.wire import fmt_time, money, qmoney
+from sep_research.financing import FinancingRates, rollovers
 
 ONE = Decimal(1)
 ACCOUNT_CURRENCY = "USD"
@@ -40,12 +53,23 @@ def dec_price(x: float, prec: int) -> Decimal:
     return Decimal(f"{x:.{prec}f}")
 
 
+def next_rollover_ns(t: int) -> int:
+    """The first rollover (17:00 New York, :func:`sep_research.financing.rollovers`) after
+    ``t``, in nanoseconds."""
+    start = fx.from_ns(t)
+    return fx.to_ns(rollovers(start, start + timedelta(days=2))[0])
+
+
 class Accounting:
     """The money side of the venue (see the module docstring)."""
 
-    def __init__(self, market: dict[str, Series], log: TransactionLog) -> None:
+    def __init__(self, market: dict[str, Series], log: TransactionLog, *,
+                 financing: dict[str, FinancingRates | None] | None = None) -> None:
         self.market = market
         self.log = log
+        #: each instrument's financing rates (None: no financing for it)
+        self.financing: dict[str, FinancingRates | None] = {
+            name: (financing or {}).get(name) for name in market}
         known = {name: 1.0 for name in market}
         self._conv: dict[str, str | None] = {}
         for name in market:
@@ -108,10 +132,68 @@ class Accounting:
         return {"upl": upl, "pv": pv, "nav": nav, "mu": mu, "ma": nav - mu}
 
     # -- money ----------------------------------------------------------------------------
-    def credit(self, acct: VenueAccount, amount: Decimal) -> None:
-        """Book realised P/L (or, later, a charge such as financing) into the balance."""
+    def credit(self, acct: VenueAccount, amount: Decimal, *, financing: bool = False) -> None:
+        """Book realised P/L (``financing``: a financing charge or credit) into the balance and
+        the account's ``pl`` (or its ``financing``)."""
         acct.balance += amount
-        acct.pl += amount
+        if financing:
+            acct.financing += amount
+        else:
+            acct.pl += amount
+
+    # -- financing ------------------------------------------------------------------------
+    def financing_on(self) -> bool:
+        """Whether any instrument has financing rates."""
+        return any(r is not None for r in self.financing.values())
+
+    def charge_financing(self, acct: VenueAccount, rollover: datetime) -> dict[str, Any] | None:
+        """OANDA's ``DAILY_FINANCING`` at ``rollover`` (a 17:00 New York instant) on the trades
+        open now, i.e. just before it (see the module docstring); None when no open trade has
+        rates and days to pay. Called inside the rollover's event (the log's time is it)."""
+        r_ns = fx.to_ns(rollover)
+        positions: list[dict[str, Any]] = []
+        total = ZERO
+        for name in sorted({tr.instrument for tr in acct.open_trades()}):
+            rates = self.financing.get(name)
+            if rates is None:
+                continue
+            days = rates.days_charged(rollover)
+            if days == 0:
+                continue
+            s = self.market[name]
+            i = s.locate(r_ns - 1)  # the last stored candle that starts before the rollover
+            if i < 0:
+                continue
+            price = 0.5 * (s.vert["B"][3][i] + s.vert["A"][3][i])
+            conv = self.quote_to_usd(name, r_ns - 1)
+            trades = []
+            pos_total = ZERO
+            quote_total = 0.0
+            for tr in acct.open_trades(name):
+                amount = qmoney(Decimal(repr(rates.amount(tr.units, price, days,
+                                                          quote_to_account=float(conv)))))
+                quote = rates.amount(tr.units, price, days)
+                tr.financing += amount
+                side = "long" if tr.initial > 0 else "short"
+                acct.pos_fin.setdefault(name, {"long": ZERO, "short": ZERO})[side] += amount
+                pos_total += amount
+                quote_total += quote
+                trades.append({"tradeID": str(tr.id), "financing": money(amount),
+                               "quoteFinancing": f"{quote:.6f}",
+                               "financingRate": f"{rates.rate(tr.units):.6f}"})
+            factor = {"factor": str(conv.quantize(Decimal("0.000000001")))}
+            positions.append({"instrument": name, "financing": money(pos_total),
+                              "quoteFinancing": f"{quote_total:.6f}",
+                              "homeConversionFactors": {"gainQuoteHome": factor,
+                                                        "lossQuoteHome": dict(factor)},
+                              "accountFinancingMode": "DAILY", "openTradeFinancings": trades})
+            total += pos_total
+        if not positions:
+            return None
+        self.credit(acct, total, financing=True)
+        return self.log.write(acct, "DAILY_FINANCING", financing=money(total),
+                              accountBalance=money(acct.balance), accountFinancingMode="DAILY",
+                              positionFinancings=positions)
 
     def open_account(self, acct: VenueAccount) -> None:
         """CREATE, CLIENT_CONFIGURE and TRANSFER_FUNDS at the account's creation time."""

@@ -44,6 +44,14 @@ class EmulatorConfig:
     (403) and which may not drive the clock or the faults; ``sep emulator`` never sets it.
     ``max_connections``, ``idle_timeout_s`` and ``header_timeout_s`` bound the HTTP server
     (see :mod:`sep_research.emulator.server`).
+
+    ``financing`` (OANDA's daily financing at 17:00 New York, :mod:`sep_research.financing`):
+    ``"default"`` charges every instrument the project's indicative default table
+    (:func:`sep_research.financing.default_rates`) in force at the replayed data's first candle;
+    ``"off"`` charges nothing (the instruments endpoint then serves zero rates); a mapping
+    ``{instrument: rates}`` gives rates per instrument, each a
+    :class:`~sep_research.financing.FinancingRates`, its ``to_dict()`` form, or None (none for
+    that instrument); instruments it leaves out get the default table.
     """
 
     candles: Mapping[str, Any] | None = None
@@ -70,6 +78,7 @@ class EmulatorConfig:
     max_connections: int = 256
     idle_timeout_s: float = 60.0
     header_timeout_s: float = 30.0
+    financing: Any = "default"
 
     def accounts(self) -> list[str]:
         """Every account of the emulator: the main token's, then the foreign one if any."""
@@ -106,6 +115,70 @@ class EmulatorConfig:
         if self.source not in (None, "sample", "cache"):
             raise ValueError(f"source {self.source!r}: expected 'sample' or 'cache'")
         FaultSpec.parse(self.faults)
+        check_financing(self.financing)
+
+
+FINANCING_MODES = ("default", "off")
+
+
+def check_financing(value: Any) -> dict[str, Any] | str:
+    """``EmulatorConfig.financing`` checked: ``"default"``, ``"off"`` or a mapping of
+    instruments to :class:`~sep_research.financing.FinancingRates` (or their ``to_dict()``
+    form) or None, returned with its rates parsed. Raises ValueError naming the bad entry."""
+    from sep_research import fx
+    from sep_research.financing import FinancingError, FinancingRates
+    from sep_research.strategy import SpecError
+
+    if isinstance(value, str):
+        if value not in FINANCING_MODES:
+            raise ValueError(f"financing {value!r}: expected 'default', 'off' or a mapping of "
+                             "instruments to rates")
+        return value
+    if not isinstance(value, Mapping):
+        raise ValueError(  # noqa: TRY004 - a bad setting, as every check of the config
+            f"financing: expected 'default', 'off' or a mapping of instruments to rates, got "
+            f"{type(value).__name__}")
+    out: dict[str, Any] = {}
+    for name, rates in value.items():
+        try:
+            fx.check_instrument(name, name="financing instrument")
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        if rates is None or isinstance(rates, FinancingRates):
+            out[name] = rates
+            continue
+        try:
+            out[name] = FinancingRates.from_dict(rates, where=f"financing.{name}")
+        except (SpecError, FinancingError) as exc:
+            raise ValueError(str(exc)) from None
+    return out
+
+
+def resolve_financing(value: Any, market: Mapping[str, Series]) -> dict[str, Any]:
+    """Each loaded instrument's rates (or None) for ``EmulatorConfig.financing``: the default
+    table at the data's first candle where not given (see :class:`EmulatorConfig`)."""
+    from sep_research import fx
+    from sep_research.financing import FinancingError, default_rates
+
+    given = check_financing(value)
+    if given == "off":
+        return dict.fromkeys(market)
+    given = {} if given == "default" else given
+    unknown = sorted(set(given) - set(market))
+    if unknown:
+        raise ValueError(f"financing: {', '.join(unknown)} not among the replayed instruments "
+                         f"({', '.join(market)})")
+    out: dict[str, Any] = {}
+    for name, series in market.items():
+        if name in given:
+            out[name] = given[name]
+            continue
+        try:
+            out[name] = default_rates(name, fx.from_ns(series.first))
+        except FinancingError as exc:
+            raise ValueError(f"{exc} (emulator: pass financing='off' or rates for {name})"
+                             ) from None
+    return out
 
 
 def load_frames(config: EmulatorConfig) -> tuple[dict[str, Any], dict[str, str]]:
@@ -194,9 +267,12 @@ class Emulator:
         #: (token bytes, accounts, main token?) for the server's constant-time comparison
         self.token_table = [(t.encode("utf-8"), accts, t == cfg.token)
                             for t, accts in self.tokens.items()]
+        #: each instrument's financing rates (None: none), served on the instruments endpoint
+        self.financing = resolve_financing(cfg.financing, self.market)
         self.venue = Venue(self.market, self.clock, accounts=cfg.accounts(),
                            balance=cfg.balance, hedging=cfg.hedging,
-                           margin_rate=cfg.margin_rate, created=start)
+                           margin_rate=cfg.margin_rate, created=start,
+                           financing=self.financing)
         self.clock.add_listener(self.venue.sync)
         self._server: Any = None
         self._threads: list[threading.Thread] = []

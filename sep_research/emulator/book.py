@@ -68,6 +68,7 @@ class VenueTrade:
         self.price = price
         self.open_t = t
         self.realized = ZERO
+        self.financing = ZERO  # daily financing paid (-) or received (+) while open
         self.state = "OPEN"
         self.close_t: int | None = None
         self.closing: list[str] = []
@@ -96,12 +97,14 @@ class VenueAccount:
         self.margin_rate_str = margin_rate
         self.balance = ZERO
         self.initial_balance = balance
-        self.pl = ZERO
+        self.pl = ZERO  # realised P/L of fills (financing is apart, as at OANDA)
+        self.financing = ZERO  # every DAILY_FINANCING of the account, summed
         self.created = created
         self.txs: list[dict[str, Any]] = []
         self.orders: dict[int, VenueOrder] = {}
         self.trades: dict[int, VenueTrade] = {}
         self.pos_pl: dict[str, dict[str, Decimal]] = {}
+        self.pos_fin: dict[str, dict[str, Decimal]] = {}  # financing per position side
         self.last_fill_t: int | None = None
         self.cond = threading.Condition()  # notified when transactions are added
 

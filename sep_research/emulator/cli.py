@@ -49,6 +49,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--half-spread-pips", type=float, default=0.7,
                    help="half-spread around mid where the data has no bid/ask (default 0.7)")
     p.add_argument("--faults", default=None, metavar="SPEC", help="fault injection, see below")
+    p.add_argument("--financing", default="default", metavar="default|off|FILE.json",
+                   help="daily financing at 17:00 New York (DAILY_FINANCING transactions): "
+                   "'default' the project's indicative table at the data's first candle, 'off' "
+                   "none, or a JSON file {\"EUR_USD\": {\"source\": ..., \"long_rate\": ..., "
+                   "\"short_rate\": ..., \"days\": {...}} or null, ...} (default: default)")
     p.set_defaults(func=run)
 
 
@@ -59,7 +64,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     from sep_research.emulator.faults import FaultSpec
 
     FaultSpec.parse(args.faults)  # a bad SPEC is a user error before anything starts
-    return EmulatorConfig(
+    return EmulatorConfig(financing=financing_option(args.financing),
         source=args.source, cache_dir=args.cache_dir, granularity=args.granularity,
         instruments=tuple(args.instruments.split(",")) if args.instruments else None,
         start=args.start, speed=args.speed, balance=args.balance, token=args.token,
@@ -69,6 +74,30 @@ def config_from_args(args: argparse.Namespace) -> Any:
     )
 
 
+def financing_option(value: str) -> Any:
+    """``--financing``: ``default``, ``off`` or a JSON file of rates per instrument (read and
+    checked here; errors name the option and the file)."""
+    import json
+    from pathlib import Path
+
+    from sep_research.emulator.app import FINANCING_MODES, check_financing
+
+    if value in FINANCING_MODES:
+        return value
+    path = Path(value)
+    if not path.is_file():
+        raise ValueError(f"--financing {value!r}: expected 'default', 'off' or a JSON file of "
+                         "rates per instrument (no such file)")
+    try:
+        data = json.loads(path.read_bytes()[: 1 << 20])
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--financing {value}: not a JSON file of rates ({exc})") from None
+    try:
+        return check_financing(data)
+    except ValueError as exc:
+        raise ValueError(f"--financing {value}: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from sep_research.emulator.app import Emulator, serve_forever
 
@@ -76,7 +105,14 @@ def run(args: argparse.Namespace) -> int:
     emu.start()
     print(f"OANDA v20 emulator at {emu.base_url}  account {emu.account_id}  "
           f"instruments {','.join(emu.instruments)}  clock {emu.clock.iso()} x{args.speed:g}"
+          f"  financing {_financing_text(emu)}"
           + (f"  faults {args.faults}" if args.faults else ""), flush=True)
     print("Ctrl-C to stop", flush=True)
     serve_forever(emu, ready_line=False)
     return 0
+
+
+def _financing_text(emu: Any) -> str:
+    parts = [f"{n} " + ("off" if r is None else r.describe().removeprefix("financing "))
+             for n, r in emu.financing.items()]
+    return "; ".join(parts)

@@ -167,7 +167,7 @@ def instruments(call: Call) -> Answer:
         if any(w not in market for w in want):
             raise invalid("instruments")
         names = want
-    return 200, {"instruments": [market[n].spec.describe() for n in names],
+    return 200, {"instruments": [views.instrument_json(call.venue, n) for n in names],
                  "lastTransactionID": _last(call.account)}
 
 

@@ -7,7 +7,9 @@ order (:mod:`sep_research.emulator.orders`), then checked against the account (c
 use, the trade it names, a stop's price from the quote), and only then carried out
 (:mod:`sep_research.emulator.accounting`); a refused request changes nothing but the reject
 transaction OANDA writes. :meth:`Venue.sync` moves the market to the clock, firing pending
-orders in time order (:mod:`sep_research.emulator.matching`).
+orders in time order (:mod:`sep_research.emulator.matching`) and charging the daily financing
+at each rollover (17:00 New York) on the way, before any fill at or after that instant
+(:meth:`~sep_research.emulator.accounting.Accounting.charge_financing`).
 
 Everything runs under one lock and is a pure function of the stored candles, the replay clock
 and the requests, so the same data, clock moves and orders give the same transactions (IDs,
@@ -23,8 +25,9 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
+from sep_research import fx
 from sep_research.emulator import matching
-from sep_research.emulator.accounting import Accounting, dec_price
+from sep_research.emulator.accounting import Accounting, dec_price, next_rollover_ns
 from sep_research.emulator.book import TransactionLog, VenueAccount, VenueOrder, VenueTrade
 from sep_research.emulator.market import InstrumentSpec, Series
 from sep_research.emulator.orders import (
@@ -44,20 +47,24 @@ from sep_research.emulator.orders import (
     reject_fields,
 )
 from sep_research.emulator.wire import ApiError, WireError, fmt_time, invalid, parse_decimal
+from sep_research.financing import FinancingRates
 
 
 class Venue:
     """All accounts of one emulator and the market they trade on."""
 
     def __init__(self, market: dict[str, Series], clock: Any, *, accounts: list[str],
-                 balance: float, hedging: bool, margin_rate: str, created: int) -> None:
+                 balance: float, hedging: bool, margin_rate: str, created: int,
+                 financing: dict[str, FinancingRates | None] | None = None) -> None:
         self.market = market
         self.instruments: dict[str, InstrumentSpec] = {n: s.spec for n, s in market.items()}
         self.clock = clock
         self.lock = threading.RLock()
         self.synced = created
         self.log = TransactionLog(clock)
-        self.accounting = Accounting(market, self.log)
+        self.accounting = Accounting(market, self.log, financing=financing)
+        #: the next rollover to charge (ns), None when no instrument has financing
+        self._next_roll = next_rollover_ns(created) if self.accounting.financing_on() else None
         self.accounts: dict[str, VenueAccount] = {}
         for n, aid in enumerate(accounts):
             acct = VenueAccount(aid, balance=Decimal(str(balance)), hedging=hedging,
@@ -88,19 +95,32 @@ class Venue:
 
     # -- the market moves -----------------------------------------------------------------
     def sync(self, now: int) -> None:
-        """Trigger pending orders along the price path up to ``now``, in time order."""
+        """Trigger pending orders along the price path up to ``now``, in time order, and
+        charge the financing of each rollover on the way (before any event at or after it)."""
         with self.lock:
             if now <= self.synced:
                 return
             cur = self.synced
             while True:
-                ev = matching.earliest(self.accounts.values(), self.market, cur, now)
-                if ev is None:
+                due = self._next_roll if self._next_roll is not None and \
+                    self._next_roll <= now else None
+                upto = now if due is None else due - 1  # events strictly before the rollover
+                ev = matching.earliest(self.accounts.values(), self.market, cur, upto) \
+                    if upto >= cur else None
+                if ev is not None:
+                    t, acct, o, what = ev
+                    cur = t
+                    with self.log.event(acct, t):
+                        self._fire(acct, o, what)
+                    continue
+                if due is None:
                     break
-                t, acct, o, what = ev
-                cur = t
-                with self.log.event(acct, t):
-                    self._fire(acct, o, what)
+                for acct in self.accounts.values():  # a batch (and request) each
+                    if acct.open_trades():
+                        with self.log.event(acct, due):
+                            self.accounting.charge_financing(acct, fx.from_ns(due))
+                cur = due
+                self._next_roll = next_rollover_ns(due)
             self.synced = now
 
     def _fire(self, acct: VenueAccount, o: VenueOrder, what: Any) -> None:

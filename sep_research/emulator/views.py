@@ -15,10 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from sep_research.emulator.book import ZERO, VenueAccount, VenueTrade
 from sep_research.emulator.wire import fmt_time, money, qmoney
+from sep_research.financing import FinancingRates
 
 if TYPE_CHECKING:
     from sep_research.emulator.venue import Venue
 
+#: what the instruments endpoint shows where the venue charges no financing
+NO_FINANCING = FinancingRates(0.0, 0.0, source="off")
 DEPENDENT_KEYS = (("TAKE_PROFIT", "takeProfitOrder"), ("STOP_LOSS", "stopLossOrder"),
                   ("TRAILING_STOP_LOSS", "trailingStopLossOrder"))
 #: Summary fields that also make up the ``state`` of ``GET accounts/{id}/changes``.
@@ -46,6 +49,13 @@ def price_object(v: Venue, name: str, t: int) -> dict[str, Any]:
     }
 
 
+def instrument_json(v: Venue, name: str) -> dict[str, Any]:
+    """An ``Instrument`` of the account's instruments endpoint, with its ``financing`` (the
+    rates the venue charges; zero rates where it charges none)."""
+    rates = v.accounting.financing.get(name) or NO_FINANCING
+    return {**v.market[name].spec.describe(), "financing": rates.to_oanda()}
+
+
 def summary(v: Venue, acct: VenueAccount) -> dict[str, Any]:
     """An ``AccountSummary``."""
     t = v.now()
@@ -59,7 +69,8 @@ def summary(v: Venue, acct: VenueAccount) -> dict[str, Any]:
         "balance": money(acct.balance), "createdByUserID": acct.user_id,
         "createdTime": fmt_time(acct.created), "guaranteedStopLossOrderMode": "DISABLED",
         "pl": money(acct.pl), "resettablePL": money(acct.pl), "resettablePLTime": "0",
-        "financing": "0.0000", "commission": "0.0000", "dividendAdjustment": "0.0000",
+        "financing": money(acct.financing), "commission": "0.0000",
+        "dividendAdjustment": "0.0000",
         "guaranteedExecutionFees": "0.0000", "marginRate": acct.margin_rate_str,
         "openTradeCount": len(open_trades), "openPositionCount": len(open_pos),
         "pendingOrderCount": len(pending), "hedgingEnabled": acct.hedging,
@@ -99,7 +110,7 @@ def trade_json(v: Venue, acct: VenueAccount, tr: VenueTrade, *, summary: bool = 
         "openTime": fmt_time(tr.open_t), "state": tr.state,
         "initialUnits": str(tr.initial), "initialMarginRequired": money(tr.initial_margin),
         "currentUnits": str(tr.units), "realizedPL": money(tr.realized),
-        "financing": "0.0000", "dividendAdjustment": "0.0000",
+        "financing": money(tr.financing), "dividendAdjustment": "0.0000",
     }
     if tr.state == "OPEN":
         w["unrealizedPL"] = money(v.accounting.trade_upl(tr, t))
@@ -141,6 +152,7 @@ def position_json(v: Venue, acct: VenueAccount, name: str) -> dict[str, Any]:
     t = v.now()
     prec = v.market[name].spec.display_precision
     pl = acct.pos_pl.get(name, {"long": ZERO, "short": ZERO})
+    fin = acct.pos_fin.get(name, {"long": ZERO, "short": ZERO})
     sides = {}
     total_upl = ZERO
     total_mu = ZERO
@@ -153,7 +165,7 @@ def position_json(v: Venue, acct: VenueAccount, name: str) -> dict[str, Any]:
         total_upl += upl
         total_mu += mu
         d: dict[str, Any] = {"units": str(units), "pl": money(pl[side]),
-                             "resettablePL": money(pl[side]), "financing": "0.0000",
+                             "resettablePL": money(pl[side]), "financing": money(fin[side]),
                              "dividendAdjustment": "0.0000",
                              "guaranteedExecutionFees": "0.0000",
                              "unrealizedPL": money(upl)}
@@ -165,7 +177,8 @@ def position_json(v: Venue, acct: VenueAccount, name: str) -> dict[str, Any]:
     total_pl = pl["long"] + pl["short"]
     return {"instrument": name, "pl": money(total_pl), "resettablePL": money(total_pl),
             "unrealizedPL": money(total_upl), "marginUsed": money(total_mu),
-            "financing": "0.0000", "commission": "0.0000", "dividendAdjustment": "0.0000",
+            "financing": money(fin["long"] + fin["short"]), "commission": "0.0000",
+            "dividendAdjustment": "0.0000",
             "guaranteedExecutionFees": "0.0000", "long": sides["long"],
             "short": sides["short"]}
 
@@ -191,6 +204,8 @@ def changes(v: Venue, acct: VenueAccount, since: int) -> dict[str, Any]:
             tids.add(int(c["tradeID"]))
         if "instrument" in tx:
             insts.add(tx["instrument"])
+        for pf in tx.get("positionFinancings", []):  # DAILY_FINANCING changes positions
+            insts.add(pf["instrument"])
     orders = [acct.orders[i] for i in sorted(oids) if i in acct.orders]
     trades = [acct.trades[i] for i in sorted(tids) if i in acct.trades]
     changed = {

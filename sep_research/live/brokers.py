@@ -11,6 +11,7 @@ from __future__ import annotations
 from sep_research.live.oanda_broker import (
     OandaBroker,
     fills_from_transactions,
+    financing_from_transactions,
     orders_from_transactions,
     result_from_transactions,
     trade_from_oanda,
@@ -24,6 +25,7 @@ from sep_research.live.port import (
     BrokerError,
     BrokerRecords,
     FillEvent,
+    FinancingEvent,
     OrderRequest,
     OrderResult,
     TradeInfo,
@@ -32,6 +34,7 @@ from sep_research.live.port import (
 )
 
 __all__ = ["Account", "Activity", "AmbiguousOrder", "Broker", "BrokerError", "BrokerRecords",
-           "FillEvent", "OandaBroker", "OrderRequest", "OrderResult", "PaperBroker", "TradeInfo",
-           "client_id", "exit_may_have_fired", "fills_from_transactions",
-           "orders_from_transactions", "result_from_transactions", "trade_from_oanda"]
+           "FillEvent", "FinancingEvent", "OandaBroker", "OrderRequest", "OrderResult",
+           "PaperBroker", "TradeInfo", "client_id", "exit_may_have_fired",
+           "fills_from_transactions", "financing_from_transactions", "orders_from_transactions",
+           "result_from_transactions", "trade_from_oanda"]

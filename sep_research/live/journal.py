@@ -14,7 +14,15 @@ Tables
                 restart; states: intent, filled, cancelled, rejected, abandoned, unknown.
                 Purpose ``open``, ``close``, or ``adopted`` (found at the broker on import).
 ``fills``       fills seen (ours, and stop-loss / take-profit / closing fills of our trades).
-``positions``   trades held: ours, adopted ones, and foreign ones (flagged, never touched).
+``positions``   trades held: ours, adopted ones, and foreign ones (flagged, never touched);
+                ``pl`` is a closed trade's price P&L as the broker realised it.
+``financing``   daily financing (OANDA's ``DAILY_FINANCING``; the paper broker's own), one row
+                per transaction and trade: the trade's share, negative when paid. A trade's
+                rows add up to its ``financing`` in :meth:`Journal.positions` and
+                :meth:`Journal.closed_trades`, whose ``net_pl`` is ``pl + financing``: the
+                trade's realised P&L with its financing. The table was added after schema 1's
+                first release without changing it: a journal from before gets it, empty, on
+                opening.
 ``equity``      equity snapshots.
 
 Durability. Each write is its own transaction, in WAL mode. A committed row survives the
@@ -65,7 +73,7 @@ from sep_research.live.journal_file import (
     is_full,
     open_error,
 )
-from sep_research.live.types import bounded, fmt_time, utc_now
+from sep_research.live.types import bounded, fmt_time, parse_time, utc_now
 
 __all__ = ["OPEN_ORDER_STATES", "ORDER_PURPOSES", "ORDER_STATES", "ORIGINS", "SCHEMA_VERSION",
            "Journal", "JournalCorrupt", "JournalError", "JournalFull", "check_journal_file"]
@@ -103,12 +111,22 @@ CREATE TABLE IF NOT EXISTS positions (
     entry_price REAL NOT NULL, stop_loss REAL, take_profit REAL, client_id TEXT,
     origin TEXT NOT NULL, state TEXT NOT NULL, opened_at TEXT NOT NULL, closed_at TEXT,
     exit_price REAL, pl REAL, exit_reason TEXT);
+CREATE TABLE IF NOT EXISTS financing (
+    id INTEGER PRIMARY KEY, transaction_id TEXT NOT NULL, trade_id TEXT NOT NULL,
+    instrument TEXT NOT NULL, amount REAL NOT NULL, time TEXT NOT NULL,
+    UNIQUE (transaction_id, trade_id));
+CREATE INDEX IF NOT EXISTS financing_trade ON financing (trade_id);
 CREATE TABLE IF NOT EXISTS equity (
     id INTEGER PRIMARY KEY, time TEXT NOT NULL, balance REAL NOT NULL, nav REAL NOT NULL,
     unrealized REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS orders_state ON orders (state);
 CREATE INDEX IF NOT EXISTS positions_state ON positions (state);
 """
+
+#: a position row with its financing so far (the index on financing.trade_id serves it)
+_POSITION_COLUMNS = ("p.*, (SELECT COALESCE(SUM(f.amount), 0.0) FROM financing f "
+                     "WHERE f.trade_id = p.trade_id) AS financing")
+
 
 class Journal:
     """Thread-safe access to the journal file (one connection, a lock around it)."""
@@ -412,17 +430,71 @@ class Journal:
         return closed
 
     def positions(self, state: str | None = "open") -> list[dict[str, Any]]:
+        """Positions (``state``: open, closed, or None for all) in order of opening, each with
+        its ``financing`` so far and ``net_pl`` (``pl + financing`` once closed, else None)."""
         if state:
-            return self._query("SELECT * FROM positions WHERE state=? ORDER BY opened_at",
-                               (state,))
-        return self._query("SELECT * FROM positions ORDER BY opened_at")
+            return self._with_financing(self._query(
+                f"SELECT {_POSITION_COLUMNS} FROM positions p WHERE state=? ORDER BY opened_at",
+                (state,)))
+        return self._with_financing(self._query(
+            f"SELECT {_POSITION_COLUMNS} FROM positions p ORDER BY opened_at"))
 
     def closed_trades(self, limit: int = 1000, *, oldest_first: bool = False
                       ) -> list[dict[str, Any]]:
-        """Closed positions, the latest closed first; ``oldest_first``: in order of opening."""
+        """Closed positions, the latest closed first; ``oldest_first``: in order of opening;
+        with ``financing`` and ``net_pl`` as in :meth:`positions`."""
         order = "opened_at, trade_id" if oldest_first else "closed_at DESC"
-        return self._query(f"SELECT * FROM positions WHERE state='closed' ORDER BY {order} "
-                           "LIMIT ?", (limit,))
+        return self._with_financing(self._query(
+            f"SELECT {_POSITION_COLUMNS} FROM positions p WHERE state='closed' ORDER BY "
+            f"{order} LIMIT ?", (limit,)))
+
+    @staticmethod
+    def _with_financing(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for r in rows:
+            r["net_pl"] = None if r["pl"] is None else r["pl"] + r["financing"]
+        return rows
+
+    # ---------------------------------------------------------------- financing
+    def record_financing(self, *, transaction_id: str, time: datetime | str,
+                         trades: list[tuple[str, str, float]]) -> int:
+        """Journal one daily financing (each trade's share ``(trade_id, instrument,
+        amount)``); returns how many shares were new (a repeat changes nothing)."""
+        added = 0
+        with self._tx() as c:
+            for trade_id, instrument, amount in trades:
+                cur = c.execute(
+                    "INSERT OR IGNORE INTO financing(transaction_id, trade_id, instrument, amount,"
+                    " time) VALUES(?,?,?,?,?)",
+                    (str(transaction_id), str(trade_id), instrument, float(amount), _ts(time)))
+                added += cur.rowcount
+        if added:
+            self.checkpoint()
+        return added
+
+    def financing(self, limit: int = 1000, *, trade_id: str | None = None
+                  ) -> list[dict[str, Any]]:
+        """Financing rows in transaction order (optionally of one trade)."""
+        if trade_id is not None:
+            return self._query("SELECT * FROM financing WHERE trade_id=? ORDER BY id LIMIT ?",
+                               (trade_id, limit))
+        return self._query("SELECT * FROM financing ORDER BY id LIMIT ?", (limit,))
+
+    def financing_through(self) -> dict[str, datetime]:
+        """Per instrument, the time of the newest financing journalled."""
+        return {r["instrument"]: parse_time(r["t"]) for r in self._query(
+            "SELECT instrument, max(time) AS t FROM financing GROUP BY instrument")}
+
+    def financing_total(self) -> float:
+        """All financing journalled (open and closed trades, foreign ones too), signed."""
+        return float(self._query("SELECT COALESCE(SUM(amount), 0.0) AS s FROM financing")[0]["s"])
+
+    def pnl(self) -> dict[str, float]:
+        """Realised figures: ``trades`` (closed trades' price P&L), ``financing`` (all, open
+        trades' too) and ``net`` (their sum: what they added to the balance)."""
+        trades = float(self._query("SELECT COALESCE(SUM(pl), 0.0) AS s FROM positions "
+                                   "WHERE state='closed'")[0]["s"])
+        fin = self.financing_total()
+        return {"trades": trades, "financing": fin, "net": trades + fin}
 
     # ---------------------------------------------------------------- equity
     def record_equity(self, balance: float, nav: float, unrealized: float,

@@ -5,8 +5,8 @@ it*: the SQLite header and ``application_id`` are read raw (a foreign file is ne
 SQLite for writing), then a read-only connection runs ``PRAGMA integrity_check`` (not the
 shallow ``quick_check``), checks the tables, and reads every row the runner relies on with its
 type (``meta``: schema version, transaction cursor, ``risk_state``, ``blocked``; ``candles``,
-``orders``, ``positions``, ``fills``; invalid UTF-8 included). Nothing is left next to a
-refused file.
+``orders``, ``positions``, ``fills``, ``financing``; invalid UTF-8 included). Nothing is left
+next to a refused file.
 
 The errors say what happened and what to do: :class:`JournalCorrupt` (move the file aside and
 keep it; the runner exits 2 and is not restarted), :class:`JournalFull` (disk full: the
@@ -33,6 +33,8 @@ OPEN_ORDER_STATES = ("intent", "unknown")
 ORDER_PURPOSES = ("open", "close", "adopted")
 ORIGINS = ("runner", "adopted", "foreign")
 _TABLES = {"meta", "candles", "signals", "decisions", "orders", "fills", "positions", "equity"}
+#: tables added later, compatibly: a journal from before lacks them (they are created on opening)
+_LATER_TABLES = {"financing"}
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 #: risk_state keys and the types the risk manager relies on
 _RISK_TYPES: dict[str, tuple[type, ...]] = {
@@ -197,6 +199,18 @@ def _check_rows(conn: sqlite3.Connection) -> None:
         if not isinstance(r[0], str) or not isinstance(r[1], int) or not _num_ok(r[2]) or \
                 not _num_ok(r[3], none=True):
             raise _BadRow(_bad("fills", r[0], "transaction ID, units, price or P&L"))
+    if _has_table(conn, "financing"):
+        for r in _rows(conn, "financing", "SELECT transaction_id, trade_id, amount, time "
+                       "FROM financing"):
+            if not isinstance(r[0], str) or not isinstance(r[1], str) or \
+                    not _num_ok(r[2]) or not _time_ok(r[3]):
+                raise _BadRow(_bad("financing", r[0], "transaction ID, trade ID, amount or "
+                                   "time"))
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                        (name,)).fetchone() is not None
 
 
 def check_journal_file(path: str) -> bool:
@@ -225,9 +239,10 @@ def check_journal_file(path: str) -> bool:
             if not tables:
                 ok = True
                 return False
-            if app == 0 and not (tables <= _TABLES and "meta" in tables):
+            known = _TABLES | _LATER_TABLES
+            if app == 0 and not (tables <= known and "meta" in tables):
                 raise corrupt_error(path, "an SQLite file with other tables: "
-                               + ", ".join(sorted(tables - _TABLES)[:5] or ["no meta"]))
+                               + ", ".join(sorted(tables - known)[:5] or ["no meta"]))
             missing = _TABLES - tables
             if missing:
                 raise corrupt_error(path, "tables missing: " + ", ".join(sorted(missing)))

@@ -12,8 +12,11 @@ cancelled by OANDA with ``BOUNDS_VIOLATION``). The client ID goes into both
 ``clientExtensions`` and ``tradeClientExtensions``, so the order and the trade can be found by
 it after a crash.
 
-The transaction readers (:func:`fills_from_transactions`, :func:`result_from_transactions`,
-:func:`orders_from_transactions`) turn v20 transactions into the port's values.
+The transaction readers (:func:`fills_from_transactions`, :func:`financing_from_transactions`,
+:func:`result_from_transactions`, :func:`orders_from_transactions`) turn v20 transactions into
+the port's values. Financing is OANDA's: its ``DAILY_FINANCING`` transactions (per trade, from
+``positionFinancings[].openTradeFinancings``) are the activity the runner journals; the rates
+the models were trained with (:meth:`OandaBroker.set_financing`) do not enter here.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from sep_research.live.port import (
     BrokerError,
     BrokerRecords,
     FillEvent,
+    FinancingEvent,
     OrderRequest,
     OrderResult,
     TradeInfo,
@@ -86,6 +90,23 @@ def fills_from_transactions(txs: list[dict[str, Any]]) -> list[FillEvent]:
             instrument=tx["instrument"], reason=str(tx.get("reason", "")),
             price=_f(tx.get("price")), units=int(float(tx.get("units", 0))), client_id=cid,
             opened=opened, closed=closed))
+    return out
+
+
+def financing_from_transactions(txs: list[dict[str, Any]]) -> list[FinancingEvent]:
+    """DAILY_FINANCING transactions as :class:`FinancingEvent` (each trade's share from
+    ``positionFinancings[].openTradeFinancings``)."""
+    out: list[FinancingEvent] = []
+    for tx in txs:
+        if tx.get("type") != "DAILY_FINANCING":
+            continue
+        shares = []
+        for pf in tx.get("positionFinancings") or []:
+            inst = str(pf.get("instrument", ""))
+            for tf in pf.get("openTradeFinancings") or []:
+                shares.append((str(tf["tradeID"]), inst, _f(tf.get("financing"))))
+        out.append(FinancingEvent(transaction_id=str(tx["id"]), time=parse_time(tx["time"]),
+                                  amount=_f(tx.get("financing")), trades=shares))
     return out
 
 
@@ -258,7 +279,8 @@ class OandaBroker(Broker):
     def activity_since(self, transaction_id: str) -> Activity:
         txs, last = self.transactions_since(transaction_id or "0")
         return Activity(last_transaction_id=last, fills=fills_from_transactions(txs),
-                        orders=orders_from_transactions(txs))
+                        orders=orders_from_transactions(txs),
+                        financing=financing_from_transactions(txs))
 
     def find_order(self, client_id: str, since_transaction_id: str | None
                    ) -> OrderResult | None:

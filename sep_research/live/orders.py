@@ -15,9 +15,12 @@ journal's orders, fills and positions in step with what the broker did.
 
 It also owns the levels an order carries (stop-loss and take-profit from the entry quote,
 the price bound from ``price_bound_pips``), applying fills (positions opened and closed, the
-loss streak, the re-entry block after a stop or take-profit), and :meth:`OrderDesk.sync`:
-the broker's activity since the journal's transaction cursor, applied, then the cursor moved
-(so a crash in between only means the same activity is applied again, which changes nothing).
+loss streak, the re-entry block after a stop or take-profit) and daily financing (each trade's
+share journalled, :meth:`OrderDesk.apply_financing`), and :meth:`OrderDesk.sync`: the broker's
+activity since the journal's transaction cursor, applied, then the cursor moved (so a crash in
+between only means the same activity is applied again, which changes nothing). The loss streak
+counts a trade's price P&L (the broker's realised P/L at the close); financing reaches the risk
+rules through the NAV (daily loss, drawdown).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from sep_research.live.port import (
     Broker,
     BrokerError,
     FillEvent,
+    FinancingEvent,
     OrderRequest,
     OrderResult,
     client_id,
@@ -119,14 +123,28 @@ class OrderDesk:
                                                  rule="cooldown")
         return new
 
+    def apply_financing(self, ev: FinancingEvent) -> bool:
+        """Journal a daily financing (each trade's share); False if already known."""
+        if not ev.trades:
+            return False
+        new = self.journal.record_financing(transaction_id=ev.transaction_id, time=ev.time,
+                                            trades=ev.trades)
+        if new and self.state.account is not None:
+            self.state.account.balance += ev.amount  # until the next account read
+        return bool(new)
+
     def sync(self) -> int:
-        """Apply the broker's activity since the journal's cursor (fills, and the outcome of
-        orders still open in the journal), then move the cursor. Returns the new fills."""
+        """Apply the broker's activity since the journal's cursor (fills, financing, and the
+        outcome of orders still open in the journal), then move the cursor. Returns the new
+        fills."""
         act = self.broker.activity_since(self.journal.last_transaction_id or "0")
         n = 0
         for ev in act.fills:
             if self.apply_fill(ev):
                 n += 1
+        for fe in act.financing:
+            if self.apply_financing(fe):
+                self.metrics.inc("financing_seen")
         pending = {o["client_id"]: o for o in self.journal.orders(states=("intent", "unknown"))}
         for cid, res in act.orders.items():
             o = pending.get(cid)

@@ -6,6 +6,18 @@
 take-profit are checked on each completed candle's bid/ask range with the backtest's
 conservative rule. It needs no credentials and no network.
 
+Financing: the broker charges the models' financing rates itself (:meth:`PaperBroker.set_financing`,
+from each artifact's cost model; none where it is null), with the rule of
+:mod:`sep_research.financing` as the backtest applies it: on each completed candle, after its
+stops and take-profits, every rollover (17:00 New York) after the candle's open and up to its
+close charges the trades opened before the rollover and still open,
+:meth:`~sep_research.financing.FinancingRates.amount` of their units at the candle's mid close
+(``(bid + ask) / 2``) for the days of that rollover; a rollover that falls in a gap between two
+candles (a weekend, a hole in the data) is charged, at the earlier candle's mid close, when the
+next candle arrives, before its stops. Each charge is a numbered transaction
+(:class:`~sep_research.live.port.FinancingEvent`, one share per trade) in the broker's
+activity, into the balance at once.
+
 Its state lives in memory and survives restarts through the runner's journal: on start
 :meth:`PaperBroker.resume` rebuilds balance, open trades, known orders and the transaction
 counter from it. Every fill is numbered like a transaction, so :meth:`PaperBroker.activity_since`
@@ -18,9 +30,11 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 
 from sep_research.backtest import fills
+from sep_research.financing import FinancingRates, rollovers
 from sep_research.live.port import (
     Account,
     Activity,
@@ -28,6 +42,7 @@ from sep_research.live.port import (
     BrokerError,
     BrokerRecords,
     FillEvent,
+    FinancingEvent,
     OrderRequest,
     OrderResult,
     TradeInfo,
@@ -52,10 +67,15 @@ class PaperBroker(Broker):
         self.q2a = dict(quote_to_account or {})
         self._quotes: dict[str, Quote] = {}
         self._trades: dict[str, TradeInfo] = {}
-        self._activity: deque[tuple[int, FillEvent]] = deque(maxlen=ACTIVITY_KEPT)
+        self._activity: deque[tuple[int, FillEvent | FinancingEvent]] = deque(
+            maxlen=ACTIVITY_KEPT)
         self._orders: dict[str, OrderResult] = {}
         self._txid = 0
         self._lock = threading.Lock()
+        self._rates: dict[str, FinancingRates | None] = {}
+        self._gran: timedelta | None = None
+        self._fin_through: dict[str, datetime] = {}  # per instrument: charged up to here
+        self._last_close: dict[str, tuple[datetime, float]] = {}  # end, mid close
 
     # --------------------------------------------------------------- state
     def identity(self) -> tuple[str, str]:
@@ -70,7 +90,15 @@ class PaperBroker(Broker):
             self._trades = {t.trade_id: t for t in records.open_trades}
             self._orders = dict(records.orders)
             self._txid = max(self._txid, int(records.last_transaction_id or 0))
+            self._fin_through = dict(records.financing_through)
             self._activity.clear()
+
+    def set_financing(self, rates: Mapping[str, FinancingRates | None], *,
+                      granularity_seconds: int) -> None:
+        """The rates charged per instrument (None: none) and the candles' length."""
+        with self._lock:
+            self._rates = dict(rates)
+            self._gran = timedelta(seconds=int(granularity_seconds))
 
     def _next_id(self) -> str:
         self._txid += 1
@@ -83,7 +111,7 @@ class PaperBroker(Broker):
                               f"{self.currency}")
         return rate
 
-    def _log(self, ev: FillEvent) -> FillEvent:
+    def _log(self, ev: FillEvent | FinancingEvent) -> FillEvent | FinancingEvent:
         self._activity.append((int(ev.transaction_id), ev))
         return ev
 
@@ -181,22 +209,59 @@ class PaperBroker(Broker):
                                "MARKET_ORDER_TRADE_CLOSE", q.time, client_id)
 
     def on_candle(self, candle: Candle) -> None:
-        """Stop-loss / take-profit on the candle's bid/ask range (the backtest's rule)."""
+        """Stop-loss / take-profit on the candle's bid/ask range (the backtest's rule), and
+        financing at the rollovers up to its close (see the module docstring)."""
         with self._lock:
             info = InstrumentInfo.default(candle.instrument)
             bid, ask = candle.quotes(self.half_spread_pips * info.pip)
-            for trade in [t for t in self._trades.values() if t.instrument == candle.instrument]:
-                if trade.open_time > candle.time:
-                    continue  # opened after this candle started: its range is not known
-                d = 1 if trade.units > 0 else -1
-                stop = trade.stop_loss if trade.stop_loss is not None else math.nan
-                take = trade.take_profit if trade.take_profit is not None else math.nan
-                reason, px, _ = fills.check_stop_take(d, stop, take, bid[0], bid[1], bid[2],
-                                                      ask[0], ask[1], ask[2])
-                if reason == fills.EXIT_NONE:
-                    continue
-                kind = "STOP_LOSS_ORDER" if reason == fills.EXIT_STOP else "TAKE_PROFIT_ORDER"
-                self._close(trade, px, kind, candle.time, None)
+            last = self._last_close.get(candle.instrument)
+            if last is not None and last[0] < candle.time:  # a gap: held through it
+                self._finance(candle.instrument, last[0], candle.time, last[1])
+            self._stops(candle, bid, ask)
+            if self._gran is not None:
+                end = candle.time + self._gran
+                mid = 0.5 * (bid[3] + ask[3])
+                self._finance(candle.instrument, candle.time, end, mid)
+                self._last_close[candle.instrument] = (end, mid)
+
+    def _finance(self, instrument: str, start: datetime, end: datetime, price: float) -> None:
+        """Charge the rollovers in ``(start, end]`` on the trades opened before each and still
+        open, valued at ``price`` (see the module docstring)."""
+        rates = self._rates.get(instrument)
+        if rates is None:
+            return
+        done = self._fin_through.get(instrument)
+        for r in rollovers(start, end):
+            if done is not None and r <= done:
+                continue
+            days = rates.days_charged(r)
+            held = [t for t in self._trades.values()
+                    if t.instrument == instrument and t.open_time < r]
+            if days == 0 or not held:
+                continue
+            conv = self._q2a(instrument.split("_")[1])
+            shares = [(t.trade_id, instrument,
+                       rates.amount(t.units, price, days, quote_to_account=conv)) for t in held]
+            total = sum(a for _, _, a in shares)
+            self.balance += total
+            self._log(FinancingEvent(transaction_id=self._next_id(), time=r, amount=total,
+                                     trades=shares))
+            self._fin_through[instrument] = r
+
+    def _stops(self, candle: Candle, bid: tuple[float, ...], ask: tuple[float, ...]) -> None:
+        """Stop-loss / take-profit of the trades held through the candle."""
+        for trade in [t for t in self._trades.values() if t.instrument == candle.instrument]:
+            if trade.open_time > candle.time:
+                continue  # opened after this candle started: its range is not known
+            d = 1 if trade.units > 0 else -1
+            stop = trade.stop_loss if trade.stop_loss is not None else math.nan
+            take = trade.take_profit if trade.take_profit is not None else math.nan
+            reason, px, _ = fills.check_stop_take(d, stop, take, bid[0], bid[1], bid[2],
+                                                  ask[0], ask[1], ask[2])
+            if reason == fills.EXIT_NONE:
+                continue
+            kind = "STOP_LOSS_ORDER" if reason == fills.EXIT_STOP else "TAKE_PROFIT_ORDER"
+            self._close(trade, px, kind, candle.time, None)
 
     def open_trades(self) -> list[TradeInfo]:
         with self._lock:
@@ -208,7 +273,9 @@ class PaperBroker(Broker):
             evs = [ev for tid, ev in self._activity if tid > after]
             orders = {cid: r for cid, r in self._orders.items()
                       if r.fill is not None and int(r.fill.transaction_id) > after}
-            return Activity(last_transaction_id=str(self._txid), fills=evs, orders=orders)
+            return Activity(last_transaction_id=str(self._txid),
+                            fills=[e for e in evs if isinstance(e, FillEvent)], orders=orders,
+                            financing=[e for e in evs if isinstance(e, FinancingEvent)])
 
     def find_order(self, client_id: str, since_transaction_id: str | None
                    ) -> OrderResult | None:

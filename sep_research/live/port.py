@@ -17,10 +17,14 @@ emulator). Nothing in the runner checks which adapter it has or reaches past thi
   from :meth:`Broker.find_order`, never by sending again;
 - :meth:`Broker.close_trade` closes one trade at market;
 - :meth:`Broker.open_trades` -> the account's open trades (:class:`TradeInfo`);
-- :meth:`Broker.activity_since` -> :class:`Activity`: the fills (ours, stops, take-profits) and
+- :meth:`Broker.activity_since` -> :class:`Activity`: the fills (ours, stops, take-profits),
+  the daily financing (:class:`FinancingEvent`: OANDA's ``DAILY_FINANCING``, per trade) and
   order outcomes after a transaction ID, and the newest transaction ID read. The runner keeps
   the cursor (in its journal) and moves it only after it has applied the activity, so nothing
   is skipped by a crash in between;
+- :meth:`Broker.set_financing` hands the adapter each instrument's financing rates from the
+  models' cost models (:class:`sep_research.financing.FinancingRates`, or None): the paper
+  broker charges them itself at each rollover, a real broker charges its own and ignores them;
 - :meth:`Broker.exits_pending` says whether a stop or take-profit may have filled inside a
   candle (an in-process broker knows; a remote one is asked only when the candle's range
   reached a level, see :func:`exit_may_have_fired`);
@@ -35,12 +39,15 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sep_research.live.types import Candle, InstrumentInfo, Quote, fmt_time
+
+if TYPE_CHECKING:
+    from sep_research.financing import FinancingRates
 
 
 class BrokerError(RuntimeError):
@@ -90,6 +97,17 @@ class FillEvent:
 
 
 @dataclass
+class FinancingEvent:
+    """Daily financing at a rollover (OANDA's ``DAILY_FINANCING``): ``amount`` in the account
+    currency (negative: paid), and each open trade's share ``(trade_id, instrument, amount)``."""
+
+    transaction_id: str
+    time: datetime
+    amount: float
+    trades: list[tuple[str, str, float]] = field(default_factory=list)
+
+
+@dataclass
 class OrderResult:
     client_id: str
     state: str  # "filled", "cancelled", "rejected", "unknown"
@@ -115,14 +133,15 @@ class OrderRequest:
 class Activity:
     """What happened at the broker after a transaction ID (see :meth:`Broker.activity_since`).
 
-    ``fills`` in transaction order; ``orders``: the outcome of each order named by a client ID
-    in that range; ``closed_trade_ids``: trades closed in that range; ``last_transaction_id``:
-    the newest transaction ID the read covered (the next cursor).
+    ``fills`` and ``financing`` in transaction order; ``orders``: the outcome of each order
+    named by a client ID in that range; ``closed_trade_ids``: trades closed in that range;
+    ``last_transaction_id``: the newest transaction ID the read covered (the next cursor).
     """
 
     last_transaction_id: str | None
     fills: list[FillEvent] = field(default_factory=list)
     orders: dict[str, OrderResult] = field(default_factory=dict)
+    financing: list[FinancingEvent] = field(default_factory=list)
 
     @property
     def closed_trade_ids(self) -> set[str]:
@@ -134,9 +153,11 @@ class BrokerRecords:
     """What the runner's journal knows, handed to :meth:`Broker.resume` on start."""
 
     open_trades: list[TradeInfo]
-    realized_pl: float
+    realized_pl: float  # closed trades' price P&L plus all financing journalled
     orders: dict[str, OrderResult]
     last_transaction_id: str | None
+    #: per instrument, the newest rollover whose financing the journal holds
+    financing_through: dict[str, datetime] = field(default_factory=dict)
 
 
 def client_id(model_id: str, instrument: str, candle_time: datetime, purpose: str) -> str:
@@ -213,8 +234,15 @@ class Broker(ABC):
         """May a stop-loss or take-profit of ``positions`` have filled inside ``candle``?"""
         return exit_may_have_fired(candle, positions)
 
+    def set_financing(self, rates: Mapping[str, FinancingRates | None], *,
+                      granularity_seconds: int) -> None:
+        """Called with each instrument's financing rates (the models' cost models) and the
+        candles' length at start and after a reload; a real broker charges its own and
+        ignores them."""
+
     def on_candle(self, candle: Candle) -> None:
-        """Called with each completed candle (the paper broker checks stops on it)."""
+        """Called with each completed candle (the paper broker checks stops and charges
+        financing on it)."""
 
     def on_quote(self, quote: Quote) -> None:
         """Called with each new price."""

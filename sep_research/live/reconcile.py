@@ -15,7 +15,8 @@
 4. Every order still ``intent``/``unknown`` is looked up in that activity: found -> adopted
    with its real outcome, not found -> ``abandoned`` (it never reached the broker). A close
    carries no client ID at OANDA: it is confirmed by its trade being closed.
-5. Fills since the cursor (stops, take-profits, our own fills) are applied.
+5. Fills since the cursor (stops, take-profits, our own fills) are applied, then the daily
+   financing since the cursor (each trade's share).
 6. Open trades: ours are adopted, ``sep-`` trades the journal lost are adopted, others are
    flagged as foreign (never touched); journal positions the account no longer holds are
    closed.
@@ -66,8 +67,10 @@ def broker_records(journal: Journal) -> BrokerRecords:
     done = {o["client_id"]: OrderResult(o["client_id"], o["state"], o["order_id"])
             for o in journal.orders() if o["state"] not in ("intent", "unknown")}
     return BrokerRecords(open_trades=trades,
-                         realized_pl=sum(p["pl"] or 0.0 for p in closed),
-                         orders=done, last_transaction_id=journal.max_transaction_id())
+                         realized_pl=sum(p["pl"] or 0.0 for p in closed)
+                         + journal.financing_total(),
+                         orders=done, last_transaction_id=journal.max_transaction_id(),
+                         financing_through=journal.financing_through())
 
 
 def reconcile(journal: Journal, broker: Broker, desk: OrderDesk, metrics: Metrics,
@@ -91,6 +94,8 @@ def reconcile(journal: Journal, broker: Broker, desk: OrderDesk, metrics: Metric
     _resolve_open_orders(journal, broker, desk, metrics, activity)
     for ev in activity.fills:
         desk.apply_fill(ev, history=history)
+    for fe in activity.financing:
+        desk.apply_financing(fe)
     _match_open_trades(journal, broker, clock)
     if activity.last_transaction_id:
         journal.set_last_transaction_id(activity.last_transaction_id)
@@ -113,7 +118,8 @@ def _import_history(journal: Journal, desk: OrderDesk, activity: Activity) -> No
         n += 1
     journal.record_decision(
         "reconcile", True, f"empty journal on an account with history: imported "
-        f"{len(activity.fills)} fill(s) and {n} runner order(s) from its transactions",
+        f"{len(activity.fills)} fill(s), {len(activity.financing)} daily financing(s) and {n} "
+        "runner order(s) from its transactions",
         detail={"last_transaction_id": activity.last_transaction_id})
 
 

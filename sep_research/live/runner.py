@@ -101,6 +101,13 @@ class Runner:
         self.last_loop_error = ""
         self._pending_reload: tuple[dict[str, Model], list[str], dict[str, Any]] | None = None
         self._configured_paths = list(self.state.model_paths)
+        self._set_financing(models)
+
+    def _set_financing(self, models: dict[str, Model]) -> None:
+        """The models' financing rates (their cost models) to the broker: the paper broker
+        charges them; a real broker's own financing is what it reports."""
+        self.broker.set_financing({i: m.spec.costs.financing for i, m in models.items()},
+                                  granularity_seconds=self.cfg.granularity_seconds)
 
     # ---------------------------------------------------------------- convenience views
     @property
@@ -380,6 +387,7 @@ class Runner:
         st.models, st.model_paths = models, paths
         st.paths.update(new_paths)
         self.risk.set_stops({i: m.policy.stop_loss_pips for i, m in models.items()})
+        self._set_financing(models)
         self.journal.record_decision("reload", True, "models swapped",
                                      detail={"old": old, "new": st.model_ids()})
         log.info("models reloaded: %s", st.model_ids())

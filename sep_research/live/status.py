@@ -10,10 +10,12 @@ GET  ``/``                the operator page (HTML; its script and style under ``
 GET  ``/health``          200 while the main loop runs, 503 when it is stuck; without the
                           token off loopback only ``{"ok": true|false}``
 GET  ``/api/status``      service, version, mode, model id(s), instruments, market open, last
-                          candle per instrument, last signal, open positions, P&L today, risk
-GET  ``/api/positions``   open positions
+                          candle per instrument, last signal, open positions, P&L today,
+                          realised P&L (``realized``: trades, financing, net), risk
+GET  ``/api/positions``   open positions (each with its ``financing`` so far)
 GET  ``/api/signals``     recent signals (``?limit=N``, default 100)
-GET  ``/api/trades``      recent closed trades, orders and the decisions journal (``?limit=N``)
+GET  ``/api/trades``      recent closed trades (price ``pl``, ``financing``, ``net_pl``), orders
+                          and the decisions journal (``?limit=N``)
 GET  ``/api/equity``      equity snapshots of the journal, oldest first (``?limit=N``)
 GET  ``/api/feed``        per instrument the age of the last candle and price; feed counters
 GET  ``/metrics``         Prometheus text format

@@ -57,6 +57,9 @@ class StatusView:
             "pnl_today": pnl_today,
             "account": {"balance": a.balance, "nav": a.nav, "unrealized": a.unrealized,
                         "currency": a.currency} if a else None,
+            # realised P&L from the journal: closed trades' prices, financing (open trades'
+            # too) as its own line, and their sum
+            "realized": r.journal.pnl(),
             "risk": {**r.risk.state(), "blocked": st.blocked},
             "policy": self._policies(),
         }
@@ -110,6 +113,8 @@ class StatusView:
              [({}, a.nav if a else math.nan)]),
             ("sep_runner_balance", "gauge", "account balance",
              [({}, a.balance if a else math.nan)]),
+            ("sep_runner_financing", "gauge", "financing journalled, signed (negative: paid)",
+             [({}, r.journal.financing_total())]),
         ]
         if r.first_poll_s is not None:
             rows.append(("sep_runner_start_to_first_poll_seconds", "gauge",

@@ -238,6 +238,7 @@
 
   function renderAccount(st) {
     var a = st.account || {};
+    var rz = st.realized || {};
     var cur = a.currency ? " " + a.currency : "";
     var models = st.model_id || {};
     kv($("account"), [
@@ -245,6 +246,9 @@
       ["balance", num(a.balance, 2) + cur],
       ["NAV", num(a.nav, 2) + cur],
       ["unrealised", num(a.unrealized, 2) + cur, a.unrealized < 0 ? "bad" : null],
+      ["realised (trades)", num(rz.trades, 2) + cur, rz.trades < 0 ? "bad" : null],
+      ["financing", num(rz.financing, 2) + cur, rz.financing < 0 ? "bad" : null],
+      ["realised net", num(rz.net, 2) + cur, rz.net < 0 ? "bad" : null],
       ["open positions", (st.open_positions || []).length],
       ["models", Object.keys(models).map(function (k) { return models[k]; }).join(", ") || "\u2014"]
     ]);
@@ -324,7 +328,8 @@
         var line = el("p", "position " + side(p.units));
         line.dataset.tradeId = p.trade_id;
         line.textContent = side(p.units) + " " + Math.abs(p.units) + " @ " + price(p.entry_price) +
-          "  SL " + price(p.stop_loss) + "  TP " + price(p.take_profit) + "  since " +
+          "  SL " + price(p.stop_loss) + "  TP " + price(p.take_profit) +
+          (p.financing ? "  financing " + num(p.financing, 2) : "") + "  since " +
           when(p.opened_at) + "  trade " + p.trade_id + (p.origin && p.origin !== "runner" ? "  (" + p.origin + ")" : "");
         card.appendChild(line);
       });
