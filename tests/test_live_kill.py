@@ -3,7 +3,8 @@ start-up and reconciliation, then a restart: no order is ever sent twice, and jo
 account agree in open trades, units, fills, realised P&L and daily financing (per trade and in
 total; the emulator charges the default table's rates), not only in open trade IDs.
 
-The emulator runs in this process on a manual replay clock. Each of the 24 order rounds moves
+The emulator runs in this process on a manual replay clock. Each of the order rounds (12;
+``SEP_KILL_ROUNDS``) moves
 the clock one candle (the runner sees a completed candle and usually trades: the model trades
 every BUY/SELL) and kills the runner with SIGKILL: in even rounds after a seeded random
 0-250 ms, in odd rounds 0-150 ms after the emulator has executed an order or a close (the
@@ -16,6 +17,7 @@ a few seconds; the next one finishes it. Bounded: a couple of minutes.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import threading
@@ -37,7 +39,8 @@ from tests.live_helpers import (
     wait_for,
 )
 
-ROUNDS = 24
+#: order rounds: 12 by default (about 75 s); SEP_KILL_ROUNDS=24 (or more) for a longer run
+ROUNDS = int(os.environ.get("SEP_KILL_ROUNDS", "12"))
 
 
 @pytest.mark.slow
@@ -122,10 +125,11 @@ def test_kill9_around_orders_and_start_up_never_duplicates(tmp_path: Path) -> No
     j.close()
     print("kill test:", kills, "kills,", startup_kills, "during start-up,", in_window,
           "in the order window;", counts, figures, recon)
-    assert kills >= 30 and counts["orders"] >= 10, (kills, counts)
+    half = ROUNDS // 2
+    assert kills == ROUNDS + half and counts["orders"] >= ROUNDS // 2, (kills, counts)
     # some kills landed between the broker's execution and the journal's record of it, and
     # the restarted runner adopted (or confirmed) what the broker had done
-    assert in_window >= 8, in_window
-    assert startup_kills >= 6, startup_kills
+    assert in_window >= half // 2 + 1, in_window
+    assert startup_kills >= half // 2, startup_kills
     assert any("adopted" in r or "confirmed" in r for r in recon), recon
-    assert "intent" not in left and figures["closed"] >= 5, figures
+    assert "intent" not in left and figures["closed"] >= ROUNDS // 5, figures
