@@ -358,12 +358,19 @@ def _rehearse(frame: Any, artifact: Path, run_dir: Path, split: int, held_end: i
                     shown = time.monotonic()
                     print(f"      ... {steps} steps, last completed candle {last[:16]}Z", flush=True)
             status = _get_json(status_url)
+            # the operator page as the rehearsal left it (when a browser is installed)
+            from sep_research.live.page import screenshot
+
+            page = screenshot(f"http://127.0.0.1:{status_port}/", work / "operator-page.png")
+            print(f"      operator page: {page}" if page else
+                  "      operator page: no screenshot (no Chromium installed; see the README)")
             print(f"      {steps} candles replayed in {time.monotonic() - t0:.0f} s; "
                   f"{status.get('risk', {}).get('state', '') or ''}".rstrip("; "))
         print(f"      runner stopped (exit status {runner.returncode})")
     print(f"      emulator stopped (exit status {emu.returncode}); logs in {work}")
     return {"journal": journal, "status": status, "start": start_time, "end": end_time,
-            "runner_rc": runner.returncode, "emulator_rc": emu.returncode, "work": work}
+            "runner_rc": runner.returncode, "emulator_rc": emu.returncode, "work": work,
+            "operator_page": page}
 
 
 class _Admin:

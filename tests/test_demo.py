@@ -77,4 +77,13 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
                              "take_profit_pips": None}
     config = json.loads((artifact.parent / "rehearsal" / "runner.yaml").read_text())
     assert config["risk"]["stop_loss_pips"] is None  # the artifact's
+    # the operator page as the rehearsal left it, when a browser is installed (CI has one)
+    from sep_research.live.page.browser import find_chromium
+
+    png = artifact.parent / "rehearsal" / "operator-page.png"
+    if find_chromium() is not None or os.environ.get("CI") == "true":
+        assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", out[-2000:]
+        assert f"operator page: {png}" in out
+    else:
+        assert "operator page: no screenshot" in out
     assert not _processes_mentioning(str(tmp_path)), "the demo left a process running"
