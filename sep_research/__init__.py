@@ -46,7 +46,8 @@ _LAZY = {
     "check_rule": "sep_research.signals.causality",
     # the sweep
     "sweep_seed": "sep_research.signals.sweep",
-    "product_grid": "sep_research.signals.sweep",
+    "ConfigGrid": "sep_research.signals.grid",
+    "product_grid": "sep_research.signals.grid",
     "prepare_sweep": "sep_research.signals.sweep",
     "run_prepared": "sep_research.signals.sweep",
     "config_signals": "sep_research.signals.sweep",

@@ -17,7 +17,8 @@ import yaml
 
 from sep_research.cli import main
 from sep_research.data import load_sample
-from sep_research.signals.sweep import product_grid, sweep_seed
+from sep_research.signals.grid import product_grid
+from sep_research.signals.sweep import sweep_seed
 from sep_research.sweeps.batch import (
     SweepGridError,
     is_sweep_grid,
@@ -59,9 +60,9 @@ def test_plan_blocks_partition_the_grid_in_window_order() -> None:
     for kw in ({"n_blocks": 1}, {"n_blocks": 5}, {"block_configs": 7}, {"n_blocks": 1000}):
         blocks = plan_blocks(g, **kw)
         rows = np.concatenate(blocks)
-        assert np.array_equal(np.sort(rows), np.arange(g.shape[0])), kw
+        assert np.array_equal(np.sort(rows), np.arange(len(g))), kw
         assert all(b.size for b in blocks)
-        w = [g["window"][b] for b in blocks]
+        w = [g.column("window")[b] for b in blocks]
         assert all(w[i].max() <= w[i + 1].min() for i in range(len(w) - 1)), kw
     assert len(plan_blocks(g, block_configs=7)) == -(-48 // 7)
     assert len(plan_blocks(g, n_blocks=1000)) == 48  # never more blocks than rows
@@ -255,7 +256,7 @@ def test_sep_batch_sweep_on_one_and_two_workers_gives_identical_reports(tmp_path
         assert a.files == b.files and "sum_pips_net" in a.files and "grid_window" in a.files
         for k in a.files:
             assert np.array_equal(a[k], b[k]), k
-        ref = sweep_seed(load_sample(), load_sweep_grid(path).table(), score_start=200,
+        ref = sweep_seed(load_sample(), load_sweep_grid(path).config_grid(), score_start=200,
                          score_end=4999, half_spread_pips=0.25, engine="cpu")
         for k, v in ref.items():
             assert np.array_equal(a[k], v), k
@@ -294,7 +295,7 @@ def test_gpus_flag_pins_one_worker_per_gpu_under_the_simulator(tmp_path: Path,
     sg = load_sweep_grid(path)
     frame = load_sample()
     frame = frame[frame.index < "2017-05-03"]
-    ref = sweep_seed(frame, sg.table(), score_start=60, score_end=len(frame) - 1,
+    ref = sweep_seed(frame, sg.config_grid(), score_start=60, score_end=len(frame) - 1,
                      half_spread_pips=0.25, engine="cpu")
     with np.load(d / "results.npz") as got:
         for k, v in ref.items():

@@ -105,7 +105,7 @@ def test_live_signal_stream(sample) -> None:
 
 
 def _grid():
-    from sep_research.signals.sweep import product_grid
+    from sep_research.signals.grid import product_grid
 
     return product_grid(window=[7, 11, 15], buy_threshold=[0.48, 0.5], conf_threshold=[0.6, 0.65],
                         min_move=[OFF_GRID])

@@ -98,7 +98,8 @@ import hashlib, json, sys
 import numpy as np
 from sep_research.data import load_sample
 from sep_research.kernels import nb
-from sep_research.signals.sweep import product_grid, sweep_seed
+from sep_research.signals.grid import product_grid
+from sep_research.signals.sweep import sweep_seed
 x = load_sample()
 # 4 groups of 60 threshold rows (threshold sweep) and one single row (exact brute force)
 grid = product_grid(window=[5, 11], buy_threshold=[0.45, 0.48, 0.5, 0.52, 0.55],

@@ -14,13 +14,9 @@ import pytest
 
 from sep_research.kernels import engine as eng
 from sep_research.kernels import qfh
+from sep_research.signals.grid import product_grid
 from sep_research.signals.seed import SEED, label_moves, ohlcv, seed_features, seed_signals
-from sep_research.signals.sweep import (
-    config_signals,
-    product_grid,
-    sweep_seed,
-    sweep_spread_pips,
-)
+from sep_research.signals.sweep import config_signals, sweep_seed, sweep_spread_pips
 from tests import naive
 from tests.conftest import SEED_EURUSD_M1, SEED_O_TEST, seed_file
 
@@ -153,13 +149,7 @@ def test_features_batch_many_series_and_windows(sample, eurusd):
 # ---- the fused sweep -----------------------------------------------------------------------
 
 def _naive_grid(grid):
-    rows = []
-    for r in grid:
-        d = {k: float(r[k]) for k in grid.dtype.names}
-        if "window" in d:
-            d["window"] = int(d["window"])
-        rows.append(d)
-    return rows
+    return [grid.row_dict(k) for k in range(len(grid))]
 
 
 def _check_sweep(res, ref):
@@ -191,7 +181,7 @@ def test_sweep_matches_naive_on_o_test(o_test, alignment):
         _check_sweep(res, ref)
     assert res["n_hc"].max() > 0 and res["n_non_hold"].min() > 0
     # the first configuration is the seed preset: its counts equal the scoring of its signals
-    seed_row = {k: grid[0][k] for k in grid.dtype.names}
+    seed_row = grid.row_dict(0)
     sig = config_signals(x, seed_row, instrument="EUR_USD", alignment=alignment, engine="cpu")
     mv = label_moves(x["close"], pip=1e-4, alignment=alignment)
     sl = slice(s0, s1)

@@ -36,8 +36,9 @@ def _simulated_checks() -> None:
     """Runs inside the simulator (see the test below); raises on any disagreement."""
     assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
     from sep_research.kernels import cu, engine, loops, qfh
+    from sep_research.signals.grid import product_grid
     from sep_research.signals.seed import SEED, ohlcv, seed_signals
-    from sep_research.signals.sweep import product_grid, sweep_seed, sweep_spread_pips
+    from sep_research.signals.sweep import sweep_seed, sweep_spread_pips
     from tests import naive
 
     frame = _seed_o_test()
@@ -67,8 +68,7 @@ def _simulated_checks() -> None:
     spread = np.r_[sweep_spread_pips(x, pip=1e-4)[:-1], 0.0]
     res = sweep_seed(x, grid, score_start=5, score_end=n - 1, instrument="EUR_USD",
                      engine="cuda", chunk=40, cuda_block=4)
-    rows = [{"window": int(r["window"]), "buy_threshold": float(r["buy_threshold"])}
-            for r in grid]
+    rows = [grid.row_dict(k) for k in range(len(grid))]
     nref = naive.sweep(*lists, rows, 5, n - 1, list(spread), "causal")
     for name in qfh.SWEEP_COUNTS:
         assert np.array_equal(res[name], [r[name] for r in nref]), name
@@ -107,8 +107,9 @@ def _real_gpu() -> bool:
 @pytest.mark.skipif(not _real_gpu(), reason="needs a real CUDA GPU")
 def test_real_gpu_matches_cpu_on_real_data():
     from sep_research.kernels import qfh
+    from sep_research.signals.grid import product_grid
     from sep_research.signals.seed import ohlcv, qfh_features_batch
-    from sep_research.signals.sweep import product_grid, sweep_seed
+    from sep_research.signals.sweep import sweep_seed
 
     x = ohlcv(_seed_o_test())
     for alignment in ("causal", "legacy"):

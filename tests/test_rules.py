@@ -19,11 +19,12 @@ from sep_research.data.resample import (
     resample_frame,
 )
 from sep_research.signals.causality import check_rule
+from sep_research.signals.grid import product_grid
 from sep_research.signals.rules.base import get_rule, rule_names, rule_signals
 from sep_research.signals.rules.mtf import MtfParams
 from sep_research.signals.rules.thresholded import ThresholdedParams
 from sep_research.signals.seed import SEED, SeedParams, seed_signals
-from sep_research.signals.sweep import config_signals, product_grid, sweep_seed
+from sep_research.signals.sweep import config_signals, sweep_seed
 from sep_research.strategy import CostModel, SpecError, StrategySpec
 from sep_research.training.grid import make_grid, small_grid
 from tests import rules_examples
@@ -229,7 +230,7 @@ def _check_sweep_against_signals(frame, grid, res, rule, lo, hi):
 
     mv = label_moves(frame["close"], pip=1e-4)
     for j in range(len(grid)):
-        sig = config_signals(frame, grid[j], rule=rule, engine="cpu")
+        sig = config_signals(frame, grid.row_dict(j), rule=rule, engine="cpu")
         a = sig.action[lo:hi].astype(float)
         ok = np.isfinite(mv[lo:hi])
         traded = (a != 0) & ok
@@ -341,7 +342,7 @@ def test_sweep_grids_take_a_rule_key():
     doc = {"kind": "sweep", "instruments": ["EUR_USD"], "rule": "thresholded",
            "grid": {"window": [7, 11], "k_pips": [0, 2]}}
     sg = load_sweep_grid(doc)
-    assert sg.rule == "thresholded" and len(sg.table()) == 4
+    assert sg.rule == "thresholded" and len(sg.config_grid()) == 4
     seed = load_sweep_grid({**doc, "rule": "seed", "grid": {"window": [7, 11]}})
     assert "rule" not in seed.spec("EUR_USD")  # the seed rule's run ids are unchanged
     for bad, msg in (({"rule": "nope"}, "'rule' 'nope' is unknown"),
@@ -352,7 +353,7 @@ def test_sweep_grids_take_a_rule_key():
 
 
 def test_product_grid_knows_each_rules_fields():
-    assert product_grid("mtf", htf1_conf=[0.0, 1.0]).dtype.names == ("htf1_conf",)
+    assert product_grid("mtf", htf1_conf=[0.0, 1.0]).fields == ("htf1_conf",)
     with pytest.raises(ValueError, match="unknown grid fields"):
         product_grid(k_pips=[1.0])
     with pytest.raises(ValueError, match="must hold integers >= 2"):

@@ -50,8 +50,9 @@ def _simulated_checks() -> None:
     assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
     from sep_research.data import load_sample
     from sep_research.kernels import engine as eng
+    from sep_research.signals.grid import product_grid
     from sep_research.signals.rules.base import get_rule
-    from sep_research.signals.sweep import product_grid, sweep_seed
+    from sep_research.signals.sweep import sweep_seed
 
     _register_examples()
     frame = load_sample().iloc[:260]
@@ -101,7 +102,8 @@ def _real_gpu() -> bool:
 @pytest.mark.parametrize("case", range(4))
 def test_every_rules_sweep_on_the_gpu_matches_the_cpu(case):
     from sep_research.data import load_sample
-    from sep_research.signals.sweep import prepare_sweep, product_grid, run_prepared, sweep_seed
+    from sep_research.signals.grid import product_grid
+    from sep_research.signals.sweep import prepare_sweep, run_prepared, sweep_seed
 
     _register_examples()
     rule, params, axes = _cases()[case]

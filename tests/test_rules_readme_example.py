@@ -33,9 +33,10 @@ def offset(tmp_path, monkeypatch):
 def test_the_readme_rule_passes_the_frameworks_checks(offset):
     from sep_research.data import load_sample
     from sep_research.signals.causality import check_rule
+    from sep_research.signals.grid import product_grid
     from sep_research.signals.rules.base import get_rule, rule_signals
     from sep_research.signals.seed import seed_signals
-    from sep_research.signals.sweep import product_grid, sweep_seed
+    from sep_research.signals.sweep import sweep_seed
     from sep_research.strategy import CostModel, StrategySpec
 
     frame = load_sample()

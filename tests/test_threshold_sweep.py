@@ -41,7 +41,7 @@ def sweep_arrays(x: dict, grid, *, spread: float = 0.8):
 
 def every_field_grid():
     """A product grid that varies every grid field (2 x ... x 2 values, 1536 rows)."""
-    from sep_research.signals.sweep import product_grid
+    from sep_research.signals.grid import product_grid
 
     return product_grid(window=[5, 11, 20], w_s=[0.3, 0.4], w_c=[0.1, 0.2], w_e=[0.5],
                         buy_threshold=[0.45, 0.5, 0.55, 0.6], sell_threshold=[0.47, 0.52],
@@ -108,7 +108,7 @@ def test_threshold_sweep_equals_brute_force_on_the_sample_for_every_field(sample
 
 def test_plain_python_engine_gives_the_same_bits(sample):
     x = {k: v[:300] for k, v in sample.items()}
-    from sep_research.signals.sweep import product_grid
+    from sep_research.signals.grid import product_grid
 
     grid = product_grid(window=[5, 11], buy_threshold=[0.45, 0.5, 0.55], sell_threshold=[0.5],
                         conf_threshold=[0.6, 0.65], min_move=[0.0, 0.5], spread=[0.0, 0.3])
@@ -298,7 +298,7 @@ def _simulated_checks() -> None:
     from sep_research.signals.seed import SEED, ohlcv
 
     x = {k: v[:140] for k, v in ohlcv(load_sample()).items()}
-    from sep_research.signals.sweep import product_grid
+    from sep_research.signals.grid import product_grid
 
     grid = product_grid(window=[5, 11], w_s=[0.3, 0.4], buy_threshold=[0.45, 0.5, 0.55],
                         sell_threshold=[0.47, 0.52], conf_threshold=[0.55, 0.65],

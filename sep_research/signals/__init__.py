@@ -8,7 +8,8 @@ Public API (imported lazily; nothing here imports numba or pandas at import time
         seed_features, seed_signals, qfh_features_batch, # vectorised features and signals
         label_moves,                                     # the spec's label (scoring:
                                                          #   evaluation.metrics.score_signals)
-        sweep_seed, config_signals, product_grid,        # the fused sweep (training, batch)
+        ConfigGrid, product_grid, as_grid,               # the one configuration grid
+        sweep_seed, config_signals,                      # the fused sweep (training, batch)
         prepare_sweep, run_prepared, sweep_spread_pips,  # its one preparation and spread
         SeedSignalStream, Signal,                        # the live runner's pure path
         check_causality, check_preset, check_rule,       # the look-ahead check
@@ -32,12 +33,13 @@ _LAZY = {
     "get_preset": "sep_research.signals.presets",
     "sweep_seed": "sep_research.signals.sweep",
     "config_signals": "sep_research.signals.sweep",
-    "product_grid": "sep_research.signals.sweep",
+    "ConfigGrid": "sep_research.signals.grid",
+    "product_grid": "sep_research.signals.grid",
+    "as_grid": "sep_research.signals.grid",
     "sweep_spread_pips": "sep_research.signals.sweep",
     "prepare_sweep": "sep_research.signals.sweep",
     "run_prepared": "sep_research.signals.sweep",
     "SweepInputs": "sep_research.signals.sweep",
-    "GRID_FIELDS": "sep_research.signals.sweep",
     "SeedSignalStream": "sep_research.signals.live",
     "Signal": "sep_research.signals.live",
     "check_causality": "sep_research.signals.causality",

@@ -2,36 +2,37 @@
 
 Everything that sweeps a rule goes through here: ``sep train`` (the walk-forward), the
 notebooks, ``sep batch`` sweep grids and the Dask sweeps of :mod:`sep_research.sweeps`.
-``rule`` names a registered rule (:mod:`sep_research.signals.rules`; default ``"seed"``, the
-spec's rule, whose results are unchanged by the others' existence); the rule builds the
+The rule is the grid's (:mod:`sep_research.signals.rules`; the seed rule, the spec's, for a
+mapping, and its results are unchanged by the others' existence); the rule builds the
 kernel's tables and chooses its sweep (the seed's decision: threshold-space or exact brute
 force; its own decision: the exact brute force of :mod:`sep_research.kernels.rules`).
 
 Public API::
 
-    prepare_sweep(data, grid, *, rule="seed", instrument=None, granularity=None,
+    prepare_sweep(data, grid, *, rule=None, instrument=None, granularity=None,
                   half_spread_pips=None, params=None, alignment="causal", end=None,
                   engine="auto") -> SweepInputs
     run_prepared(si, lo, hi, *, engine="auto", chunk=8192, cuda_block=128, method="auto")
         -> dict                       # counts and pip sums of one range
     period_net_pips(si, ranges, *, trade_on="hc", engine="auto")
         -> dict[(lo, hi), np.ndarray]  # traded net pips of many ranges in one pass
-    sweep_seed(data, grid, *, score_start, score_end, rule="seed", instrument=None,
+    sweep_seed(data, grid, *, score_start, score_end, rule=None, instrument=None,
                granularity=None, half_spread_pips=None, params=None, alignment="causal",
                engine="auto", chunk=8192, cuda_block=128, method="auto")
         -> dict[str, np.ndarray]                    # prepare_sweep + run_prepared
     config_signals(data, row, *, rule="seed", instrument=None, granularity=None,
                    params=None, alignment="causal", engine="auto") -> SeedSignals
-    product_grid(rule="seed", **values) -> numpy structured array (the cartesian product)
     sweep_spread_pips(data, *, pip, half_spread_pips=None, alignment="causal") -> np.ndarray
 
-**Grid**: a numpy structured array or a mapping of equal-length 1-D arrays, one row per
-configuration, with any of the rule's grid fields (others are an error): for every rule
-:data:`GRID_FIELDS`, ``w_s w_c w_e buy_threshold sell_threshold conf_threshold coh_threshold
-window min_move spread``, and the rule's own (``sep rules``). A missing field takes its value
-from ``params`` (the rule's default preset when None; ``spread``: 0). ``spread`` is an
-extra cost in pips added to the per-candle spread below. Values outside a field's range are
-an error naming the field.
+**Grid**: a :class:`~sep_research.signals.grid.ConfigGrid` (``product_grid``, ``make_grid``,
+``small_grid``), or a mapping of equal-length 1-D arrays (field -> one value per
+configuration) of ``rule`` (default ``"seed"``), converted by
+:func:`~sep_research.signals.grid.as_grid`. Its columns are grid fields of the rule (``w_s
+w_c w_e buy_threshold sell_threshold conf_threshold coh_threshold window min_move spread`` and
+the rule's own; ``sep rules``); a field outside them comes from ``params`` (None: the grid's
+base, the rule's default preset for a mapping; ``spread``: 0). ``spread`` is an extra cost in
+pips added to the per-candle spread below. Values outside a field's range are an error
+naming the field. ``rule``, when given, must be the grid's.
 
 **Instrument**: ``instrument`` (else the frame's provenance) sets the pip, the price per pip
 of :func:`sep_research.fx.pip_size`; moves and spreads are in pips of that instrument.
@@ -86,7 +87,8 @@ import numpy as np
 from sep_research import fx
 from sep_research.kernels import engine as _engine
 from sep_research.kernels import qfh
-from sep_research.signals.rules.base import SEED_GRID_FIELDS, Rule, get_rule
+from sep_research.signals.grid import as_grid
+from sep_research.signals.rules.base import Rule, get_rule
 from sep_research.signals.seed import (
     SeedSignals,
     check_alignment,
@@ -96,59 +98,9 @@ from sep_research.signals.seed import (
 )
 from sep_research.strategy import CostModel, SpecError, data_granularity, data_instrument
 
-#: the seed rule's grid fields (every rule has them; ``Rule.field_names`` adds its own)
-GRID_FIELDS = tuple(f.name for f in SEED_GRID_FIELDS)
 #: the candle columns the sweep reads (bid/ask opens only for the spread of bid/ask data)
 DATA_COLUMNS = ("high", "low", "close", "volume")
 SPREAD_COLUMNS = ("bid_open", "ask_open")
-
-
-def product_grid(rule: str = "seed", **values: Any) -> np.ndarray:
-    """The cartesian product of the given field values as a structured array (one row each);
-    the fields are ``rule``'s grid fields."""
-    known = get_rule(rule).field_names
-    unknown = set(values) - set(known)
-    if unknown:
-        raise ValueError(f"unknown grid fields {sorted(unknown)}; known: {', '.join(known)}")
-    names = list(values)
-    axes = [np.atleast_1d(np.asarray(values[k], dtype=np.float64)) for k in names]
-    mesh = np.meshgrid(*axes, indexing="ij")
-    out = np.empty(mesh[0].size, dtype=[(k, np.float64) for k in names])
-    for k, m in zip(names, mesh, strict=True):
-        out[k] = m.ravel()
-    return out
-
-
-def grid_columns(grid: Any, params: Any = None, *, rule: str = "seed"
-                 ) -> dict[str, np.ndarray]:
-    """Every grid field of ``rule`` as a float64 array (missing ones from ``params``, the
-    rule's default preset when None), each checked against its range."""
-    r = get_rule(rule)
-    params = r.preset() if params is None else r.check_params(params)
-    known = r.field_names
-    if isinstance(grid, np.ndarray) and grid.dtype.names:
-        cols = {k: np.asarray(grid[k]) for k in grid.dtype.names}
-    elif isinstance(grid, Mapping):
-        cols = {k: np.atleast_1d(np.asarray(v)) for k, v in grid.items()}
-    else:
-        raise ValueError("grid must be a numpy structured array or a mapping of equal-length "
-                         "arrays (field -> values)")
-    unknown = set(cols) - set(known)
-    if unknown:
-        raise ValueError(f"unknown grid fields {sorted(unknown)}; known: {', '.join(known)}")
-    sizes = {k: v.shape for k, v in cols.items()}
-    if not cols or len(set(sizes.values())) != 1 or next(iter(sizes.values()))[0:1] == (0,):
-        raise ValueError(f"grid fields must be non-empty 1-D arrays of one length, got {sizes}")
-    k = next(iter(cols.values())).shape[0]
-    full = {}
-    for f in r.grid_fields:
-        if f.name in cols:
-            full[f.name] = cols[f.name].astype(np.float64).ravel()
-        else:
-            default = 0.0 if f.name == "spread" else float(getattr(params, f.name))
-            full[f.name] = np.full(k, default)
-        f.check(full[f.name])
-    return full
 
 
 def _has_bid_ask(data: Any) -> bool:
@@ -234,16 +186,17 @@ def _row_order(g: np.ndarray) -> np.ndarray:
     return np.lexsort((g[:, qfh.G_WE], g[:, qfh.G_WC], g[:, qfh.G_WS], g[:, qfh.G_WINDOW_INDEX]))
 
 
-def prepare_sweep(data: Any, grid: Any, *, rule: str = "seed", instrument: str | None = None,
-                  granularity: str | None = None, half_spread_pips: float | None = None,
-                  params: Any = None, alignment: str = "causal", end: int | None = None,
+def prepare_sweep(data: Any, grid: Any, *, rule: str | None = None,
+                  instrument: str | None = None, granularity: str | None = None,
+                  half_spread_pips: float | None = None, params: Any = None,
+                  alignment: str = "causal", end: int | None = None,
                   engine: str = "auto") -> SweepInputs:
     """Features (once, for every feature column of the grid), labels and spreads of the
-    candles ``0 .. end-1`` (default: all), and the grid's kernel table, for ``rule``. See the
-    module docstring."""
+    candles ``0 .. end-1`` (default: all), and the grid's kernel table. See the module
+    docstring (``grid``, ``rule`` and ``params``: :func:`sep_research.signals.grid.as_grid`)."""
     check_alignment(alignment)
-    r: Rule = get_rule(rule)
-    params = r.preset() if params is None else r.check_params(params)
+    cg = as_grid(grid, rule=rule, params=params)
+    r: Rule = get_rule(cg.rule)
     r.check_alignment(alignment)
     inst = data_instrument(data, instrument)
     gran = data_granularity(data, granularity) if r.needs_times else granularity
@@ -254,10 +207,9 @@ def prepare_sweep(data: Any, grid: Any, *, rule: str = "seed", instrument: str |
     m = n if end is None else int(end)
     if not 2 <= m <= n:
         raise ValueError(f"end={end}: must be in 2 .. {n} (the number of candles)")
-    cols = grid_columns(grid, params, rule=rule)
     xm = x if m == n else {k: v[:m] for k, v in x.items()}
-    g, fw, cv = r.sweep_tables(xm, cols, params, pip=pip, granularity=gran,
-                               alignment=alignment, engine=engine)
+    g, fw, cv = r.sweep_tables(xm, cg, pip=pip, granularity=gran, alignment=alignment,
+                               engine=engine)
     cv[2] = label_moves(x["close"][:m], pip=pip, alignment=alignment)
     sub = data if m == n else {k: np.asarray(data[k])[:m] for k in (
         ("close", *SPREAD_COLUMNS) if costs.spread == "bid_ask" else ("close",))}
@@ -336,7 +288,8 @@ def period_net_pips(si: SweepInputs, ranges: Any, *, trade_on: str = "hc",
     return out
 
 
-def sweep_seed(data: Any, grid: Any, *, score_start: int, score_end: int, rule: str = "seed",
+def sweep_seed(data: Any, grid: Any, *, score_start: int, score_end: int,
+               rule: str | None = None,
                instrument: str | None = None, granularity: str | None = None,
                half_spread_pips: float | None = None, params: Any = None,
                alignment: str = "causal", engine: str = "auto",
@@ -347,7 +300,8 @@ def sweep_seed(data: Any, grid: Any, *, score_start: int, score_end: int, rule: 
 
     See the module docstring for the grid, the scoring range, what a trade gains (the spread
     charged: bid/ask at the entry's open, or ``2 * half_spread_pips``) and the result's keys.
-    Non-grid constants come from ``params`` (the rule's default preset when None).
+    Non-grid constants come from ``params`` (None: the grid's base; a mapping's: the rule's
+    default preset); ``rule`` (None: the grid's; a mapping's: ``"seed"``).
     """
     check_alignment(alignment)
     n = ohlcv(data)["close"].shape[0]
@@ -374,15 +328,14 @@ def config_signals(data: Any, row: Mapping[str, Any], *, rule: str = "seed",
                    engine: str = "auto") -> SeedSignals:
     """Per-candle (action, confidence, hc) of ONE grid configuration, for the backtest.
 
-    ``row``: a mapping (or a structured-array row) with grid fields of ``rule``; the extra
-    ``spread`` field, if any, is ignored here (it only enters pip sums).
+    ``row``: a mapping of grid fields of ``rule`` to values (``ConfigGrid.row_dict``; for a
+    grid's row ``grid.params(k)`` is the parameter object itself); the extra ``spread``
+    field, if any, is ignored here (it only enters pip sums).
     """
     from sep_research.signals.rules.base import rule_signals
 
     r = get_rule(rule)
     params = r.preset() if params is None else r.check_params(params)
-    if isinstance(row, np.void):
-        row = {k: row[k] for k in row.dtype.names}
     changes = {k: v for k, v in dict(row).items() if k != "spread"}
     unknown = set(changes) - set(r.field_names)
     if unknown:

@@ -50,9 +50,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from sep_research.signals.grid import ConfigGrid
 
 SWEEP_KEYS = {
     "kind", "name", "description", "data", "granularity", "instruments", "start", "end",
@@ -89,10 +92,9 @@ class SweepGrid:
     extra: dict[str, Any] = field(default_factory=dict)
     rule: str = "seed"
 
-    def table(self) -> np.ndarray:
-        """The configurations: ``product_grid(rule, **grid)`` (a structured array, one row
-        each)."""
-        from sep_research.signals.sweep import product_grid
+    def config_grid(self) -> ConfigGrid:
+        """The configurations: ``product_grid(rule, **grid)``, one row each in that order."""
+        from sep_research.signals.grid import product_grid
 
         return product_grid(self.rule, **self.grid)
 
@@ -259,11 +261,11 @@ def _config_label(row: dict[str, float]) -> str:
     return " ".join(f"{k}={int(v) if k == 'window' else round(v, 6):g}" for k, v in row.items())
 
 
-def _summary(table: np.ndarray, res: dict[str, np.ndarray], top: int) -> tuple[dict, Any]:
+def _summary(grid: ConfigGrid, res: dict[str, np.ndarray], top: int) -> tuple[dict, Any]:
     """Headline metrics (deterministic: no timings) and the top-configurations table."""
     import pandas as pd
 
-    frame = pd.DataFrame({name: table[name] for name in table.dtype.names})
+    frame = pd.DataFrame(grid.columns())
     for key, arr in res.items():
         frame[key] = arr
     nn = frame["n_non_hold"].to_numpy()
@@ -274,7 +276,7 @@ def _summary(table: np.ndarray, res: dict[str, np.ndarray], top: int) -> tuple[d
     ranked = frame.sort_values(["sum_pips_net", "n_non_hold"], ascending=[False, True],
                                kind="stable")
     best = ranked.iloc[0]
-    best_cfg = {k: float(best[k]) for k in table.dtype.names}
+    best_cfg = {k: float(best[k]) for k in grid.fields}
     metrics = {
         "configurations": len(frame),
         "best_sum_pips_net": float(best["sum_pips_net"]),
@@ -290,7 +292,7 @@ def _summary(table: np.ndarray, res: dict[str, np.ndarray], top: int) -> tuple[d
     return metrics, top_table
 
 
-def _figures(table: np.ndarray, res: dict[str, np.ndarray], title: str) -> list[tuple]:
+def _figures(grid: ConfigGrid, res: dict[str, np.ndarray], title: str) -> list[tuple]:
     from matplotlib.figure import Figure
 
     figs = []
@@ -302,10 +304,11 @@ def _figures(table: np.ndarray, res: dict[str, np.ndarray], title: str) -> list[
     ax.set_ylabel("configurations")
     ax.set_title("in-sample net pips per configuration", fontsize=10)
     ax = fig.add_subplot(1, 2, 2)
-    windows = np.unique(table["window"]) if "window" in (table.dtype.names or ()) else None
-    if windows is not None and windows.size > 1:
-        best = [res["sum_pips_net"][table["window"] == w].max() for w in windows]
-        med = [np.median(res["sum_pips_net"][table["window"] == w]) for w in windows]
+    window = grid.column("window")
+    windows = np.unique(window)
+    if windows.size > 1:
+        best = [res["sum_pips_net"][window == w].max() for w in windows]
+        med = [np.median(res["sum_pips_net"][window == w]) for w in windows]
         ax.plot(windows, best, marker="o", label="best")
         ax.plot(windows, med, marker=".", label="median")
         ax.set_xlabel("window (bits)")
@@ -342,7 +345,7 @@ def _report_html(run_id: str, sg: SweepGrid, metrics: dict, top_table: Any,
 
 def write_sweep_run(
     run_dir: Path, *, run_id: str, sg: SweepGrid, instrument: str, frame: Any,
-    table: np.ndarray, res: dict[str, np.ndarray], manifest: dict[str, Any],
+    grid: ConfigGrid, res: dict[str, np.ndarray], manifest: dict[str, Any],
 ) -> dict[str, Any]:
     """Write one instrument's run folder; returns its headline metrics."""
     from sep_research.reporting.paths import atomic_write_bytes, atomic_write_text
@@ -351,12 +354,12 @@ def write_sweep_run(
     rec = RunRecorder(run_dir, notebook="sweep", parameters=manifest["parameters"])
     rec.data(frame)
     buf = io.BytesIO()
-    np.savez(buf, **{f"grid_{k}": table[k] for k in table.dtype.names}, **res)
+    np.savez(buf, **{f"grid_{k}": v for k, v in grid.columns().items()}, **res)
     atomic_write_bytes(run_dir / RESULTS_FILE, buf.getvalue())
     rec.artifact("results", run_dir / RESULTS_FILE)
-    metrics, top_table = _summary(table, res, sg.top)
+    metrics, top_table = _summary(grid, res, sg.top)
     files = []
-    for fig, name, title in _figures(table, res, f"{sg.name}: {instrument} {sg.granularity}"):
+    for fig, name, title in _figures(grid, res, f"{sg.name}: {instrument} {sg.granularity}"):
         # saved here rather than with rec.figure, which needs IPython (absent on a bare GPU
         # host); recorded in the same metrics.json layout
         png = io.BytesIO()
@@ -431,9 +434,9 @@ def run_sweep_grid(
     summaries = []
     try:
         frames = {inst: load_data(sg, inst) for inst in todo}
-        table = sg.table()
+        grid = sg.config_grid()
         out = sweep_distributed(
-            {inst: frames[inst] for inst in todo}, table, client=client, rule=sg.rule,
+            {inst: frames[inst] for inst in todo}, grid, client=client,
             granularity=sg.granularity, score_start=sg.score_start, score_end=sg.score_end,
             half_spread_pips=sg.half_spread_pips,
             alignment=sg.alignment, engine=engine, chunk=sg.chunk,
@@ -455,7 +458,7 @@ def run_sweep_grid(
             }
             m["worker"] = sorted({str(t["worker"]) for t in tasks})
             metrics = write_sweep_run(run_dir, run_id=rid, sg=sg, instrument=inst,
-                                      frame=frames[inst], table=table, res=out.results[inst],
+                                      frame=frames[inst], grid=grid, res=out.results[inst],
                                       manifest=m)
             from sep_research.data.candles import get_provenance
 

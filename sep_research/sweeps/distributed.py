@@ -2,13 +2,14 @@
 
 ::
 
-    sweep_distributed(datasets, grid, *, client=None, rule="seed", granularity=None,
+    sweep_distributed(datasets, grid, *, client=None, rule=None, granularity=None,
                       score_start=0, score_end=None, half_spread_pips=None, params=None,
                       alignment="causal", engine="auto", chunk=8192, cuda_block=128,
                       block_configs=None, n_blocks=None, progress=False) -> DistributedSweep
     sweep_ranges(si, ranges, *, client=None, engine="auto", chunk=8192, n_blocks=None)
         -> list[dict]          # many scoring ranges on one prepared SweepInputs
-    plan_blocks(grid, *, params=None, block_configs=None, n_blocks=None) -> list[np.ndarray]
+    plan_blocks(grid, *, rule=None, params=None, block_configs=None, n_blocks=None)
+        -> list[np.ndarray]
     gpu_worker_env(n_gpus, *, visible=None, cpus=None) -> (i -> env of worker i)
     cpu_worker_env(n_workers, *, cpus=None) -> (i -> env of worker i)
     visible_gpu_ids() -> list[str]
@@ -17,11 +18,12 @@
 :func:`~sep_research.signals.sweep.sweep_seed` takes them); the instrument (it sets the pip)
 is the key when the key is an instrument name, else the one the frame's provenance names.
 The spread charged is that of :mod:`sep_research.signals.sweep` (bid/ask at the entry's open,
-or ``2 * half_spread_pips`` for mid-only data). ``grid`` is the configuration grid
-of ``sweep_seed`` (a structured array from ``product_grid`` or a mapping of equal-length
-arrays) of the rule ``rule`` (any registered rule; the seed rule by default), the same for
-every instrument. A rule that resamples the candles (``mtf``) gets their times and
-``granularity`` (else the datasets' provenance's).
+or ``2 * half_spread_pips`` for mid-only data). ``grid`` is the configuration grid of
+``sweep_seed`` (a :class:`~sep_research.signals.grid.ConfigGrid`, or a mapping of
+equal-length arrays of the seed rule or of ``rule``; ``params`` replaces its base), the same
+for every instrument; each task gets its block as a ``ConfigGrid`` (``grid.rows(idx)``). A
+rule that resamples the candles (``mtf``) gets their times and ``granularity`` (else the
+datasets' provenance's).
 
 **How the work is split.** The grid's rows are ordered by (window, w_s, w_c, w_e), as
 ``sweep_seed`` orders them, and cut into contiguous blocks, so that a block needs the features
@@ -60,6 +62,7 @@ from typing import Any
 import numpy as np
 
 from sep_research import fx
+from sep_research.signals.grid import ConfigGrid
 from sep_research.signals.sweep import DATA_COLUMNS, SPREAD_COLUMNS, SweepInputs
 from sep_research.strategy import data_instrument
 
@@ -98,34 +101,18 @@ class DistributedSweep:
         return self.config_candles / self.seconds if self.seconds > 0 else float("nan")
 
 
-def _grid_dict(grid: Any) -> dict[str, np.ndarray]:
-    if isinstance(grid, np.ndarray) and grid.dtype.names:
-        cols = {k: np.asarray(grid[k]) for k in grid.dtype.names}
-    elif isinstance(grid, Mapping):
-        cols = {str(k): np.atleast_1d(np.asarray(v)) for k, v in grid.items()}
-    else:
-        raise ValueError("grid must be a numpy structured array or a mapping of equal-length "
-                         "arrays (field -> values)")
-    sizes = {k: v.shape for k, v in cols.items()}
-    if not cols or len(set(sizes.values())) != 1 or any(len(s) != 1 for s in sizes.values()):
-        raise ValueError(f"grid fields must be 1-D arrays of one length, got {sizes}")
-    if next(iter(cols.values())).shape[0] == 0:
-        raise ValueError("the grid is empty")
-    return cols
-
-
-def plan_blocks(grid: Any, *, params: Any = None, block_configs: int | None = None,
-                n_blocks: int | None = None) -> list[np.ndarray]:
+def plan_blocks(grid: Any, *, rule: str | None = None, params: Any = None,
+                block_configs: int | None = None, n_blocks: int | None = None
+                ) -> list[np.ndarray]:
     """Row indices of each block: rows ordered by (window, w_s, w_c, w_e), cut into contiguous
     blocks of at most ``block_configs`` rows, or into ``n_blocks`` near-equal blocks (one of
-    the two, or neither: one block). Every row is in exactly one block. ``params``: where a
-    sort field is not in the grid (None: the seed preset's values)."""
-    if params is None:
-        from sep_research.signals.seed import SEED
+    the two, or neither: one block). Every row is in exactly one block. ``grid``, ``rule``,
+    ``params``: as :func:`sep_research.signals.grid.as_grid` takes them (a sort field outside
+    the grid's columns has its base's value)."""
+    from sep_research.signals.grid import as_grid
 
-        params = SEED
-    cols = _grid_dict(grid)
-    k = next(iter(cols.values())).shape[0]
+    cg = as_grid(grid, rule=rule, params=params)
+    k = len(cg)
     if block_configs is not None and n_blocks is not None:
         raise ValueError("give block_configs or n_blocks, not both")
     if block_configs is not None:
@@ -136,13 +123,8 @@ def plan_blocks(grid: Any, *, params: Any = None, block_configs: int | None = No
     if n_blocks < 1:
         raise ValueError(f"n_blocks must be at least 1, got {n_blocks}")
     n_blocks = min(n_blocks, k)
-    keys = []
-    for name in reversed(_SORT_FIELDS):  # np.lexsort: the last key is the primary one
-        if name in cols:
-            keys.append(np.asarray(cols[name], dtype=np.float64))
-        else:
-            keys.append(np.full(k, float(getattr(params, name))))
-    order = np.lexsort(keys)
+    # np.lexsort: the last key is the primary one
+    order = np.lexsort([cg.column(name) for name in reversed(_SORT_FIELDS)])
     return [b for b in np.array_split(order, n_blocks) if b.size]
 
 
@@ -190,7 +172,7 @@ def _instrument_of(name: str, data: Any, given: str | None = None) -> str:
         raise ValueError(f"datasets[{name!r}]: {exc}") from None
 
 
-def _sweep_task(data: dict[str, np.ndarray], grid_block: dict[str, np.ndarray],
+def _sweep_task(data: dict[str, np.ndarray], grid_block: ConfigGrid,
                 kwargs: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """One task: sweep_seed over one block of configurations (runs on a worker)."""
     from sep_research.kernels.engine import resolve_engine
@@ -221,7 +203,7 @@ def sweep_distributed(
     grid: Any,
     *,
     client: Any = None,
-    rule: str = "seed",
+    rule: str | None = None,
     granularity: str | None = None,
     score_start: int | Mapping[str, int] = 0,
     score_end: int | Mapping[str, int] | None = None,
@@ -247,23 +229,23 @@ def sweep_distributed(
     rows each, or ``n_blocks``, else :func:`default_n_blocks`. See the module docstring.
     """
     from sep_research.kernels.engine import ENGINES, SWEEP_CHUNK
+    from sep_research.signals.grid import as_grid
     from sep_research.signals.rules.base import get_rule
     from sep_research.strategy import data_granularity
 
-    r = get_rule(rule)
-    params = r.preset() if params is None else r.check_params(params)
+    cg = as_grid(grid, rule=rule, params=params)
+    r = get_rule(cg.rule)
     if not isinstance(datasets, Mapping) or not datasets:
         raise ValueError("datasets must be a non-empty mapping: instrument -> candles")
     if engine not in ENGINES:
         raise ValueError(f"engine={engine!r} is unknown: expected one of {', '.join(ENGINES)}")
-    cols = _grid_dict(grid)
-    k = next(iter(cols.values())).shape[0]
+    k = len(cg)
     n_workers = 1
     if client is not None:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
     if block_configs is None and n_blocks is None:
         n_blocks = default_n_blocks(k, n_workers)
-    blocks = plan_blocks(cols, params=params, block_configs=block_configs, n_blocks=n_blocks)
+    blocks = plan_blocks(cg, block_configs=block_configs, n_blocks=n_blocks)
 
     t0 = time.perf_counter()
     instruments = {str(name): _instrument_of(str(name), data,
@@ -287,13 +269,13 @@ def sweep_distributed(
         kwargs = {"score_start": start, "score_end": int(end), "rule": r.name,
                   "granularity": grans[name],
                   "half_spread_pips": _per_instrument(half_spread_pips, name, None),
-                  "instrument": instruments[name], "params": params,
+                  "instrument": instruments[name],
                   "alignment": alignment, "engine": engine, "method": method,
                   "chunk": SWEEP_CHUNK if chunk is None else int(chunk),
                   "cuda_block": int(cuda_block)}
         for b in range(len(blocks)):
             jobs.append((name, b, kwargs))
-    block_grids = [{f: v[idx] for f, v in cols.items()} for idx in blocks]
+    block_grids = [cg.rows(idx) for idx in blocks]
 
     outputs: dict[tuple[str, int], tuple[dict[str, np.ndarray], dict[str, Any]]] = {}
     bar = _progress_bar(len(jobs), progress)

@@ -1,6 +1,6 @@
 """Walk-forward training of a signal rule: choose on a training fold, judge on the next one.
 
-The rule is the grid's (:attr:`sep_research.training.grid.ConfigGrid.rule`: the seed rule by
+The rule is the grid's (:attr:`sep_research.signals.grid.ConfigGrid.rule`: the seed rule by
 default, or any registered rule, ``sep train --rule``); the untuned baseline beside the tuned
 rule is always the seed rule's preset.
 
@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,8 +61,9 @@ import numpy as np
 import pandas as pd
 
 from sep_research.financing import FinancingRates
+from sep_research.signals.grid import ConfigGrid, as_grid
 from sep_research.strategy import CostModel, Policy, StrategySpec
-from sep_research.training.grid import ConfigGrid, make_grid
+from sep_research.training.grid import make_grid
 from sep_research.training.overfitting import overfitting_statistics, traded_keys
 
 OBJECTIVES = ("net_pips", "hc_accuracy", "sharpe")
@@ -122,9 +124,8 @@ def prepare_sweep(frame: pd.DataFrame, grid: ConfigGrid, *, instrument: str,
     prepare_sweep` on the grid's rule, columns and base parameters; causal alignment)."""
     from sep_research.signals.sweep import prepare_sweep as _prepare
 
-    return _prepare(frame, grid.columns(), rule=grid.rule, instrument=instrument,
-                    granularity=granularity, half_spread_pips=half_spread_pips,
-                    params=grid.base, alignment="causal", engine=engine)
+    return _prepare(frame, grid, instrument=instrument, granularity=granularity,
+                    half_spread_pips=half_spread_pips, alignment="causal", engine=engine)
 
 
 def _with_length(sw: dict[str, np.ndarray], lo: int, hi: int) -> dict[str, np.ndarray]:
@@ -317,7 +318,7 @@ def walk_forward(
     *,
     instrument: str,
     granularity: str,
-    grid: ConfigGrid | None = None,
+    grid: ConfigGrid | Mapping[str, Any] | None = None,
     rule: str | None = None,
     policy: Policy | None = None,
     n_folds: int = 5,
@@ -341,7 +342,9 @@ def walk_forward(
     """Walk-forward training and out-of-sample evaluation (see the module docstring).
 
     ``frame``: a candle frame with provenance (synthetic data is refused unless
-    ``allow_synthetic``). ``rule``: the signal rule (default: the grid's; without a grid,
+    ``allow_synthetic``). ``grid``: a :class:`~sep_research.signals.grid.ConfigGrid` (or a
+    mapping of equal-length arrays, :func:`~sep_research.signals.grid.as_grid`); ``rule``: the
+    signal rule (default: the grid's; without a grid,
     :func:`~sep_research.training.grid.make_grid` of this rule, else of the seed rule). ``policy``: the trading policy evaluated and written into the
     result's :class:`~sep_research.strategy.StrategySpec` (default: HC signals only,
     one-candle trades, no stop). ``half_spread_pips`` is required for mid-only data and
@@ -391,12 +394,8 @@ def walk_forward(
     except SpecError as exc:
         raise ValueError(str(exc)) from None
     pip = fx.pip_size(instrument)
-    grid = grid if grid is not None else make_grid(rule=rule or "seed")
-    if rule is not None and grid.rule != rule:
-        raise ValueError(f"rule={rule!r} but the grid is of rule {grid.rule!r}")
+    grid = make_grid(rule=rule or "seed") if grid is None else as_grid(grid, rule=rule)
     rule = grid.rule
-    if len(grid) == 0:  # ConfigGrid refuses this already; kept for clarity
-        raise ValueError("the configuration grid is empty")
     base = grid.base
     n = len(frame)
     warmup = int(grid.windows.max()) + 1

@@ -43,7 +43,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -57,6 +57,9 @@ from sep_research.signals.seed import (
     qfh_features_batch,
     signals_from_features,
 )
+
+if TYPE_CHECKING:
+    from sep_research.signals.grid import ConfigGrid
 
 KINDS = ("int", "float")
 
@@ -170,6 +173,13 @@ class Rule:
     def field_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.grid_fields)
 
+    @property
+    def kernel_fields(self) -> tuple[str, ...]:
+        """Own grid fields the sweep kernel's grid table carries after ``qfh.N_GRID`` (a
+        decision rule's, which its decide body reads; :meth:`sep_research.signals.grid.
+        ConfigGrid.kernel_table`)."""
+        return ()
+
     def field(self, name: str) -> GridField:
         for f in self.grid_fields:
             if f.name == name:
@@ -233,11 +243,13 @@ class Rule:
                 granularity: str | None, alignment: str, engine: str) -> SeedSignals:
         raise NotImplementedError
 
-    def sweep_tables(self, x: dict[str, np.ndarray], cols: dict[str, np.ndarray], params: Any,
-                     *, pip: float, granularity: str | None, alignment: str, engine: str
+    def sweep_tables(self, x: dict[str, np.ndarray], grid: ConfigGrid, *, pip: float,
+                     granularity: str | None, alignment: str, engine: str
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(g, fw, cv)`` of the fused sweep for the grid columns ``cols``; ``cv`` rows 2 and
-        3 (label move, spread) are filled by :func:`sep_research.signals.sweep.prepare_sweep`."""
+        """``(g, fw, cv)`` of the fused sweep for the configuration grid ``grid`` (of this
+        rule; its base holds the constants); ``g`` is :meth:`ConfigGrid.kernel_table`; ``cv``
+        rows 2 and 3 (label move, spread) are filled by :func:`sep_research.signals.sweep.
+        prepare_sweep`."""
         raise NotImplementedError
 
     def run_sweep(self, g: np.ndarray, fw: np.ndarray, cv: np.ndarray, lo: int, hi: int, *,
@@ -365,13 +377,14 @@ class BitsRule(Rule):
         action, conf, hc = signals_from_features(feat, params, engine=engine)
         return SeedSignals(action, conf, hc, feat, alignment, params, instrument)
 
-    def sweep_tables(self, x, cols, params, *, pip, granularity, alignment, engine):
+    def sweep_tables(self, x, grid, *, pip, granularity, alignment, engine):
         self.check_alignment(alignment)
-        windows, widx = np.unique(cols["window"].astype(np.int64), return_inverse=True)
+        params = grid.base
+        windows, widx = np.unique(grid.column("window").astype(np.int64), return_inverse=True)
         widx = widx.reshape(-1)
         k = widx.size
         if self.bit_fields:
-            keys = np.stack([cols[f] for f in self.bit_fields], axis=1)
+            keys = np.stack([grid.column(f) for f in self.bit_fields], axis=1)
             uniq, cidx = np.unique(keys, axis=0, return_inverse=True)
             cidx = cidx.reshape(-1)
             plist = [params.with_(**{f: self.field(f).cast(v) for f, v in
@@ -393,11 +406,7 @@ class BitsRule(Rule):
         cv = np.full((4, m), np.nan)
         cv[0] = feat[qfh.F_VF, :, 0]
         cv[1] = feat[qfh.F_VM, :, 0]
-        g = np.zeros((k, qfh.N_GRID), dtype=np.float64)
-        for name, c in SEED_GRID_COLUMNS.items():
-            g[:, c] = cols[name]
-        g[:, qfh.G_WINDOW_INDEX] = cidx * windows.size + widx
-        return g, fw, cv
+        return grid.kernel_table(cidx * windows.size + widx), fw, cv
 
     def run_sweep(self, g, fw, cv, lo, hi, *, engine, chunk, block, method="auto"):
         return _engine.run_sweep(g, fw, cv, lo, hi, engine=engine, chunk=chunk, block=block,
@@ -434,15 +443,9 @@ class DecisionRule(Rule):
         and the spread) that the decide body reads."""
         raise NotImplementedError
 
-    def grid_table(self, cols: dict[str, np.ndarray], widx: np.ndarray) -> np.ndarray:
-        k = widx.size
-        g = np.zeros((k, qfh.N_GRID + len(self.own_fields)), dtype=np.float64)
-        for name, c in SEED_GRID_COLUMNS.items():
-            g[:, c] = cols[name]
-        g[:, qfh.G_WINDOW_INDEX] = widx
-        for j, f in enumerate(self.own_fields):
-            g[:, qfh.N_GRID + j] = cols[f.name]
-        return g
+    @property
+    def kernel_fields(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.own_fields)
 
     def _target(self, engine: str, *, sweep: bool) -> str:
         eng = _engine.resolve_engine(engine)
@@ -452,16 +455,14 @@ class DecisionRule(Rule):
 
     def _one(self, x, params, *, instrument, granularity, alignment, engine):
         from sep_research import fx
+        from sep_research.signals.grid import ConfigGrid
 
         self.check_params(params)
         self.check_alignment(alignment)
         fw, cv = self.tables(x, np.array([params.window], dtype=np.int64), params,
                              pip=fx.pip_size(instrument), granularity=granularity,
                              alignment=alignment, engine=engine)
-        cols = {f.name: np.array([float(getattr(params, f.name, 0.0))]) for f in
-                self.grid_fields if f.name != "spread"}
-        cols["spread"] = np.zeros(1)
-        g = self.grid_table(cols, np.zeros(1, dtype=np.int64))
+        g = ConfigGrid.single(params, rule=self.name).kernel_table(np.zeros(1, dtype=np.int64))
         return g, fw, cv
 
     def features(self, x, params, *, instrument, granularity, alignment, engine):
@@ -483,11 +484,11 @@ class DecisionRule(Rule):
         feat["has"] = fw[0, 0] == 1.0
         return SeedSignals(action, conf, hc, feat, alignment, params, instrument)
 
-    def sweep_tables(self, x, cols, params, *, pip, granularity, alignment, engine):
-        windows, widx = np.unique(cols["window"].astype(np.int64), return_inverse=True)
-        fw, cv = self.tables(x, windows, params, pip=pip, granularity=granularity,
+    def sweep_tables(self, x, grid, *, pip, granularity, alignment, engine):
+        windows, widx = np.unique(grid.column("window").astype(np.int64), return_inverse=True)
+        fw, cv = self.tables(x, windows, grid.base, pip=pip, granularity=granularity,
                              alignment=alignment, engine=engine)
-        return self.grid_table(cols, widx.reshape(-1)), fw, cv
+        return grid.kernel_table(widx.reshape(-1)), fw, cv
 
     def run_sweep(self, g, fw, cv, lo, hi, *, engine, chunk, block, method="auto"):
         from sep_research.kernels import rules as kr

@@ -181,6 +181,7 @@ class MtfSignalStream:
     their features, and :func:`mtf_decide` on them, one completed base candle at a time."""
 
     def __init__(self, params: MtfParams, *, instrument: str, granularity: str) -> None:
+        from sep_research.signals.grid import ConfigGrid
         from sep_research.signals.live import FeatureStream
 
         params.check_granularity(granularity)
@@ -193,9 +194,8 @@ class MtfSignalStream:
             d, s = htf_step(granularity, htf)
             self._htf.append((CandleResampler(d, s), FeatureStream(params, pip=pip)))
         self._last: list = [None, None]
-        self._g = RULE.grid_table(
-            {**{f.name: np.array([float(getattr(params, f.name))]) for f in RULE.grid_fields
-                if f.name != "spread"}, "spread": np.zeros(1)}, np.zeros(1, dtype=np.int64))
+        self._g = ConfigGrid.single(params, rule=RULE.name).kernel_table(
+            np.zeros(1, dtype=np.int64))
         self.history = RULE.history(params, granularity)
         self._n = 0
         self._last_time: Any = None
