@@ -39,10 +39,9 @@ import json, time
 t0 = time.perf_counter()
 from sep_research.data import load_sample
 from sep_research.signals.sweep import sweep_seed
-from sep_research.training.grid import COLUMNS, make_grid
+from sep_research.training.grid import make_grid
 x = load_sample()
-t = make_grid().table[::10]
-grid = {c: t[:, j].copy() for j, c in enumerate(COLUMNS)}
+grid = make_grid().rows(slice(None, None, 10))
 n = len(x)
 t1 = time.perf_counter()
 sweep_seed(x, grid, score_start=0, score_end=n - 1, half_spread_pips=0.5, engine="cpu")

@@ -41,8 +41,9 @@ sys.path.insert(0, str(ROOT))
 
 from sep_research.kernels import engine as eng
 from sep_research.kernels import qfh
+from sep_research.signals.grid import ConfigGrid, product_grid
 from sep_research.signals.seed import SEED
-from sep_research.signals.sweep import product_grid, sweep_seed
+from sep_research.signals.sweep import sweep_seed
 
 # FP64 instructions per configuration-candle of qfh.sweep_partial (branch-free body), counted
 # from the source with contraction off (each add, mul, compare, int->float one instruction):
@@ -238,7 +239,7 @@ def _numba_threads() -> int:
         return 0
 
 
-def bench_grid(n_configs: int) -> np.ndarray:
+def bench_grid(n_configs: int) -> ConfigGrid:
     """A seed-rule grid of about n_configs rows (window-major, so blocks share a window)."""
     if n_configs >= 65536:
         return product_grid(window=[9, 11, 13, 15], buy_threshold=np.linspace(0.42, 0.58, 16),

@@ -36,6 +36,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,10 +66,10 @@ def make_series(sample: dict[str, np.ndarray], candles: int, series: int) -> dic
     return out
 
 
-def make_grid(configs: int) -> np.ndarray:
+def make_grid(configs: int) -> Any:
     """A product grid of about ``configs`` rows: windows x 16384 x conf thresholds (65,536
     configurations per window from 262,144 configurations up)."""
-    from sep_research.signals.sweep import product_grid
+    from sep_research.signals.grid import product_grid
 
     base = {"w_s": np.linspace(0.2, 0.55, 8), "w_c": np.linspace(0.0, 0.3, 4),
             "w_e": np.linspace(0.3, 0.65, 8), "buy_threshold": np.linspace(0.45, 0.56, 8),
@@ -88,7 +89,8 @@ def identical(a: dict, b: dict) -> bool:
 def warm_up(client, engine: str) -> list:
     """Compile the kernels in every worker on a tiny sweep (kept out of the timings)."""
     def _warm(engine: str) -> str:
-        from sep_research.signals.sweep import product_grid, sweep_seed
+        from sep_research.signals.grid import product_grid
+        from sep_research.signals.sweep import sweep_seed
 
         rng = np.random.default_rng(0)
         close = 1.1 + np.cumsum(rng.normal(0, 1e-4, 400))  # synthetic: warm-up only
@@ -139,10 +141,10 @@ def run_direct(datasets, grid, *, engine: str, score_start: int, repeat: int,
     from sep_research.signals.sweep import sweep_seed
 
     small = {k: v[:400] for k, v in next(iter(datasets.values())).items()}
-    sweep_seed(small, grid[:8], score_start=50, score_end=399, instrument="EUR_USD",
+    sweep_seed(small, grid.rows(slice(0, 8)), score_start=50, score_end=399, instrument="EUR_USD",
                half_spread_pips=0.5, engine=engine, method=method)  # compile
     times, res = [], {}
-    k = grid.shape[0]
+    k = len(grid)
     scored = 0
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -214,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         "gpus_visible": gpu_ids, "gpu_name": gpu_names,
         "data": f"real EUR_USD H1 sample ({sample['close'].shape[0]} candles) tiled to "
                 f"{candles} candles x {args.series} series (rotated starts)",
-        "grid": f"{grid.shape[0]} configurations ({len(np.unique(grid['window']))} windows), "
+        "grid": f"{len(grid)} configurations ({len(grid.windows)} windows), "
                 f"{block} per task",
         "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
     }

@@ -49,6 +49,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,30 +67,28 @@ def data(npz: str | None, candles: int | None) -> dict[str, np.ndarray]:
     return tile(x, candles) if candles and candles != len(x["close"]) else x
 
 
-def make_grid(size: str) -> dict[str, np.ndarray]:
-    from sep_research.signals.sweep import product_grid
+def make_grid(size: str) -> Any:
+    from sep_research.signals.grid import ConfigGrid, product_grid
 
     if size == "smoke":  # a check of this script's code paths (e.g. in the CUDA simulator)
-        g = product_grid(window=[5, 11], buy_threshold=np.linspace(0.4, 0.6, 6),
-                         conf_threshold=[0.55, 0.6, 0.65, 0.7], sell_threshold=[0.45, 0.5, 0.52],
-                         spread=[0.0, 0.5])
-        return {k: np.ascontiguousarray(g[k]) for k in g.dtype.names}
+        return product_grid(window=[5, 11], buy_threshold=np.linspace(0.4, 0.6, 6),
+                            conf_threshold=[0.55, 0.6, 0.65, 0.7],
+                            sell_threshold=[0.45, 0.5, 0.52], spread=[0.0, 0.5])
     if size == "1e4":
-        from sep_research.training.grid import COLUMNS
         from sep_research.training.grid import make_grid as training_grid
 
-        t = training_grid().table
-        return {c: t[:, j].copy() for j, c in enumerate(COLUMNS)}
+        return training_grid()
     spreads = [0.0, 0.5, 1.0, 2.0] if size == "1e6" else [0.0]
     g = product_grid(window=[9, 11, 13, 15], w_s=[0.3, 0.35, 0.4, 0.45],
                      buy_threshold=np.linspace(0.42, 0.58, 16),
                      sell_threshold=np.linspace(0.44, 0.6, 8),
                      conf_threshold=np.linspace(0.55, 0.75, 8),
                      coh_threshold=[0.2, 0.3, 0.4, 0.5], min_move=[0.0, 0.5], spread=spreads)
-    if size == "1e6":
-        g = np.concatenate([g, g])  # x 2: the same rows twice (1 048 576)
-        g["min_move"][len(g) // 2:] += 0.25  # ... with other minimum moves
-    return {k: np.ascontiguousarray(g[k]) for k in g.dtype.names}
+    if size == "1e6":  # x 2: the same rows twice (1 048 576), the second with other minimum moves
+        cols = {k: np.concatenate([v, v + (0.25 if k == "min_move" else 0.0)])
+                for k, v in g.columns().items()}
+        g = ConfigGrid.from_columns(cols)
+    return g
 
 
 def prepared(x, grid, spread: float):
@@ -266,7 +265,7 @@ def breakdown(args, x, size: str, notes: list) -> dict:
     grid = make_grid(size)
     n = len(x["close"])
     g, fw, cv = prepared(x, grid, args.spread)
-    windows = np.unique(grid["window"]).astype(np.int64)
+    windows = grid.windows
     sync = None
     if args.engine == "cuda":
         from numba import cuda
@@ -351,7 +350,7 @@ def main(argv=None) -> int:
     results = {}
     for size in args.sizes:
         grid = make_grid(size)
-        k = len(next(iter(grid.values())))
+        k = len(grid)
         g, fw, cv = prepared(x, grid, args.spread)
         cc = k * (n - 1)
         p = plan.plan_sweep(g, cv, 0, n - 1)
