@@ -13,7 +13,14 @@ import pytest
 import yaml
 
 from sep_research.cli import main
-from sep_research.reporting.grid import GridError, load_grid, notebook_parameters
+from sep_research.reporting.grid import load_grid, notebook_parameters
+from sep_research.reporting.grid_schema import (
+    GridError,
+    NotebookGrid,
+    SweepGrid,
+    load_sweep_grid,
+    read_batch_grid,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NB01 = "notebooks/01-data-exploration.ipynb"
@@ -60,9 +67,10 @@ def test_expansion_is_the_product_and_ids_are_stable(tmp_path: Path) -> None:
     ({"parameters": {"instrument": "EUR_USD"}, "instruments": ["EUR_USD"]},
      "set in more than one place"),
     ({"grids": {}}, "unknown grid key"),
-    ({"grid": {"rolling_window": 10}}, "must be a non-empty list"),
-    ({"name": "bad name!"}, "'name'"),
-    ({"execution_timeout_s": -1}, "positive integer"),
+    ({"grid": {"rolling_window": 10}}, "grid.rolling_window: Input should be a valid list"),
+    ({"grid": {"rolling_window": []}}, "grid.rolling_window: List should have at least 1 item"),
+    ({"name": "bad name!"}, "name: must be letters, digits"),
+    ({"execution_timeout_s": -1}, "execution_timeout_s: Input should be greater than or equal"),
 ])
 def test_bad_grids_are_refused(tmp_path: Path, change: dict, message: str) -> None:
     doc = {"name": "t", "notebook": NB01, **change}
@@ -76,7 +84,7 @@ def test_duplicate_runs_and_missing_notebook_are_refused(tmp_path: Path) -> None
         load_grid({"notebook": NB01, "parameter_sets": [{"start": ""}, {"start": ""}]})
     with pytest.raises(GridError, match="does not exist"):
         load_grid({"notebook": "notebooks/99-nothing.ipynb"})
-    with pytest.raises(GridError, match="'notebook'"):
+    with pytest.raises(GridError, match="notebook: required key is missing"):
         load_grid({"name": "x"})
 
 
@@ -249,3 +257,132 @@ def test_a_training_batch_reports_holm_adjusted_pvalues(tmp_path: Path, capsys) 
     for d in (reports / "runs").iterdir():
         met = json.loads((d / "metrics.json").read_text())["metrics"]
         assert 0 < met["p_vs_random"] <= 1 and met["oos_financing_pips"] is not None
+
+
+# ---- the one batch grid schema (notebook and sweep grids) ------------------------------------
+
+NB = f"notebook: {NB01}\n"
+SW = "kind: sweep\ninstruments: [EUR_USD]\n"
+
+
+def test_every_shipped_grid_file_is_valid_and_keeps_its_run_ids() -> None:
+    """Both kinds under runners/grids/ validate against the one schema; their run ids are
+    those of main before the schema (so a re-run finds the reports written then)."""
+    kinds = {p.relative_to(ROOT / "runners" / "grids").as_posix(): read_batch_grid(p).kind
+             for p in sorted((ROOT / "runners" / "grids").rglob("*.yaml"))}
+    assert kinds == {"broken-example.yaml": "notebook", "sample-exploration.yaml": "notebook",
+                     "sample-training.yaml": "notebook",
+                     "sweeps/sample-sweep-thresholded.yaml": "sweep",
+                     "sweeps/sample-sweep.yaml": "sweep"}
+    broken = load_grid(ROOT / "runners/grids/broken-example.yaml")  # valid: it breaks at run
+    assert [r.parameters["granularity"] for r in broken.runs] == ["H1", "H1", "M5"]
+    assert [r.run_id for r in load_grid(ROOT / "runners/grids/sample-exploration.yaml").runs] \
+        == ["sample-exploration-EUR_USD-H1-93a3ae7d", "sample-exploration-EUR_USD-H1-db09c303",
+            "sample-exploration-EUR_USD-H1-e4b30f46", "sample-exploration-EUR_USD-H1-7d78423a"]
+    sweep = read_batch_grid(ROOT / "runners/grids/sweeps/sample-sweep.yaml")
+    assert sweep.run_id("EUR_USD") == "sample-sweep-EUR_USD-H1-ed826ccb"
+    assert sweep.source == str(ROOT / "runners/grids/sweeps/sample-sweep.yaml")
+
+
+@pytest.mark.parametrize(("text", "key", "problem"), [
+    # unknown keys
+    (NB + "rolling_window: 5\n", "rolling_window", "unknown grid key for a notebook grid"),
+    (SW + "grid: {window: [5]}\ngranularty: H1\n", "granularty",
+     "unknown grid key for a sweep grid (did you mean 'granularity'?)"),
+    (SW + "grid: {window: [5]}\nspread_pips: 1.0\n", "spread_pips",
+     "replaced by half_spread_pips"),
+    # wrong types
+    (NB + "execution_timeout_s: '600'\n", "execution_timeout_s",
+     "Input should be a valid integer, got '600'"),
+    ("kind: sweep\ninstruments: EUR_USD\ngrid: {window: [5]}\n", "instruments",
+     "Input should be a valid list"),
+    (SW + "grid: {window: [5]}\nhalf_spread_pips: true\n", "half_spread_pips",
+     "Input should be a valid number, got True"),
+    (SW + "grid: {w_s: [0.3, yes]}\n", "grid.w_s[1]", "Input should be a valid number"),
+    (SW + "grid: {window: [5]}\nstart: 2017-05-01\n", "start", "must be a time in quotes"),
+    # NaN and infinities
+    (SW + "grid: {w_s: [0.3, .nan]}\n", "grid.w_s[1]", "Input should be a finite number"),
+    (SW + "grid: {window: [5]}\nhalf_spread_pips: .inf\n", "half_spread_pips",
+     "Input should be a finite number"),
+    (NB + "parameters: {rolling_window: .nan}\n", "parameters.rolling_window",
+     "numbers must be finite"),
+    # empty lists
+    (NB + "instruments: []\n", "instruments", "List should have at least 1 item"),
+    (SW + "grid: {window: []}\n", "grid.window", "List should have at least 1 item"),
+    (SW + "grid: {}\n", "grid", "Dictionary should have at least 1 item"),
+    # the two kinds' keys mixed
+    (NB + "score_start: 200\n", "score_start",
+     ("not a key of notebook grids (the default kind); it is a key of sweep grids: add "
+      "'kind: sweep'")),
+    (SW + NB + "grid: {window: [5]}\n", "notebook",
+     "not a key of sweep grids (kind: sweep); it is a key of notebook grids"),
+    (SW + "granularities: [H1]\ngrid: {window: [5]}\n", "granularities",
+     "it is a key of notebook grids"),
+    # values
+    ("kind: sweeps\n", "kind", "must be 'notebook' (the default) or 'sweep', got 'sweeps'"),
+    ("kind: sweep\ninstruments: [EUR_USD, EUR_USD]\ngrid: {window: [5]}\n", "instruments",
+     "lists EUR_USD more than once"),
+    (NB + "instruments: [EURUSD]\n", "instruments[0]", "not an OANDA instrument name"),
+    (SW + "grid: {window: [1]}\n", "grid.window", "must hold integers >= 2, got 1"),
+    (SW + "rule: thresholded\ngrid: {k_pips: [-1]}\n", "grid.k_pips", "must be >= 0, got -1"),
+    (SW + "grid: {k_pips: [1]}\n", "grid.k_pips", "not a grid field of rule 'seed'"),
+    (SW + "grid: {window: [5]}\nscore_start: 10\nscore_end: 5\n", "score_end",
+     "5 is before score_start 10"),
+    (NB + "parameter_sets: [{start: '2017'}, {output_dir: x}]\n", "parameter_sets[1].output_dir",
+     "set by the batch itself"),
+    ("kind: sweep\ngrid: {window: [5]}\n", "instruments", "required key is missing"),
+])
+def test_schema_errors_name_the_file_and_the_key(tmp_path: Path, text: str, key: str,
+                                                 problem: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(GridError) as err:
+        read_batch_grid(path)
+    lines = str(err.value).splitlines()
+    assert any(line.startswith(f"{path}: {key}: ") and problem in line for line in lines), lines
+
+
+def test_dry_run_says_what_is_wrong_with_a_bad_file(tmp_path: Path, capsys) -> None:
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(SW + NB + "score_start: -1\ngrid: {window: [5], w_s: [.nan]}\n")
+    assert main(["batch", str(sweep), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    for line in ("score_start: Input should be greater than or equal to 0, got -1",
+                 "grid.w_s[0]: Input should be a finite number",
+                 "notebook: not a key of sweep grids"):
+        assert f"{sweep}: {line}" in err, line
+    nb = tmp_path / "nb.yaml"
+    nb.write_text(NB + "grid: {rolling_windw: [10]}\n")  # schema-valid; not the notebook's
+    assert main(["batch", str(nb), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert f"{nb}: grid.rolling_windw: unknown parameter 'rolling_windw' (did you mean " \
+           "'rolling_window'?)" in err
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing\n")
+    assert main(["batch", str(empty), "--dry-run"]) == 2
+    assert f"{empty}: the file is empty" in capsys.readouterr().err
+    yaml_error = tmp_path / "broken.yaml"
+    yaml_error.write_text("notebook: [unclosed\n")
+    assert main(["batch", str(yaml_error), "--dry-run"]) == 2
+    assert f"{yaml_error}: not valid YAML at line" in capsys.readouterr().err
+
+
+def test_every_key_of_both_kinds_is_documented() -> None:
+    """Each key's default and meaning are in its Field description, and the module
+    docstring's examples show every key."""
+    import sep_research.reporting.grid_schema as schema
+
+    for model in (NotebookGrid, SweepGrid):
+        for name, info in model.model_fields.items():
+            assert info.description, (model.__name__, name)
+            assert f"{name}:" in (schema.__doc__ or ""), name
+    g = read_batch_grid({"notebook": NB01})
+    assert g.kind == "notebook" and g.execution_timeout_s == 1800 and g.name == "batch"
+    s = read_batch_grid({"kind": "sweep", "instruments": ["EUR_USD"], "grid": {"window": [5]}})
+    assert (s.data, s.granularity, s.rule, s.alignment, s.chunk, s.top) == (
+        "sample", "H1", "seed", "causal", 8192, 20)
+    with pytest.raises(GridError, match="needs 'kind: sweep'"):
+        load_sweep_grid({"notebook": NB01})
+    with pytest.raises(GridError, match="this is a sweep grid"):
+        load_grid({"kind": "sweep", "instruments": ["EUR_USD"], "grid": {"window": [5]}})

@@ -17,14 +17,10 @@ import yaml
 
 from sep_research.cli import main
 from sep_research.data import load_sample
+from sep_research.reporting.grid_schema import GridError, load_sweep_grid, read_batch_grid
 from sep_research.signals.grid import product_grid
 from sep_research.signals.sweep import sweep_seed
-from sep_research.sweeps.batch import (
-    SweepGridError,
-    is_sweep_grid,
-    load_sweep_grid,
-    run_sweep_grid,
-)
+from sep_research.sweeps.batch import run_sweep_grid
 from sep_research.sweeps.distributed import (
     cpu_worker_env,
     gpu_worker_env,
@@ -143,21 +139,24 @@ def _sweep_yaml(tmp_path: Path, **changes) -> Path:
 def test_sweep_grid_checks_and_run_ids(tmp_path: Path) -> None:
     sg = load_sweep_grid(SAMPLE_SWEEP)
     assert sg.n_configs == 45_000 and sg.instruments == ["EUR_USD"]
-    assert is_sweep_grid(SAMPLE_SWEEP)
-    assert not is_sweep_grid(ROOT / "runners" / "grids" / "sample-training.yaml")
+    assert read_batch_grid(SAMPLE_SWEEP).kind == "sweep"
+    assert read_batch_grid(ROOT / "runners" / "grids" / "sample-training.yaml").kind == "notebook"
     a = load_sweep_grid(_sweep_yaml(tmp_path))
     b = load_sweep_grid(_sweep_yaml(tmp_path, block_configs=3))  # blocks change no result
     c = load_sweep_grid(_sweep_yaml(tmp_path, half_spread_pips=0.3))
     assert a.run_id("EUR_USD") == b.run_id("EUR_USD") != c.run_id("EUR_USD")
     assert a.run_id("EUR_USD").startswith("t-sweep-EUR_USD-H1-")
-    with pytest.raises(SweepGridError) as err:
-        load_sweep_grid(_sweep_yaml(tmp_path, grid={"window": [5.5], "w_x": [1], "w_s": []},
-                                    instruments=[], alignment="future", colour=1))
+    bad = _sweep_yaml(tmp_path, grid={"window": [5.5], "w_x": [1]}, instruments=[],
+                      alignment="future", colour=1)
+    with pytest.raises(GridError) as err:
+        load_sweep_grid(bad)
     msg = str(err.value)
-    for part in ("grid['window'] must hold integers >= 2", "grid field 'w_x' is unknown",
-                 "grid['w_s'] must be a non-empty list", "'instruments' must be a non-empty",
-                 "'alignment' must be 'causal' or 'legacy'", "unknown key(s) ['colour']"):
-        assert part in msg, part
+    for part in ("grid.window: must hold integers >= 2", "grid.w_x: not a grid field",
+                 "instruments: List should have at least 1 item",
+                 "alignment: Input should be 'causal' or 'legacy'", "colour: unknown grid key"):
+        assert f"{bad}: {part}" in msg, part
+    with pytest.raises(GridError, match="grid.w_s: List should have at least 1 item"):
+        load_sweep_grid(_sweep_yaml(tmp_path, grid={"window": [5], "w_s": []}))
 
 
 def test_cli_dry_run_and_argument_errors(tmp_path: Path, capsys, monkeypatch) -> None:
@@ -177,7 +176,7 @@ def test_cli_dry_run_and_argument_errors(tmp_path: Path, capsys, monkeypatch) ->
     assert "--gpus 2: only 1 GPU(s) visible" in capsys.readouterr().err
     bad = _sweep_yaml(tmp_path, grid={"window": [1]})
     assert main(["batch", str(bad)]) == 2
-    assert "grid['window'] must hold integers >= 2" in capsys.readouterr().err
+    assert f"{bad}: grid.window: must hold integers >= 2, got 1" in capsys.readouterr().err
 
 
 def test_failed_sweep_is_recorded_not_raised(tmp_path: Path) -> None:

@@ -141,7 +141,8 @@ def test_sweep_seed_mid_only(sample) -> None:
 
 def test_sweep_batch(sample, tmp_path) -> None:
     """`sep batch` sweep grids: one grid, the sample as EUR_USD and its x100 copy as USD_JPY."""
-    from sep_research.sweeps.batch import RESULTS_FILE, load_sweep_grid, run_sweep_grid
+    from sep_research.reporting.grid_schema import load_sweep_grid
+    from sep_research.sweeps.batch import RESULTS_FILE, run_sweep_grid
 
     part = sample.iloc[:1500]
     results = {}

@@ -337,7 +337,7 @@ def test_training_grids_add_the_rules_own_fields():
 
 
 def test_sweep_grids_take_a_rule_key():
-    from sep_research.sweeps.batch import SweepGridError, load_sweep_grid
+    from sep_research.reporting.grid_schema import GridError, load_sweep_grid
 
     doc = {"kind": "sweep", "instruments": ["EUR_USD"], "rule": "thresholded",
            "grid": {"window": [7, 11], "k_pips": [0, 2]}}
@@ -345,10 +345,10 @@ def test_sweep_grids_take_a_rule_key():
     assert sg.rule == "thresholded" and len(sg.config_grid()) == 4
     seed = load_sweep_grid({**doc, "rule": "seed", "grid": {"window": [7, 11]}})
     assert "rule" not in seed.spec("EUR_USD")  # the seed rule's run ids are unchanged
-    for bad, msg in (({"rule": "nope"}, "'rule' 'nope' is unknown"),
-                     ({"rule": "seed"}, "grid field 'k_pips' is unknown for rule 'seed'"),
-                     ({"grid": {"k_pips": [-1]}}, "grid['k_pips'] must be >= 0")):
-        with pytest.raises(SweepGridError, match=msg.replace("[", r"\[").replace("]", r"\]")):
+    for bad, msg in (({"rule": "nope"}, "rule: unknown rule 'nope'"),
+                     ({"rule": "seed"}, "grid.k_pips: not a grid field of rule 'seed'"),
+                     ({"grid": {"k_pips": [-1]}}, "grid.k_pips: must be >= 0")):
+        with pytest.raises(GridError, match=msg):
             load_sweep_grid({**doc, **bad})
 
 

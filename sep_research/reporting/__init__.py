@@ -23,8 +23,8 @@ _LAZY = {
     "export_html": "sep_research.reporting.html",
     "build_index": "sep_research.reporting.html",
 }
-_SUBMODULES = {"figures", "tables", "recorder", "paths", "html", "manifest", "grid", "runs",
-               "qfh_notebooks", "training"}
+_SUBMODULES = {"figures", "tables", "recorder", "paths", "html", "manifest", "grid",
+               "grid_schema", "runs", "qfh_notebooks", "training"}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,28 +1,18 @@
-"""Batch grids: load a grid YAML, check it against the notebook's ``parameters`` cell, expand it.
+"""Notebook batch grids: a grid file of ``kind: notebook`` checked against its notebook's
+``parameters`` cell and expanded into runs (:func:`load_grid`).
 
-Grid file format (YAML; every key but ``notebook`` is optional)::
+The file format of both kinds of batch grid (notebook and sweep) is
+:mod:`sep_research.reporting.grid_schema`: :func:`load_grid` validates the file against it,
+then checks every value that can occur against the notebook's parameters before anything
+runs: an unknown name (with a did-you-mean hint) or a value whose type differs from the
+default's type is an error (papermill alone only warns). Types: ``bool`` only for bool
+defaults; an ``int`` value is accepted for a ``float`` default; a default of ``None`` (or one
+that is not a literal) accepts any value. An annotation (``x: float = 1``) takes precedence
+over the default's type. Errors name the file, the key and the problem, like the schema's.
 
-    name: sample-exploration             # batch name: prefix of the run ids
-    description: free text
-    notebook: notebooks/01-data-exploration.ipynb   # relative to the project root
-    instruments: [EUR_USD]               # each sets the notebook parameter `instrument`
-    granularities: [H1]                  # each sets the notebook parameter `granularity`
-    parameters:                          # the same for every run
-      data_source: sample
-    parameter_sets:                      # explicit sets; one run per set ...
-      - {start: "2017-05-01", end: "2017-07-01"}
-      - {start: "2017-07-01", end: "2017-09-01"}
-    grid:                                # ... times the cartesian product of these lists
-      window: [32, 64]
-    execution_timeout_s: 600             # limit per notebook cell (default 1800)
-
-Runs = instruments x granularities x parameter_sets x product(grid). The batch sets
-``output_dir`` itself; a grid may not. Every parameter is checked against the notebook's
-``parameters`` cell before anything runs: an unknown name (with a did-you-mean hint) or a
-value whose type differs from the default's type is an error (papermill alone only warns).
-Types: ``bool`` only for bool defaults; an ``int`` value is accepted for a ``float`` default;
-a default of ``None`` (or one that is not a literal) accepts any value. An annotation
-(``x: float = 1``) takes precedence over the default's type.
+Runs = instruments x granularities x parameter_sets x product(grid), in that order; run ids
+are ``BATCH-[INSTRUMENT-GRANULARITY-]HASH8`` over the notebook and the parameters, so running
+a grid again finds the runs that finished.
 """
 
 from __future__ import annotations
@@ -38,20 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-GRID_KEYS = {
-    "name", "description", "notebook", "instruments", "granularities", "parameters",
-    "parameter_sets", "grid", "execution_timeout_s",
-}
-RESERVED = {"output_dir"}
-_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,60}$")
+from sep_research.reporting.grid_schema import GridError, NotebookGrid, read_batch_grid
+
 _TYPES: dict[str, type | tuple[type, ...] | None] = {
     "bool": bool, "int": int, "float": (int, float), "str": str, "list": list, "dict": dict,
     "tuple": (list, tuple), "None": None, "NoneType": None,
 }
-
-
-class GridError(ValueError):
-    """A grid file is invalid or does not fit its notebook; the message lists every problem."""
 
 
 @dataclass(frozen=True)
@@ -60,28 +42,6 @@ class NotebookParameter:
     type_name: str | None  # None: any value
     default: Any
     help: str
-
-
-@dataclass
-class RunSpec:
-    """One run of a batch: what the worker needs to execute it."""
-
-    run_id: str
-    batch: str
-    notebook: str  # absolute path
-    parameters: dict[str, Any]
-    execution_timeout_s: int | None = 1800
-    grid_file: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Grid:
-    name: str
-    notebook: Path
-    runs: list[RunSpec]
-    source: Path | None
-    description: str = ""
 
 
 def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, NotebookParameter]:
@@ -130,12 +90,15 @@ def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, NotebookParam
 
 
 def check_parameters(
-    values: dict[str, Any], declared: dict[str, NotebookParameter], *, where: str = ""
+    values: dict[str, Any], declared: dict[str, NotebookParameter], *, where: str = "",
+    by_key: bool = True,
 ) -> list[str]:
-    """Problems with ``values`` against the notebook's declared parameters ([] when fine)."""
+    """Problems with ``values`` against the notebook's declared parameters ([] when fine),
+    each ``WHERE.NAME: problem`` (``WHERE: problem`` without ``by_key``)."""
     problems = []
-    prefix = f"{where}: " if where else ""
     for name, value in values.items():
+        at = f"{where}.{name}" if where and by_key else (where or name)
+        prefix = f"{at}: "
         p = declared.get(name)
         if p is None:
             hint = difflib.get_close_matches(name, list(declared), n=1)
@@ -159,14 +122,28 @@ def check_parameters(
     return problems
 
 
-def _listing(doc: dict[str, Any], key: str, problems: list[str]) -> list[Any] | None:
-    value = doc.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, list) or not value:
-        problems.append(f"{key!r} must be a non-empty list, got {value!r}")
-        return None
-    return value
+@dataclass
+class RunSpec:
+    """One run of a batch: what the worker needs to execute it."""
+
+    run_id: str
+    batch: str
+    notebook: str  # absolute path
+    parameters: dict[str, Any]
+    execution_timeout_s: int | None = 1800
+    grid_file: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class NotebookBatch:
+    """A checked notebook grid expanded into its runs (:func:`load_grid`)."""
+
+    name: str
+    notebook: Path
+    runs: list[RunSpec]
+    source: Path | None
+    description: str = ""
 
 
 def run_id_for(batch: str, notebook_rel: str, params: dict[str, Any]) -> str:
@@ -181,50 +158,26 @@ def run_id_for(batch: str, notebook_rel: str, params: dict[str, Any]) -> str:
     return "-".join([*parts, digest])
 
 
-def read_grid_document(
-    source: str | os.PathLike[str] | dict[str, Any], error: type[Exception] = ValueError
-) -> tuple[Path | None, Any]:
-    """A grid's parsed YAML (or the dict given) and its path; ``error`` names a missing file or
-    bad YAML."""
-    import yaml
-
-    if isinstance(source, dict):
-        return None, source
-    path = Path(source)
-    if not path.is_file():
-        raise error(f"grid file {path} does not exist")
-    try:
-        return path, yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise error(f"grid file {path} is not valid YAML: {exc}") from None
-
-
 def load_grid(
-    source: str | os.PathLike[str] | dict[str, Any], *, root: str | os.PathLike[str] | None = None
-) -> Grid:
-    """Read and check a grid (a YAML path or an already parsed dict); expand it into runs.
-
-    Raises :class:`GridError` listing every problem, before anything runs.
-    """
-
+    source: str | os.PathLike[str] | dict[str, Any] | NotebookGrid, *,
+    root: str | os.PathLike[str] | None = None,
+) -> NotebookBatch:
+    """Read and check a notebook grid (a YAML path, an already parsed dict or a validated
+    :class:`~sep_research.reporting.grid_schema.NotebookGrid`): the schema
+    (:func:`~sep_research.reporting.grid_schema.read_batch_grid`), then every parameter
+    against the notebook's ``parameters`` cell; expand it into runs. Raises
+    :class:`~sep_research.reporting.grid_schema.GridError` listing every problem, each
+    ``FILE: KEY: problem``, before anything runs."""
     from sep_research.reporting.paths import project_root
 
     root = Path(root) if root else project_root()
-    path, doc = read_grid_document(source, GridError)
-    where = str(path) if path else "grid"
-    if not isinstance(doc, dict):
-        raise GridError(f"{where}: a grid must be a YAML mapping")
-    problems: list[str] = []
-    unknown = set(doc) - GRID_KEYS
-    if unknown:
-        problems.append(f"unknown grid key(s) {sorted(unknown)}; known: {sorted(GRID_KEYS)}")
-    name = doc.get("name") or (path.stem if path else "batch")
-    if not isinstance(name, str) or not _RUN_NAME.match(name):
-        problems.append(f"'name' {name!r} must be letters, digits, '_', '-', '.' (<= 61 chars)")
-    nb_value = doc.get("notebook")
-    if not isinstance(nb_value, str) or not nb_value:
-        raise GridError(f"{where}: 'notebook' (path of the notebook to run) is required")
-    notebook = Path(nb_value)
+    g = source if isinstance(source, NotebookGrid) else read_batch_grid(source)
+    path = Path(g.source) if g.source else None
+    where = (str(source) if isinstance(source, (str, os.PathLike)) else g.source) or "batch grid"
+    if not isinstance(g, NotebookGrid):
+        raise GridError(f"{where}: kind: this is a sweep grid; run it with sep batch (or "
+                        "sep_research.sweeps.cli.run_sweep_batch)")
+    notebook = Path(g.notebook)
     if not notebook.is_absolute():
         notebook = root / notebook
     if notebook.suffix != ".ipynb" and notebook.with_suffix(".ipynb").is_file():
@@ -232,64 +185,23 @@ def load_grid(
     try:
         declared = notebook_parameters(notebook)
     except GridError as exc:
-        raise GridError(f"{where}: {exc}") from None
+        raise GridError(f"{where}: notebook: {exc}") from None
+    problems: list[str] = []
     if "output_dir" not in declared:
-        problems.append(f"notebook {notebook.name} has no 'output_dir' parameter for batch runs")
-
-    fixed = doc.get("parameters") or {}
-    if not isinstance(fixed, dict):
-        problems.append(f"'parameters' must be a mapping, got {fixed!r}")
-        fixed = {}
-    sets = _listing(doc, "parameter_sets", problems) or [{}]
-    for i, s in enumerate(sets):
-        if not isinstance(s, dict):
-            problems.append(f"parameter_sets[{i}] must be a mapping, got {s!r}")
-    sets = [s if isinstance(s, dict) else {} for s in sets]
-    grid = doc.get("grid") or {}
-    if not isinstance(grid, dict):
-        problems.append(f"'grid' must map parameter names to lists, got {grid!r}")
-        grid = {}
-    for key, values in grid.items():
-        if not isinstance(values, list) or not values:
-            problems.append(f"grid[{key!r}] must be a non-empty list, got {values!r}")
-    grid = {k: v for k, v in grid.items() if isinstance(v, list) and v}
-    instruments = _listing(doc, "instruments", problems)
-    granularities = _listing(doc, "granularities", problems)
-    timeout = doc.get("execution_timeout_s", 1800)
-    if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool)
-                                or timeout <= 0):
-        problems.append(f"'execution_timeout_s' must be a positive integer, got {timeout!r}")
-
-    # Where each parameter name is set: a name may be set in one place only.
-    origins: dict[str, list[str]] = {}
-    for k in fixed:
-        origins.setdefault(k, []).append("parameters")
-    for k in {k for s in sets for k in s}:
-        origins.setdefault(k, []).append("parameter_sets")
-    for k in grid:
-        origins.setdefault(k, []).append("grid")
-    if instruments is not None:
-        origins.setdefault("instrument", []).append("instruments")
-    if granularities is not None:
-        origins.setdefault("granularity", []).append("granularities")
-    for k, where_set in origins.items():
-        if len(where_set) > 1:
-            problems.append(f"parameter {k!r} is set in more than one place: {where_set}")
-        if k in RESERVED:
-            problems.append(f"parameter {k!r} is set by the batch itself; remove it from the grid")
-
-    # Check names and types of every value that can occur, each once.
-    problems += check_parameters(fixed, declared, where="parameters")
-    for i, s in enumerate(sets):
+        problems.append(f"notebook: {notebook.name} has no 'output_dir' parameter for batch "
+                        "runs")
+    # check names and types of every value that can occur, each once, at its key
+    problems += check_parameters(g.parameters, declared, where="parameters")
+    for i, s in enumerate(g.parameter_sets or []):
         problems += check_parameters(s, declared, where=f"parameter_sets[{i}]")
-    for k, values in grid.items():
+    for k, values in g.grid.items():
         for v in values:
-            problems += check_parameters({k: v}, declared, where=f"grid[{k!r}]")
-    for key, values in (("instrument", instruments), ("granularity", granularities)):
+            problems += check_parameters({k: v}, declared, where="grid")
+    for key, values in (("instrument", g.instruments), ("granularity", g.granularities)):
         for v in values or []:
-            problems += check_parameters({key: v}, declared, where=f"{key}s")
+            problems += check_parameters({key: v}, declared, where=f"{key}s", by_key=False)
     if problems:
-        raise GridError(f"{where}: " + ("\n  ".join(["invalid grid:", *dict.fromkeys(problems)])))
+        raise GridError("\n".join(f"{where}: {p}" for p in dict.fromkeys(problems)))
 
     try:
         nb_rel = str(notebook.resolve().relative_to(root.resolve()))
@@ -297,27 +209,27 @@ def load_grid(
         nb_rel = str(notebook.resolve())
     runs: list[RunSpec] = []
     seen: dict[str, int] = {}
-    keys = list(grid)
-    for inst in instruments or [None]:
-        for gran in granularities or [None]:
-            for s in sets:
-                for combo in itertools.product(*(grid[k] for k in keys)):
-                    params = dict(fixed)
+    keys = list(g.grid)
+    for inst in g.instruments or [None]:
+        for gran in g.granularities or [None]:
+            for s in g.parameter_sets or [{}]:
+                for combo in itertools.product(*(g.grid[k] for k in keys)):
+                    params = dict(g.parameters)
                     if inst is not None:
                         params["instrument"] = inst
                     if gran is not None:
                         params["granularity"] = gran
                     params.update(s)
-                    params.update(dict(zip(keys, combo)))
-                    rid = run_id_for(name, nb_rel, params)
+                    params.update(dict(zip(keys, combo, strict=True)))
+                    rid = run_id_for(g.name, nb_rel, params)
                     if rid in seen:
                         raise GridError(f"{where}: run {len(runs)} repeats run {seen[rid]} "
                                         f"(same parameters {params})")
                     seen[rid] = len(runs)
                     runs.append(RunSpec(
-                        run_id=rid, batch=name, notebook=str(notebook.resolve()),
-                        parameters=params, execution_timeout_s=timeout,
-                        grid_file=str(path.resolve()) if path else None,
+                        run_id=rid, batch=g.name, notebook=str(notebook.resolve()),
+                        parameters=params, execution_timeout_s=g.execution_timeout_s,
+                        grid_file=g.source,
                     ))
-    return Grid(name=name, notebook=notebook.resolve(), runs=runs, source=path,
-                description=str(doc.get("description") or ""))
+    return NotebookBatch(name=g.name, notebook=notebook.resolve(), runs=runs, source=path,
+                         description=g.description)

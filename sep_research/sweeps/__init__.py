@@ -5,8 +5,9 @@
   to one :func:`~sep_research.signals.sweep.sweep_seed` call), :func:`sweep_ranges` (many
   scoring ranges on inputs prepared once: the walk-forward on Dask), :func:`gpu_worker_env`,
   :func:`cpu_worker_env`, :func:`plan_blocks`.
-- :mod:`sep_research.sweeps.batch`: sweep grid files (``kind: sweep``) for ``sep batch`` and
-  the report folders they write (``reports/runs/RUN_ID/``).
+- :mod:`sep_research.sweeps.batch`: running sweep grid files (``kind: sweep``; their schema,
+  shared with notebook grids, is :mod:`sep_research.reporting.grid_schema`) for ``sep batch``
+  and the report folders they write (``reports/runs/RUN_ID/``).
 - :mod:`sep_research.sweeps.cli`: ``sep batch`` itself: :func:`run_batch` (papermill runs of a
   notebook grid on Dask), :func:`run_sweep_batch`, :func:`make_cluster` (the one place worker
   processes are made).
@@ -26,8 +27,8 @@ _LAZY = {
     "gpu_worker_env": "sep_research.sweeps.distributed",
     "cpu_worker_env": "sep_research.sweeps.distributed",
     "visible_gpu_ids": "sep_research.sweeps.distributed",
-    "load_sweep_grid": "sep_research.sweeps.batch",
-    "is_sweep_grid": "sep_research.sweeps.batch",
+    "load_sweep_grid": "sep_research.reporting.grid_schema",
+    "read_batch_grid": "sep_research.reporting.grid_schema",
     "run_sweep_grid": "sep_research.sweeps.batch",
     "run_batch": "sep_research.sweeps.cli",
     "run_sweep_batch": "sep_research.sweeps.cli",

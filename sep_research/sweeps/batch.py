@@ -1,29 +1,10 @@
 """Sweep grids for ``sep batch``: one distributed sweep, one report folder per instrument.
 
-A sweep grid is a YAML file with ``kind: sweep`` (``sep batch`` tells it from a notebook grid
-by that key)::
-
-    kind: sweep
-    name: sample-sweep                 # prefix of the run ids
-    description: free text
-    data: sample                       # sample | cache | a JSON/CSV candle file (see load_candles)
-    granularity: H1
-    instruments: [EUR_USD]             # one report folder each
-    rule: seed                         # a registered rule (sep rules); default seed
-    start: null                        # candle start times start <= t < end (optional)
-    end: null
-    score_start: 200                   # first scored candle (index in the loaded candles)
-    score_end: null                    # null: up to the last candle that has a label
-    alignment: causal                  # causal | legacy
-    half_spread_pips: null             # null: the data's bid/ask (required without them);
-                                       # a number: mid +/- this (a round trip pays twice it)
-    chunk: 8192                        # candles per partial sum (changes rounding only)
-    block_configs: null                # configurations per Dask task (null: automatic)
-    top: 20                            # rows of the top-configurations table
-    grid:                              # cartesian product of these lists (the rule's fields)
-      window: [7, 11, 15]
-      w_s: [0.3, 0.4]
-      buy_threshold: [0.5, 0.55]
+A sweep grid is a batch grid file with ``kind: sweep``; its format, defaults and validation
+are those of :mod:`sep_research.reporting.grid_schema` (:class:`~sep_research.reporting.
+grid_schema.SweepGrid`, read by :func:`~sep_research.reporting.grid_schema.load_sweep_grid`);
+its configurations are ``SweepGrid.config_grid()``, a :class:`~sep_research.signals.grid.
+ConfigGrid` (the product of its ``grid`` lists). :func:`run_sweep_grid` runs one.
 
 The results are in-sample counts and pip sums over the scored candles (no selection, no
 out-of-sample estimate: that is walk-forward's job). Engine: ``cpu`` on CPU workers; with
@@ -39,207 +20,24 @@ sweep`` and a ``sweep`` section: engine, workers, GPUs, blocks, seconds, through
 
 from __future__ import annotations
 
-import hashlib
 import html
 import io
-import json
 import os
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sep_research.reporting.grid_schema import SweepGrid
+
 if TYPE_CHECKING:
     from sep_research.signals.grid import ConfigGrid
 
-SWEEP_KEYS = {
-    "kind", "name", "description", "data", "granularity", "instruments", "start", "end",
-    "score_start", "score_end", "alignment", "half_spread_pips", "chunk", "block_configs", "top",
-    "grid", "rule",
-}
 RESULTS_FILE = "results.npz"
-
-
-class SweepGridError(ValueError):
-    """A sweep grid file is invalid; the message lists every problem."""
-
-
-@dataclass
-class SweepGrid:
-    """A checked sweep grid (see the module docstring for the fields)."""
-
-    name: str
-    grid: dict[str, list[float]]
-    instruments: list[str]
-    data: str = "sample"
-    granularity: str = "H1"
-    start: str | None = None
-    end: str | None = None
-    score_start: int = 0
-    score_end: int | None = None
-    alignment: str = "causal"
-    half_spread_pips: float | None = None
-    chunk: int = 8192
-    block_configs: int | None = None
-    top: int = 20
-    description: str = ""
-    source: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    rule: str = "seed"
-
-    def config_grid(self) -> ConfigGrid:
-        """The configurations: ``product_grid(rule, **grid)``, one row each in that order."""
-        from sep_research.signals.grid import product_grid
-
-        return product_grid(self.rule, **self.grid)
-
-    @property
-    def n_configs(self) -> int:
-        return int(np.prod([len(v) for v in self.grid.values()]))
-
-    def spec(self, instrument: str) -> dict[str, Any]:
-        """What determines one instrument's results (hashed into its run id)."""
-        keys = ("data", "granularity", "start", "end", "score_start", "score_end", "alignment",
-                "half_spread_pips", "chunk", "grid")
-        # the seed rule's spec has no "rule" key, so its run ids are those of earlier versions
-        rule = {} if self.rule == "seed" else {"rule": self.rule}
-        return {"kind": "sweep", "instrument": instrument, **rule,
-                **{k: getattr(self, k) for k in keys}}
-
-    def run_id(self, instrument: str) -> str:
-        blob = json.dumps(self.spec(instrument), sort_keys=True, default=str)
-        digest = hashlib.sha256(blob.encode()).hexdigest()[:8]
-        clean = "".join(ch for ch in f"{instrument}-{self.granularity}"
-                        if ch.isalnum() or ch in "_-")
-        return f"{self.name}-{clean}-{digest}"
-
-
-def is_sweep_grid(path: str | os.PathLike[str]) -> bool:
-    """True when the YAML file at ``path`` is a mapping with ``kind: sweep``."""
-    import yaml
-
-    try:
-        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return False
-    return isinstance(doc, dict) and doc.get("kind") == "sweep"
-
-
-def _int(doc: dict[str, Any], key: str, default: Any, problems: list[str], *,
-         minimum: int = 0, none_ok: bool = False) -> Any:
-    v = doc.get(key, default)
-    if v is None and none_ok:
-        return None
-    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-        problems.append(f"{key!r} must be an integer >= {minimum}"
-                        + (" or null" if none_ok else "") + f", got {v!r}")
-        return default
-    return v
-
-
-def load_sweep_grid(source: str | os.PathLike[str] | dict[str, Any]) -> SweepGrid:
-    """Read and check a sweep grid (a YAML path or a parsed dict); raises
-    :class:`SweepGridError` listing every problem."""
-
-    from sep_research.reporting.grid import read_grid_document
-    from sep_research.signals.rules.base import get_rule
-    from sep_research.strategy import RULES
-
-    path, doc = read_grid_document(source, SweepGridError)
-    where = str(path) if path else "sweep grid"
-    if not isinstance(doc, dict) or doc.get("kind") != "sweep":
-        raise SweepGridError(f"{where}: a sweep grid is a YAML mapping with 'kind: sweep'")
-    problems: list[str] = []
-    unknown = set(doc) - SWEEP_KEYS
-    if unknown:
-        problems.append(f"unknown key(s) {sorted(unknown)}; known: {sorted(SWEEP_KEYS)}")
-    name = doc.get("name") or (path.stem if path else "sweep")
-    if not isinstance(name, str) or not name[:1].isalnum() or len(name) > 61 or not all(
-            ch.isalnum() or ch in "_.-" for ch in name):
-        problems.append(f"'name' {name!r} must be letters, digits, '_', '-', '.' (<= 61 chars)")
-    instruments = doc.get("instruments")
-    if (not isinstance(instruments, list) or not instruments
-            or not all(isinstance(i, str) and i for i in instruments)):
-        problems.append(f"'instruments' must be a non-empty list of names, got {instruments!r}")
-        instruments = []
-    elif len(set(instruments)) != len(instruments):
-        problems.append(f"'instruments' lists a name twice: {instruments}")
-    else:
-        from sep_research import fx
-
-        for inst in instruments:
-            try:
-                fx.check_instrument(inst, name="instruments")
-            except fx.FxError as exc:
-                problems.append(str(exc))
-    for key in ("data", "granularity"):
-        if key in doc and (not isinstance(doc[key], str) or not doc[key]):
-            problems.append(f"{key!r} must be a non-empty string, got {doc[key]!r}")
-    for key in ("start", "end"):
-        if doc.get(key) is not None and not isinstance(doc[key], str):
-            problems.append(f"{key!r} must be a date string like '2017-05-01' or null, "
-                            f"got {doc[key]!r}")
-    rule = doc.get("rule", "seed")
-    if not isinstance(rule, str) or rule not in RULES:
-        problems.append(f"'rule' {rule!r} is unknown; known: {', '.join(RULES)}")
-        rule = "seed"
-    r = get_rule(rule)
-    alignment = doc.get("alignment", "causal")
-    if alignment not in ("causal", "legacy"):
-        problems.append(f"'alignment' must be 'causal' or 'legacy', got {alignment!r}")
-    if "spread_pips" in doc:
-        problems.append("'spread_pips' is replaced by 'half_spread_pips' (half of it: mid +/- "
-                        "this; a round trip pays twice it), e.g. spread_pips: 1.0 -> "
-                        "half_spread_pips: 0.5")
-    spread = doc.get("half_spread_pips")
-    if spread is not None and (isinstance(spread, bool) or not isinstance(spread, (int, float))
-                               or not np.isfinite(spread) or spread < 0):
-        problems.append(f"'half_spread_pips' must be a number >= 0 or null, got {spread!r}")
-    score_start = _int(doc, "score_start", 0, problems)
-    score_end = _int(doc, "score_end", None, problems, none_ok=True)
-    if score_end is not None and isinstance(score_start, int) and score_end < score_start:
-        problems.append(f"'score_end' {score_end} is before 'score_start' {score_start}")
-    chunk = _int(doc, "chunk", 8192, problems, minimum=1)
-    block = _int(doc, "block_configs", None, problems, minimum=1, none_ok=True)
-    top = _int(doc, "top", 20, problems, minimum=1)
-    grid = doc.get("grid")
-    clean: dict[str, list[float]] = {}
-    if not isinstance(grid, dict) or not grid:
-        problems.append(f"'grid' must map sweep fields to non-empty lists, got {grid!r}")
-    else:
-        for key, values in grid.items():
-            if key not in r.field_names:
-                problems.append(f"grid field {key!r} is unknown for rule {rule!r}; known: "
-                                f"{', '.join(r.field_names)}")
-            elif (not isinstance(values, list) or not values
-                  or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                             for v in values)):
-                problems.append(f"grid[{key!r}] must be a non-empty list of numbers, "
-                                f"got {values!r}")
-            else:
-                try:
-                    r.field(key).check(np.array(values, dtype=np.float64))
-                except ValueError as exc:
-                    problems.append(str(exc).replace(f"grid field {key!r}", f"grid[{key!r}]"))
-                    continue
-                clean[key] = [float(v) for v in values]
-    if problems:
-        raise SweepGridError(f"{where}: " + "\n  ".join(["invalid sweep grid:",
-                                                         *dict.fromkeys(problems)]))
-    return SweepGrid(
-        name=name, grid=clean, instruments=list(instruments),
-        data=str(doc.get("data", "sample")), granularity=str(doc.get("granularity", "H1")),
-        start=doc.get("start"), end=doc.get("end"), score_start=score_start,
-        score_end=score_end, alignment=alignment,
-        half_spread_pips=None if spread is None else float(spread), chunk=chunk,
-        block_configs=block, top=top, description=str(doc.get("description") or ""),
-        source=str(path.resolve()) if path else None, rule=rule,
-    )
 
 
 def load_data(sg: SweepGrid, instrument: str) -> Any:
@@ -488,8 +286,3 @@ def run_sweep_grid(
         s["duration_s"] = seconds
     order = {sg.run_id(i): n for n, i in enumerate(sg.instruments)}
     return sorted(summaries, key=lambda s: order[s["run_id"]]), skipped
-
-
-def sweep_grid_dict(sg: SweepGrid) -> dict[str, Any]:
-    """A plain dict of a sweep grid (for logs and dry runs)."""
-    return asdict(sg)

@@ -12,8 +12,10 @@ The library behind ``sep batch`` (``runners/batch.py`` is only its ``python -m``
     sep batch --index-only                                        # rebuild reports/index.html
     sep batch runners/grids/sweeps/sample-sweep.yaml --gpus 2     # a sweep, one worker per GPU
 
-The grid format is documented in :mod:`sep_research.reporting.grid`. Every parameter is
-checked against the notebook's ``parameters`` cell before anything runs. Each run writes
+Grid files (``kind: notebook``, the default, or ``kind: sweep``) have one schema,
+:mod:`sep_research.reporting.grid_schema` (pydantic; ``--dry-run`` prints every problem as
+``FILE: KEY: problem``). Every parameter of a notebook grid is checked against the notebook's
+``parameters`` cell before anything runs (:mod:`sep_research.reporting.grid`). Each run writes
 ``REPORTS/runs/RUN_ID/`` (see :mod:`sep_research.reporting.runs`); a failed run keeps its
 partial notebook and its error in the manifest, and the batch goes on. Run ids are derived
 from the parameters, so running a batch again skips the runs that finished (``--force``
@@ -27,7 +29,7 @@ Worker processes are made in one place, :func:`make_cluster`, which takes a per-
 environment hook (``worker_env(i) -> dict``): a multi-GPU sweep passes
 ``lambda i: {"CUDA_VISIBLE_DEVICES": str(i)}`` to pin one worker per GPU.
 
-Sweep grids (YAML with ``kind: sweep``, see :mod:`sep_research.sweeps.batch`) run one
+Sweep grids (``kind: sweep``, run by :mod:`sep_research.sweeps.batch`) run one
 distributed parameter sweep instead of notebooks: split by instrument and by blocks of
 configurations, one Dask task each, merged into one run folder per instrument. ``--gpus N``
 starts one worker per GPU, each pinned with ``CUDA_VISIBLE_DEVICES``, and runs the sweep with
@@ -159,16 +161,16 @@ def run_batch(
     build_index: bool = True,
     log: Callable[[str], None] = print,
 ) -> BatchResult:
-    """Check ``grid`` (a path or a loaded :class:`~sep_research.reporting.grid.Grid`), run
-    its unfinished runs on Dask, rebuild the index. Raises ``GridError`` before running
-    anything when the grid does not fit its notebook."""
-    from sep_research.reporting.grid import Grid, load_grid
+    """Check ``grid`` (a path or a loaded :class:`~sep_research.reporting.grid.NotebookBatch`),
+    run its unfinished runs on Dask, rebuild the index. Raises ``GridError`` before running
+    anything when the grid is invalid or does not fit its notebook."""
+    from sep_research.reporting.grid import NotebookBatch, load_grid
     from sep_research.reporting.html import build_index as _build_index
     from sep_research.reporting.manifest import git_info
     from sep_research.reporting.paths import project_root, reports_dir
     from sep_research.reporting.runs import is_finished
 
-    g = grid if isinstance(grid, Grid) else load_grid(grid)
+    g = grid if isinstance(grid, NotebookBatch) else load_grid(grid)
     root = reports_dir(reports)
     (root / "runs").mkdir(parents=True, exist_ok=True)
     result = BatchResult(reports=root)
@@ -281,10 +283,11 @@ def run_sweep_batch(
     then the index. See :mod:`sep_research.sweeps.batch`."""
     from distributed import Client
 
+    from sep_research.reporting.grid_schema import SweepGrid, load_sweep_grid
     from sep_research.reporting.html import build_index as _build_index
     from sep_research.reporting.paths import reports_dir
     from sep_research.reporting.runs import is_finished
-    from sep_research.sweeps.batch import SweepGrid, load_sweep_grid, run_sweep_grid
+    from sep_research.sweeps.batch import run_sweep_grid
     from sep_research.sweeps.distributed import cpu_worker_env, gpu_worker_env
 
     sg = grid if isinstance(grid, SweepGrid) else load_sweep_grid(grid)
@@ -327,17 +330,19 @@ def run_sweep_batch(
 
 def _cmd_batch(args: argparse.Namespace) -> int:
     from sep_research.reporting.grid import load_grid
+    from sep_research.reporting.grid_schema import SweepGrid, read_batch_grid
     from sep_research.reporting.html import build_index
     from sep_research.reporting.paths import reports_dir
-    from sep_research.sweeps.batch import is_sweep_grid, load_sweep_grid
 
     if args.index_only:
         print(f"wrote {build_index(reports_dir(args.reports_dir))}")
         return 0
     if not args.grid:
         raise ValueError("a grid file is needed (or --index-only)")
-    if is_sweep_grid(args.grid):
-        sg = load_sweep_grid(args.grid)  # SweepGridError (a ValueError): no traceback
+    # GridError (a ValueError) is printed without a traceback: FILE: KEY: problem, each line
+    doc = read_batch_grid(args.grid)
+    if isinstance(doc, SweepGrid):
+        sg = doc
         if args.dry_run:
             print(f"sweep grid {sg.name}: {sg.n_configs} configuration(s) x "
                   f"{len(sg.instruments)} instrument(s) ({sg.data} {sg.granularity})")
@@ -349,7 +354,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
                               reports=args.reports_dir, force=args.force,
                               progress=not args.no_progress)
     else:
-        grid = load_grid(args.grid)  # GridError (a ValueError) is printed without a traceback
+        grid = load_grid(doc)  # checked against the notebook's parameters, expanded
         if args.dry_run:
             print(f"grid {grid.name}: {len(grid.runs)} run(s) of {grid.notebook}")
             for spec in grid.runs:
@@ -361,7 +366,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
                         progress=not args.no_progress, worker_env=env)
     print(f"done in {res.seconds:.1f} s: {len(res.ok)} ok, {len(res.failed)} failed, "
           f"{len(res.skipped)} skipped (already finished)")
-    if not is_sweep_grid(args.grid):
+    if not isinstance(doc, SweepGrid):
         print_batch_pvalues(res.reports, grid.name)
     for r in res.failed:
         err = r.get("error") or {}

@@ -89,11 +89,13 @@ class GridField:
         v = np.asarray(values, dtype=np.float64)
         if not np.all(np.isfinite(v)):
             raise ValueError(f"grid field {self.name!r} holds NaN or infinite values")
-        if self.kind == "int" and (np.any(v != np.round(v))
-                                   or (self.low is not None and np.any(v < self.low))):
-            raise ValueError(f"grid field {self.name!r} must hold integers >= {self.low:g}"
-                             if self.low is not None else
-                             f"grid field {self.name!r} must hold integers")
+        if self.kind == "int":
+            bad = (v != np.round(v)) | (v < self.low if self.low is not None else False)
+            if np.any(bad):
+                got = f", got {v[np.flatnonzero(bad)[0]]:g}"
+                raise ValueError(f"grid field {self.name!r} must hold integers >= "
+                                 f"{self.low:g}{got}" if self.low is not None else
+                                 f"grid field {self.name!r} must hold integers{got}")
         if self.low is not None and np.any(v < self.low):
             raise ValueError(f"grid field {self.name!r} must be >= {self.low:g}, got "
                              f"{v.min():g}")
