@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     sample = load_sample(args.npz)
     datasets = make_series(sample, candles, args.series)
     grid = make_grid(configs)
-    block = args.block_configs or max(1, -(-grid.shape[0] // 16))
+    block = args.block_configs or max(1, -(-len(grid) // 16))
     score_start = 200
     gpu_names = []
     if use_gpu:
