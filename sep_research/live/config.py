@@ -20,14 +20,12 @@ import json
 import re
 import textwrap
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import annotated_types
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -36,34 +34,19 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from sep_research.live.types import GRANULARITY_SECONDS, RUNNER_GRANULARITIES
+from sep_research.schema import Num, StrictModel
 
 _INSTRUMENT_RE = re.compile(r"^[A-Z0-9]{2,10}_[A-Z0-9]{2,10}$")
 _CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
-_NUMBER_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _SECRET_KEYS = ("token", "api_key", "apikey", "access_token", "password", "secret")
 DAY = 86_400.0
 
-
-def _yaml_number(v: Any) -> Any:
-    """YAML 1.1 reads ``1e-3`` (no dot) as a string: take such a string as the number it is.
-    Anything else goes to the strict float check unchanged (``true`` stays refused)."""
-    if isinstance(v, str) and _NUMBER_RE.match(v.strip()):
-        return float(v)
-    return v
-
-
-#: a finite number (int or float; a numeric YAML string is read as one; never a bool)
-Num = Annotated[float, BeforeValidator(_yaml_number)]
 
 class ConfigError(ValueError):
     """The runner configuration is missing, unreadable or invalid."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
-
-
-class FeedConfig(_Strict):
+class FeedConfig(StrictModel):
     """How new candles are learnt of."""
 
     source: Literal["oanda", "file"] = Field(
@@ -111,7 +94,7 @@ class FeedConfig(_Strict):
         return self
 
 
-class RiskConfig(_Strict):
+class RiskConfig(StrictModel):
     """Risk rules; each can be switched off with ``null`` (or 0 where stated).
 
     The trading policy (which signals trade, stop-loss, take-profit) is the model artifact's,
@@ -179,7 +162,7 @@ class RiskConfig(_Strict):
         return v
 
 
-class StatusConfig(_Strict):
+class StatusConfig(StrictModel):
     """The status API (read-only JSON, Prometheus metrics, token-protected commands)."""
 
     host: str = Field(
@@ -196,7 +179,7 @@ class StatusConfig(_Strict):
         "failed loop steps (e.g. a full disk under the journal)")
 
 
-class PaperConfig(_Strict):
+class PaperConfig(StrictModel):
     """The paper broker (--paper)."""
 
     initial_balance: Num = Field(10_000.0, gt=0, description="starting balance")
@@ -205,7 +188,7 @@ class PaperConfig(_Strict):
         0.5, ge=0, le=100, description="half-spread in pips used when candles carry no bid/ask")
 
 
-class LoggingConfig(_Strict):
+class LoggingConfig(StrictModel):
     """Logs: JSON lines on standard error (journald under systemd), never a secret."""
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
@@ -214,7 +197,7 @@ class LoggingConfig(_Strict):
                              description="also write the JSON lines to this file (null: no)")
 
 
-class RunnerConfig(_Strict):
+class RunnerConfig(StrictModel):
     """The whole ``runner.yaml``."""
 
     service: str = Field("sep-runner", min_length=1, max_length=100,

@@ -74,9 +74,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     PrivateAttr,
@@ -88,7 +86,7 @@ from pydantic import (
     model_validator,
 )
 
-from sep_research.live.config import Num  # a finite number; YAML 1.1's "1e-3" read as one
+from sep_research.schema import Num, StrictModel
 
 if TYPE_CHECKING:
     from sep_research.signals.grid import ConfigGrid
@@ -192,8 +190,7 @@ ParamList = Annotated[list[Param], Field(min_length=1, max_length=MAX_LIST)]
 GridValues = Annotated[list[Num], Field(min_length=1, max_length=MAX_VALUES)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+class StrictModel(StrictModel):
 
     _source: str | None = PrivateAttr(None)
 
@@ -203,7 +200,7 @@ class _Strict(BaseModel):
         return self._source
 
 
-class NotebookGrid(_Strict):
+class NotebookGrid(StrictModel):
     """A notebook grid (``kind: notebook``, the default): papermill runs of one notebook."""
 
     kind: Literal["notebook"] = Field(
@@ -276,7 +273,7 @@ class NotebookGrid(_Strict):
         return n * math.prod(len(v) for v in self.grid.values())
 
 
-class SweepGrid(_Strict):
+class SweepGrid(StrictModel):
     """A sweep grid (``kind: sweep``): one distributed parameter sweep of a signal rule, one
     report folder per instrument (:mod:`sep_research.sweeps.batch`)."""
 
