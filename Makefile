@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP) ## run the main job end to end on the real sample data
 	$(BIN)/sep demo
 
-test: $(STAMP) ## run the test suite, slow tests and notebooks included
+test: $(STAMP) lint ## lint, then the test suite (slow tests and notebooks included)
 	$(BIN)/python -m pytest -q tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
 
 test-fast: $(STAMP) ## the tests without the slow ones and the notebooks
@@ -37,7 +37,7 @@ lab: $(STAMP) ## open JupyterLab on notebooks/
 bench: $(STAMP) ## run the benchmarks (tables on stdout)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-lint: $(STAMP) ## ruff
+lint: $(STAMP) ## ruff, with the rule set and version pinned in pyproject.toml
 	$(BIN)/ruff check sep_research runners tests bench
 
 clean-venv: ## remove .venv

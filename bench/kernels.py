@@ -340,7 +340,7 @@ def bench_sweep(x, engines, rows, notes, gpu_configs: int, cpu_configs: int) -> 
         notes.append(f"best sweep: {cc / t:.3g} config-candles/s = {100 * cc / t / ceiling:.1f}% "
                      f"of the FP64 ceiling (block {block}, chunk {chunk})")
         # end to end through the public API (features on the GPU, transfers included)
-        sub = {k: v for k, v in x.items()}
+        sub = dict(x.items())
         t0 = time.perf_counter()
         sweep_seed(sub, grid, score_start=0, score_end=n - 1, half_spread_pips=0.4,
                    instrument="EUR_USD", engine="cuda")
@@ -439,7 +439,8 @@ def main(argv: list[str] | None = None) -> int:
     if has_gpu:
         from numba import cuda
 
-        print(f"gpu: {cuda.get_current_device().name.decode() if isinstance(cuda.get_current_device().name, bytes) else cuda.get_current_device().name}")
+        name = cuda.get_current_device().name
+        print(f"gpu: {name.decode() if isinstance(name, bytes) else name}")
     print(f"data: real EUR_USD H1 sample ({len(sample['close'])} candles) tiled to "
           f"{args.candles} candles")
     ok = True
@@ -452,7 +453,8 @@ def main(argv: list[str] | None = None) -> int:
             bench_features(x, engines, rows, notes)
         info = bench_sweep(x, engines, rows, notes, args.gpu_configs, args.cpu_configs)
     print()
-    print(f"{'what':9s} {'implementation':34s} {'items':>14s} {'seconds':>9s} {'per second':>11s}  note")
+    print(f"{'what':9s} {'implementation':34s} {'items':>14s} {'seconds':>9s} "
+          f"{'per second':>11s}  note")
     for what, impl, items, t, rate, note in rows:
         print(f"{what:9s} {impl:34s} {items:14,d} {t:9.4f} {rate:11.3g}  {note}")
     print()

@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             gpu_names = [cuda.get_current_device().name.decode()
                          if isinstance(cuda.get_current_device().name, bytes)
                          else str(cuda.get_current_device().name)]
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             gpu_names = [f"unknown ({exc.__class__.__name__})"]
     header = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),

@@ -280,7 +280,9 @@ def breakdown(args, x, size: str, notes: list) -> dict:
         "run_sweep_s": timed(lambda: eng.run_sweep(g, fw, cv, 0, n - 1, engine=args.engine),
                              args.reps, sync),
         "sweep_seed_s": timed(lambda: sweep_seed(x, grid, score_start=0, score_end=n - 1,
-                                                 instrument="EUR_USD", half_spread_pips=args.spread / 2.0, engine=args.engine),
+                                                 instrument="EUR_USD",
+                                                 half_spread_pips=args.spread / 2.0,
+                                                 engine=args.engine),
                               args.reps, sync),
     }
     notes.append(f"breakdown of sweep_seed on the {size} grid ({args.engine}): " + ", ".join(

@@ -70,7 +70,7 @@ _LAZY = {
 
 __getattr__ = lazy_getattr(__name__, _LAZY)
 
-__all__ = ["__version__", *(str(k) for k in _LAZY)]  # noqa: PLE0604 - strings
+__all__ = ["__version__", *(str(k) for k in _LAZY)]
 
 
 def __dir__() -> list[str]:

@@ -84,16 +84,17 @@ def _free_port() -> int:
 
 
 def _get_json(url: str, timeout: float = 2.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - the demo's own loopback http URL
         return json.load(resp)
 
 
 @contextlib.contextmanager
-def _process(cmd: list[str], *, env: dict[str, str], log: Path, name: str) -> Iterator[subprocess.Popen[bytes]]:
+def _process(cmd: list[str], *, env: dict[str, str], log: Path, name: str
+             ) -> Iterator[subprocess.Popen[bytes]]:
     """A child process whose output goes to ``log``; always stopped on exit (TERM, then KILL)."""
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,  # noqa: S603 - the demo's own commands
+                                env=env, start_new_session=True)
         try:
             yield proc
         finally:
@@ -119,7 +120,7 @@ def _wait_until(check: Any, *, timeout: float, what: str, proc: subprocess.Popen
             value = check()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001 - not up yet
+        except Exception as exc:
             last_exc = exc
         time.sleep(interval)
     raise RuntimeError(f"{what}: timed out after {timeout:.0f} s ({last_exc})")
@@ -226,9 +227,9 @@ def _train(reports: Path, *, end: str, grid: str, engine: str,
            stop_loss_pips: float = STOP_LOSS_PIPS) -> dict[str, Any]:
     from sep_research.reporting.grid import load_grid
     from sep_research.reporting.html import build_index
-    from sep_research.reporting.manifest import git_info
     from sep_research.reporting.paths import project_root
     from sep_research.reporting.runs import execute_run, run_dir_for
+    from sep_research.versions import git_state
 
     spec = {
         "name": "demo", "notebook": str(project_root() / "notebooks" / "03-training-run.ipynb"),
@@ -241,7 +242,7 @@ def _train(reports: Path, *, end: str, grid: str, engine: str,
     g = load_grid(spec)
     (run_spec,) = g.runs
     t0 = time.monotonic()
-    summary = execute_run(run_spec, reports, git=git_info(project_root()))
+    summary = execute_run(run_spec, reports, git=git_state(project_root()))
     run_dir = run_dir_for(reports, run_spec.run_id)
     index = build_index(reports)
     if summary["status"] != "ok":
@@ -356,7 +357,8 @@ def _rehearse(frame: Any, artifact: Path, run_dir: Path, split: int, held_end: i
                                    proc=runner, log=work / "runner.log", interval=0.01)
                 if time.monotonic() - shown > 5:
                     shown = time.monotonic()
-                    print(f"      ... {steps} steps, last completed candle {last[:16]}Z", flush=True)
+                    print(f"      ... {steps} steps, last completed candle {last[:16]}Z",
+                          flush=True)
             status = _get_json(status_url)
             # the operator page as the rehearsal left it (when a browser is installed)
             from sep_research.live.page import screenshot
@@ -380,17 +382,18 @@ class _Admin:
         self.base, self.token = base, token
 
     def advance(self, *, candles: int) -> str:
-        req = urllib.request.Request(
+        req = urllib.request.Request(  # noqa: S310 - loopback emulator
             f"{self.base}/_emulator/clock", data=json.dumps({"advance_candles": candles}).encode(),
             method="POST", headers={"Authorization": f"Bearer {self.token}",
                                     "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback emulator
             return str(json.load(resp)["time"])
 
 
 def _emulator_up(base: str, token: str) -> bool:
-    req = urllib.request.Request(f"{base}/v3/accounts", headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(req, timeout=2) as resp:
+    req = urllib.request.Request(f"{base}/v3/accounts",  # noqa: S310 - loopback emulator
+                                 headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=2) as resp:  # noqa: S310 - loopback emulator
         return resp.status == 200
 
 
@@ -465,7 +468,7 @@ def _compare(frame: Any, artifact: Path, rehearsal: dict[str, Any]) -> dict[str,
     pnl_differs: list[str] = []
     held = {"runner": 0, "backtest": 0, "both": 0}
     fin_compared = {"runner": 0.0, "backtest": 0.0}
-    for p, (_, t) in zip(pos, trades.iterrows()):
+    for p, (_, t) in zip(pos, trades.iterrows(), strict=False):  # counts compared below
         same = (p["units"] == int(t.direction) * UNITS
                 and abs(p["entry_price"] - t.entry_price) <= 1e-9
                 and abs(p["exit_price"] - t.exit_price) <= 1e-9)

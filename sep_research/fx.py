@@ -157,7 +157,7 @@ def parse_time_ns(value: Any, *, name: str = "time", naive: str = "utc") -> int:
         raise FxError(f"{name}: {_shown(value)} is not an RFC3339 or UNIX time")
     y, mo, d, hh, mi, ss, frac, tz = m.groups()
     try:
-        datetime(int(y), int(mo), int(d), int(hh or 0), int(mi or 0), int(ss or 0))
+        datetime(int(y), int(mo), int(d), int(hh or 0), int(mi or 0), int(ss or 0))  # noqa: DTZ001 - validates the fields only
     except ValueError:
         raise FxError(f"{name}: {_shown(value)} is not a valid date and time") from None
     if tz is None and naive == "error":

@@ -396,7 +396,7 @@ class BoundedHandler(BaseHTTPRequestHandler):
             code, ("error",))[0]))
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.client_address[0], *args)
+        log.debug("%s %s", self.client_address[0], format % args)
 
     def log_error(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.client_address[0], *args)
+        log.debug("%s %s", self.client_address[0], format % args)

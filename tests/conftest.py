@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SEED_DIR = Path(os.environ.get("SEP_SEED_REFERENCE", ROOT.parent / "shared" / "data" / "seed-reference"))
+SEED_DIR = Path(os.environ.get("SEP_SEED_REFERENCE",
+                               ROOT.parent / "shared" / "data" / "seed-reference"))
 SEED_O_TEST = SEED_DIR / "O-test-2.json"
 SEED_EURUSD_M1 = SEED_DIR / "eur_usd_m1_48h.json"
 

@@ -159,7 +159,7 @@ class Rig:
         for _ in range(max_steps):
             try:
                 runner.step()
-            except Exception:  # noqa: BLE001 - a fault storm: the loop carries on
+            except Exception:
                 runner.metrics.inc("loop_errors")
             if runner.metrics.counters.get("candles", 0) > before:
                 break

@@ -12,7 +12,8 @@ import itertools
 import math
 
 SEED = {
-    "window": 11, "w_s": 0.40, "w_c": 0.10, "w_e": 0.50, "buy_threshold": 0.50, "sell_threshold": 0.52,
+    "window": 11, "w_s": 0.40, "w_c": 0.10, "w_e": 0.50, "buy_threshold": 0.50,
+    "sell_threshold": 0.52,
     "conf_threshold": 0.65, "coh_threshold": 0.30, "collapse_threshold": 0.3, "min_move": 0.5,
 }
 
@@ -43,7 +44,7 @@ def _cos(a, b):
     dot = 0.0
     na = 0.0
     nb = 0.0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         dot = dot + x * y
         na = na + x * x
         nb = nb + y * y
@@ -59,8 +60,8 @@ def window_metrics(w, collapse_threshold=0.3):
     h, z, f, r, n_null, n_flip, n_rup = _entropy(w)
     raw = 0.6 * (1.0 - h) + 0.33 * (1.0 - r) + 0.21 * (1.0 - f)
     coh0 = min(max(1.1 * (raw * raw), 0.0), 1.0)
-    out = {"n_null": n_null, "n_flip": n_flip, "n_rupture": n_rup, "null": z, "flip": f, "rupture": r,
-               "entropy": h, "coh0": coh0, "collapse": r >= collapse_threshold,
+    out = {"n_null": n_null, "n_flip": n_flip, "n_rupture": n_rup, "null": z, "flip": f,
+           "rupture": r, "entropy": h, "coh0": coh0, "collapse": r >= collapse_threshold,
                "template": math.nan, "damping": math.nan, "coherence": coh0}
     if L > 10:
         h2 = _entropy(w[: min(20, L)])[0]
@@ -174,7 +175,8 @@ def score(c, res, alignment="causal", min_move=0.5):
             pairs.append((i, p))
     else:
         pairs = [(i, i) for i in feats if i <= n - 2]
-    out = {"non_hold": 0, "correct": 0, "hc": 0, "hc_buy": 0, "hc_correct": 0, "scored": len(pairs), "up": 0}
+    out = {"non_hold": 0, "correct": 0, "hc": 0, "hc_buy": 0, "hc_correct": 0,
+           "scored": len(pairs), "up": 0}
     for i, t in pairs:
         mv = (c[t + 1] - c[t]) * 1e4
         out["up"] += mv > min_move
@@ -204,9 +206,9 @@ def sweep(o, h, l, c, v, grid, score_start, score_end, spread, alignment="causal
         extra = prm.pop("spread", 0.0)
         res = seed_signals(o, h, l, c, v, alignment, prm)
         mm = prm.get("min_move", SEED["min_move"])
-        acc = {"n_non_hold": 0, "n_correct": 0, "n_buy": 0, "n_sell": 0, "n_hc": 0, "n_hc_correct": 0,
-                   "n_hc_buy": 0, "sum_pips_net": 0.0, "sum_pips_net_sq": 0.0, "hc_sum_pips_net": 0.0,
-                   "hc_sum_pips_net_sq": 0.0}
+        acc = {"n_non_hold": 0, "n_correct": 0, "n_buy": 0, "n_sell": 0, "n_hc": 0,
+               "n_hc_correct": 0, "n_hc_buy": 0, "sum_pips_net": 0.0, "sum_pips_net_sq": 0.0,
+               "hc_sum_pips_net": 0.0, "hc_sum_pips_net_sq": 0.0}
         for i in range(score_start, score_end):
             act = res["action"][i]
             if act == 0 or not res["has"][i]:

@@ -301,7 +301,7 @@ def test_financing_round_trips_through_the_artifact(tmp_path: Path) -> None:
     spec = StrategySpec.from_artifact(load_artifact(tmp_path / "m.json"))
     assert spec.costs.financing == default_rates("EUR_USD")
     p["costs"]["financing"]["days"]["WEDNESDAY"] = 3.5
-    with pytest.raises(ArtifactError, match="costs.financing.days.WEDNESDAY"):
+    with pytest.raises(ArtifactError, match=r"costs.financing.days.WEDNESDAY"):
         write_artifact(tmp_path / "bad.json", p)
 
 

@@ -50,7 +50,7 @@ def test_range_load_and_merge(tmp_path: Path) -> None:
     part = cache.load("EUR_USD", "M1", "2024-02-01", "2024-02-01T01:00", allow_synthetic=True)
     assert len(part) == 60 and part.index[0] == pd.Timestamp("2024-02-01T00:00Z")
     assert get_provenance(part).rows == 60
-    with pytest.raises(CandleError, match="start: .not-a-date. is not"):
+    with pytest.raises(CandleError, match=r"start: .not-a-date. is not"):
         cache.load("EUR_USD", "M1", "not-a-date", allow_synthetic=True)
 
 
@@ -210,12 +210,12 @@ def test_load_refuses_files_that_do_not_match_meta(tmp_path: Path) -> None:
     p2 = other.write(_m1("2024-01-01T00:00:00Z", seed=5))
     # same name, other (valid) content: what an in-place rename of a new version leaves
     shutil.copy(period_file(other.dataset_dir(p2.source, "EUR_USD", "M1"), "2024-01"), jan)
-    with pytest.raises(CacheError, match="does not match the dataset's meta.json") as err:
+    with pytest.raises(CacheError, match=r"does not match the dataset's meta.json") as err:
         cache.load("EUR_USD", "M1", allow_synthetic=True)
     assert "2024-01" in str(err.value) and "re-import" in str(err.value)
     # a truncated file is caught by its size before it is read
     jan.write_bytes(saved[:-10])
-    with pytest.raises(CacheError, match="bytes where meta.json records"):
+    with pytest.raises(CacheError, match=r"bytes where meta.json records"):
         cache.load("EUR_USD", "M1", allow_synthetic=True)
     jan.write_bytes(saved)
     assert len(cache.load("EUR_USD", "M1", allow_synthetic=True)) == 3 * 31 * 1440

@@ -98,7 +98,7 @@ def test_explicit_env_file_wins_and_must_exist(tmp_path: Path) -> None:
     f = write(tmp_path / "mine.env", "OANDA_API_KEY=explicit\n")
     c = load_credentials(f, environ={"OANDA_API_KEY": SECRET}, search=[])
     assert c.token == "explicit"
-    with pytest.raises(CredentialsError, match="--env-file .*missing.env"):
+    with pytest.raises(CredentialsError, match=r"--env-file .*missing.env"):
         load_credentials(tmp_path / "missing.env", environ={"OANDA_API_KEY": SECRET})
 
 
@@ -211,7 +211,8 @@ def test_stray_env_file_cannot_redirect_the_environment_token(
     environ = {"OANDA_API_KEY": REAL, "OANDA_ACCOUNT_ID": "101-001-1234567-001"}
     c = load_credentials(environ=environ)
     assert c.environment == "practice" and c.token == REAL
-    assert c.sources["environment"] == "default (practice): OANDA_ENVIRONMENT not set in the environment"
+    assert c.sources["environment"] == ("default (practice): OANDA_ENVIRONMENT not set in the "
+                                        "environment")
     ignored = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert any("config/OANDA.env" in r.getMessage() and "ignored" in r.getMessage()
                for r in ignored)
@@ -245,8 +246,8 @@ def test_every_source_is_logged_never_the_token(
     """Finding 2: nothing said where the environment came from; each value's source is now
     logged (the token only by its length)."""
     caplog.set_level(logging.INFO, logger="sep_research.oanda.credentials")
-    f = write(tmp_path / "OANDA.env", f"OANDA_API_KEY={REAL}\nOANDA_ACCOUNT_ID=101-004-1435156-001\n"
-              "OANDA_ENVIRONMENT=practice\n")
+    f = write(tmp_path / "OANDA.env", f"OANDA_API_KEY={REAL}\n"
+              "OANDA_ACCOUNT_ID=101-004-1435156-001\nOANDA_ENVIRONMENT=practice\n")
     c = load_credentials(environ={}, search=[f])
     assert c.sources == {"token": f"file {f} OANDA_API_KEY",
                          "account_id": f"file {f} OANDA_ACCOUNT_ID",

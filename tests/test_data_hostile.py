@@ -304,5 +304,5 @@ def test_fetched_complete_flag_is_parsed_strictly() -> None:
     rows = [candle("2024-01-02T00:00:00Z"), candle("2024-01-02T00:01:00Z", complete="false")]
     cols, dropped = candles_to_records(rows, "M", where="server x")
     assert dropped == 1 and cols["time"] == ["2024-01-02T00:00:00Z"]
-    with pytest.raises(CandleError, match="server x.*complete"):
+    with pytest.raises(CandleError, match=r"server x.*complete"):
         candles_to_records([candle("2024-01-02T00:00:00Z", complete="no")], "M", where="server x")

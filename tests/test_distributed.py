@@ -155,7 +155,7 @@ def test_sweep_grid_checks_and_run_ids(tmp_path: Path) -> None:
                  "instruments: List should have at least 1 item",
                  "alignment: Input should be 'causal' or 'legacy'", "colour: unknown grid key"):
         assert f"{bad}: {part}" in msg, part
-    with pytest.raises(GridError, match="grid.w_s: List should have at least 1 item"):
+    with pytest.raises(GridError, match=r"grid.w_s: List should have at least 1 item"):
         load_sweep_grid(_sweep_yaml(tmp_path, grid={"window": [5], "w_s": []}))
 
 

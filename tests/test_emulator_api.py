@@ -626,8 +626,8 @@ def test_transaction_stream_and_clean_end_on_stop():
     def reader():
         try:
             for msg in api.request(transactions.TransactionsStream(emu.account_id)):
-                got.append(msg)  # noqa: PERF402 - the stream may raise midway
-        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+                got.append(msg)
+        except BaseException as exc:
             errors.append(exc)
 
     t = threading.Thread(target=reader)

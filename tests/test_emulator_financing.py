@@ -272,11 +272,11 @@ def test_financing_settings_are_checked(tmp_path: Path):
     with pytest.raises(ValueError, match="GBP_USD not among the replayed instruments"):
         Emulator(EmulatorConfig(source="sample", financing={"GBP_USD": None}))
     assert financing_option("off") == "off"
-    with pytest.raises(ValueError, match="--financing 'nope.json'"):
+    with pytest.raises(ValueError, match=r"--financing 'nope.json'"):
         financing_option("nope.json")
     bad_file = tmp_path / "bad.json"
     bad_file.write_text("{not json")
-    with pytest.raises(ValueError, match="--financing .*bad.json: not a JSON file"):
+    with pytest.raises(ValueError, match=r"--financing .*bad.json: not a JSON file"):
         financing_option(str(bad_file))
     good = tmp_path / "rates.json"
     good.write_text(json.dumps({"EUR_USD": RATES.to_dict()}))

@@ -94,7 +94,7 @@ def test_oanda_instrument_financing_is_parsed_and_round_trips() -> None:
     assert (r.long_rate, r.short_rate, r.days) == (-0.0323, 0.012, (1, 1, 3, 1, 1, 0, 0))
     assert fin.from_oanda(r.to_oanda(), source="x").days == r.days
     assert FinancingRates.from_dict(r.to_dict()) == r
-    with pytest.raises(FinancingError, match="EUR_USD.financing.longRate"):
+    with pytest.raises(FinancingError, match=r"EUR_USD.financing.longRate"):
         fin.from_oanda({**obj, "longRate": "n/a"}, source="x", instrument="EUR_USD")
     with pytest.raises(FinancingError, match="financingDaysOfWeek"):
         fin.from_oanda({**obj, "financingDaysOfWeek": [{"dayOfWeek": "FUNDAY"}]}, source="x")
@@ -127,7 +127,7 @@ def test_bad_rates_are_refused_naming_the_field(change: dict, named: str) -> Non
         FinancingRates(**kw)
     with pytest.raises(FinancingError, match="direction"):
         RATES.rate(0)
-    with pytest.raises(SpecError, match="costs.financing.days"):
+    with pytest.raises(SpecError, match=r"costs.financing.days"):
         FinancingRates.from_dict({**RATES.to_dict(), "days": {}}, where="costs.financing")
 
 
@@ -137,7 +137,7 @@ def test_bad_rates_are_refused_naming_the_field(change: dict, named: str) -> Non
 def _flat(start: str, hours: int, mid: float = 1.1, spread_pips: float = 0.0) -> pd.DataFrame:
     """Hourly candles of constant price (so every pip of P&L is spread or financing)."""
     idx = pd.date_range(start, periods=hours, freq="h", tz="UTC", name="time")
-    frame = pd.DataFrame({c: mid for c in ("open", "high", "low", "close")}, index=idx)
+    frame = pd.DataFrame(dict.fromkeys(("open", "high", "low", "close"), mid), index=idx)
     half = spread_pips * PIP / 2
     for side, sign in (("bid", -1), ("ask", 1)):
         for c in ("open", "high", "low", "close"):
@@ -352,7 +352,7 @@ def test_fetch_financing_stores_oandas_rates_for_training(tmp_path, fast_oanda_l
     stored = fin.rates_for("EUR_USD", folder=tmp_path)
     assert stored.source.startswith("oanda:practice (obtained ")
     assert stored.days == (1, 1, 3, 1, 1, 0, 0)
-    with pytest.raises(FinancingError, match="USD_JPY.financing: the instrument has no"):
+    with pytest.raises(FinancingError, match=r"USD_JPY.financing: the instrument has no"):
         fetch_financing(["USD_JPY"], credentials=cred, cache=tmp_path, api=api)
     with pytest.raises(ValueError, match="OANDA_ACCOUNT_ID is needed"):
         fetch_financing(["EUR_USD"], credentials=Credentials(token="t" * 20), cache=tmp_path,

@@ -153,7 +153,7 @@ def _naive_grid(grid):
 
 
 def _check_sweep(res, ref):
-    for q, name in enumerate(qfh.SWEEP_COUNTS):
+    for name in qfh.SWEEP_COUNTS:
         assert np.array_equal(res[name], [r[name] for r in ref]), name
     for name in qfh.SWEEP_SUMS:
         np.testing.assert_allclose(res[name], [r[name] for r in ref], rtol=1e-10, atol=1e-8,

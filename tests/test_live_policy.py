@@ -83,7 +83,7 @@ def test_config_asking_another_stop_is_refused_naming_both(tmp_path: Path) -> No
 def test_risk_sizing_without_a_stop_needs_fixed_units(tmp_path: Path) -> None:
     without = make_artifact(tmp_path / "m0.json")
     cfg = _cfg(tmp_path, fixed_units=None)
-    with pytest.raises(ModelError, match="no stop-loss.*risk.fixed_units"):
+    with pytest.raises(ModelError, match=r"no stop-loss.*risk.fixed_units"):
         load_models([str(without)], cfg.instruments, cfg.granularity, risk=cfg.risk)
     with20 = make_artifact(tmp_path / "m20.json", stop_loss_pips=20.0)
     m = load_models([str(with20)], cfg.instruments, cfg.granularity, risk=cfg.risk)

@@ -206,7 +206,7 @@ def test_paper_broker_uses_backtest_fill_rules() -> None:
     c = Candle("EUR_USD", T0, 1.1001, 1.1003, 1.0970, 1.0990,
                bid=(1.1000, 1.1002, 1.0969, 1.0989), ask=(1.1002, 1.1004, 1.0971, 1.0991))
     b.on_candle(c)
-    ev = [e for e in b.activity_since(res.fill.transaction_id).fills]
+    ev = list(b.activity_since(res.fill.transaction_id).fills)
     assert len(ev) == 1 and ev[0].reason == "STOP_LOSS_ORDER" and ev[0].price == 1.09810
     assert ev[0].closed[0][3] == pytest.approx((1.09810 - 1.10010) * 1000)
     assert b.account().balance == pytest.approx(10_000 + (1.09810 - 1.10010) * 1000)

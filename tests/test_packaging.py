@@ -29,7 +29,8 @@ def test_environment_yml_matches_pyproject() -> None:
     # dask[distributed] in pip is dask + distributed in conda
     if "dask" in wanted:
         wanted.add("distributed")
-    assert have == wanted, f"only in environment.yml: {have - wanted}; only in pyproject: {wanted - have}"
+    assert have == wanted, (f"only in environment.yml: {have - wanted}; "
+                            f"only in pyproject: {wanted - have}")
     assert "conda-forge" in env["channels"]
 
 
@@ -53,3 +54,26 @@ def test_ci_runs_the_readme_test_command() -> None:
     makefile = (ROOT / "Makefile").read_text()
     for target in ("demo", "test", "lab", "help"):
         assert re.search(rf"^{target}:", makefile, re.MULTILINE)
+
+
+def test_lint_runs_before_the_tests_with_one_pinned_ruff() -> None:
+    """`make test` and CI lint first, with the ruff version pinned once (dev extra), the same
+    in environment.yml and in the pre-commit hook."""
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^test: .*\blint\b", makefile, re.MULTILINE), "make test must lint first"
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert ci.index("make lint") < ci.index("make test")
+    dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]["dev"]
+    pins = [r for r in dev if _name(r) == "ruff"]
+    assert len(pins) == 1 and "==" in pins[0], f"ruff must be pinned exactly: {pins}"
+    version = pins[0].split("==")[1]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    listed = [d for d in env["dependencies"] if isinstance(d, str)]
+    listed += next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert f"ruff=={version}" in listed
+    hooks = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())["repos"]
+    by_repo = {h["repo"].rsplit("/", 1)[-1]: h for h in hooks}
+    assert by_repo["ruff-pre-commit"]["rev"] == f"v{version}"
+    ids = {hook["id"] for repo in hooks for hook in repo["hooks"]}
+    assert {"ruff", "nbstripout", "detect-private-key"} <= ids

@@ -17,9 +17,10 @@ from sep_research.data import load_sample
 from sep_research.data.summary import bit_statistics
 from sep_research.reporting import figures, tables
 from sep_research.reporting.html import build_index, export_html
-from sep_research.reporting.manifest import git_info, hardware_info, read_manifest
+from sep_research.reporting.manifest import hardware_info, read_manifest
 from sep_research.reporting.paths import atomic_write_json, project_root, reports_dir
 from sep_research.reporting.recorder import start_run
+from sep_research.versions import git_state
 
 
 @pytest.fixture(scope="module")
@@ -207,10 +208,10 @@ def test_reports_dir_and_env(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_git_and_hardware_info(tmp_path: Path) -> None:
-    info = git_info(project_root())
+    info = git_state(project_root())
     if info["sha"] is not None:
         assert len(info["sha"]) == 40 and isinstance(info["dirty"], bool)
-    assert git_info(tmp_path)["sha"] is None
+    assert git_state(tmp_path)["sha"] is None
     hw = hardware_info(probe_gpu=False)
     assert hw["cpu_count"] >= 1 and hw["memory_bytes"] > 0 and hw["python"].startswith("3.")
     assert read_manifest(tmp_path) is None

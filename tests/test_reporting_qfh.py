@@ -1,4 +1,5 @@
-"""reporting.qfh_notebooks: QFH tables, engine timings, the visible look-ahead check, the seed headline."""
+"""reporting.qfh_notebooks: QFH tables, engine timings, the visible look-ahead check, the seed
+headline."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def test_feature_summary_and_figure(part) -> None:
 def test_engine_timings_lists_each_engine_and_size(part) -> None:
     t = qfh_notebooks.engine_timings(part, [11], [200, 1000], engines=["python", "cpu"], repeats=1,
                            python_max=200)
-    assert list(zip(t.engine, t.n)) == [("python", 200), ("cpu", 200), ("cpu", 1000)]
+    assert list(zip(t.engine, t.n, strict=False)) == [("python", 200), ("cpu", 200), ("cpu", 1000)]
     assert (t.seconds > 0).all() and (t.first_call_s > 0).all()
 
 
@@ -77,7 +78,7 @@ def test_seed_headline_matches_the_signals_package(seed_o_test: Path) -> None:
 
     frame = qfh_notebooks.load_seed_reference(str(seed_o_test.parent), seed_o_test.name)
     table, sigs = qfh_notebooks.seed_headline(frame, engine="cpu", shuffles=50)
-    for row, alignment in zip(table.index[:2], ("legacy", "causal")):
+    for row, alignment in zip(table.index[:2], ("legacy", "causal"), strict=False):
         ref = reproduce(frame, alignment, engine="cpu")
         assert table.loc[row, "hc_signals"] == ref["hc_signals"]
         assert round(table.loc[row, "hc_accuracy"], 2) == ref["hc_accuracy"]

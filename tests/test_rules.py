@@ -104,7 +104,7 @@ def test_spec_takes_exactly_the_rules_class_and_names_bad_keys():
     # H4 and D are not higher granularities than D candles: refused, naming the parameter
     with pytest.raises(SpecError, match=r"signal_params\.htf1: H4 is not a higher granularity"):
         StrategySpec.from_dict({**d, "granularity": "D"})
-    with pytest.raises(ValueError, match="htf1 .H4. must be shorter than htf2 .H1."):
+    with pytest.raises(ValueError, match=r"htf1 .H4. must be shorter than htf2 .H1."):
         MtfParams(htf2="H1")
 
 
@@ -310,7 +310,7 @@ def test_mtf_refuses_what_it_cannot_do(sample):
     x = {k: np.asarray(sample[k])[:300] for k in ("open", "high", "low", "close", "volume")}
     with pytest.raises(ValueError, match="no times"):
         rule_signals(x, rule="mtf", instrument="EUR_USD", granularity="H1")
-    with pytest.raises(SpecError, match="granularity.*no granularity"):
+    with pytest.raises(SpecError, match=r"granularity.*no granularity"):
         rule_signals({**x, "time": frame_seconds(sample)[:300]}, rule="mtf",
                      instrument="EUR_USD")
 

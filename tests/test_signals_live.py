@@ -45,7 +45,7 @@ def test_stream_equals_vectorised_signals_on_sample():
         from sep_research.data import load_sample
 
         frame = load_sample()
-    except Exception as exc:  # noqa: BLE001 - skip until the sample loader exists
+    except Exception as exc:
         pytest.skip(f"load_sample() not usable: {exc}")
     out = _check_parity(frame, 1200)
     assert out[0].action == "HOLD" and not out[0].has_features
@@ -82,7 +82,8 @@ def test_live_path_imports_neither_numba_nor_pandas():
         "import sep_research.kernels, sep_research.signals\n"
         "from sep_research.signals.live import SeedSignalStream\n"
         "s = SeedSignalStream(instrument='EUR_USD')\n"
-        "for i in range(40): s.update(i, 1.0, 1.0 + 0.001 * (i % 3), 0.999, 1.0 + 0.0001 * (i % 5), 100)\n"
+        "for i in range(40):\n"
+        "    s.update(i, 1.0, 1.0 + 0.001 * (i % 3), 0.999, 1.0 + 0.0001 * (i % 5), 100)\n"
         "bad = [m for m in ('numba', 'pandas', 'matplotlib') if m in sys.modules]\n"
         "print('BAD', bad)\n"
         "sys.exit(1 if bad else 0)\n"

@@ -230,7 +230,7 @@ def test_finding_15_status_host_option(tmp_path: Path, monkeypatch: pytest.Monke
     args = p.parse_args(["--model", str(art), "--config", str(cfg), "--paper",
                          "--status-host", "0.0.0.0", "--status-port", "0"])
     monkeypatch.delenv("SEP_STATUS_TOKEN", raising=False)
-    with pytest.raises(CliError, match="0.0.0.0 is not a loopback address"):
+    with pytest.raises(CliError, match=r"0.0.0.0 is not a loopback address"):
         build(args)
     monkeypatch.setenv("SEP_STATUS_TOKEN", TOKEN)
     runner = build(args)

@@ -127,9 +127,9 @@ def test_seed_params_are_validated_by_the_rule(key: str, value, why: str) -> Non
 def test_seed_params_need_every_key_and_no_other() -> None:
     d = SEED.to_dict()
     assert SeedParams.from_dict(d) == SEED
-    with pytest.raises(SpecError, match="missing key.*'window'"):
+    with pytest.raises(SpecError, match=r"missing key.*'window'"):
         SeedParams.from_dict({k: v for k, v in d.items() if k != "window"})
-    with pytest.raises(SpecError, match="unknown key.*'pip'"):  # the old pips-per-unit field
+    with pytest.raises(SpecError, match=r"unknown key.*'pip'"):  # the old pips-per-unit field
         SeedParams.from_dict({**d, "pip": 1e4})
 
 

@@ -291,7 +291,7 @@ def test_period_net_pips_equal_sweeps_of_each_period(frame) -> None:
     si = prepare_sweep(frame, small_grid(), instrument="EUR_USD", half_spread_pips=None,
                        engine="cpu")
     edges = list(range(40, 1760, 43))
-    ranges = list(itertools.pairwise(edges)) + [(100, 130), (1500, 1700)]
+    ranges = [*list(itertools.pairwise(edges)), (100, 130), (1500, 1700)]
     for trade_on, key in (("hc", "hc_sum_pips_net"), ("all", "sum_pips_net")):
         got = period_net_pips(si, ranges, trade_on=trade_on, engine="cpu")
         assert set(got) == set(ranges)

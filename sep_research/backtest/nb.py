@@ -155,7 +155,8 @@ def backtest_nb(
                 if pos_dir != 0:
                     px = exit_price_nb(pos_dir, bo, ao)
                     cost = entry_cost + fill_cost_nb(bo, ao)
-                    pips, pnl = _record_trade_nb(trades_i, trades_f, costs, nt, entry_idx, t, pos_dir,
+                    pips, pnl = _record_trade_nb(trades_i, trades_f, costs, nt, entry_idx, t,
+                                                 pos_dir,
                                                  EXIT_SIGNAL, pos_units, entry, px, cost, pip,
                                                  quote_to_account, fin_pips, fin_ccy)
                     realized_pips += pips

@@ -2,13 +2,13 @@
 
 Use :func:`run_backtest` on a candle frame (see :mod:`sep_research.data.candles`), or
 :func:`backtest_arrays` on bid/ask arrays (the array-level entry point evaluation uses: same
-kernel, same checks, no frames), and a target direction per candle (+1 long, -1 short, 0 flat) decided at that candle's **close**. The fill
-rules are in :mod:`sep_research.backtest.fills`; in short: orders execute at the next candle's
-open, buys at the ask and sells at the bid; stops and take-profits are checked on each candle's
-bid/ask range with a conservative rule (stop first when both are inside one candle). After a
-stop or take-profit exit the backtest stays flat until the target direction changes (no
-re-entry on the same, still-standing signal). A position still open at the last candle is closed
-at that candle's close (bid for a long, ask for a short).
+kernel, same checks, no frames), and a target direction per candle (+1 long, -1 short, 0 flat)
+decided at that candle's **close**. The fill rules are in :mod:`sep_research.backtest.fills`; in
+short: orders execute at the next candle's open, buys at the ask and sells at the bid; stops and
+take-profits are checked on each candle's bid/ask range with a conservative rule (stop first when
+both are inside one candle). After a stop or take-profit exit the backtest stays flat until the
+target direction changes (no re-entry on the same, still-standing signal). A position still open at
+the last candle is closed at that candle's close (bid for a long, ask for a short).
 
 Equity is marked at each candle's close at the price the position would be closed at (bid for a
 long, ask for a short), so the spread of an open position is already counted.
@@ -18,11 +18,11 @@ a position held through a rollover (17:00 New York) is charged or credited
 ``price x rate x days / 365`` per unit (:mod:`sep_research.financing` states the rule and its
 sources), with the days of :func:`candle_financing_days`: the rollovers after a candle's open
 up to the next candle's open fall to that candle, and the position held at its close pays them
-(valued at its mid close). Financing is realised at the rollover (it enters the equity there), counted in
-each trade's ``pips`` and ``pnl`` and shown apart as ``financing_pips`` / ``financing_pnl`` per
-trade and ``financing_pips`` / ``financing_ccy`` in total (signed: negative is a charge). A
-position stopped out inside the candle that holds the rollover is not charged (for candles on
-the hour the rollover is at the candle's close, after any stop inside it).
+(valued at its mid close). Financing is realised at the rollover (it enters the equity there),
+counted in each trade's ``pips`` and ``pnl`` and shown apart as ``financing_pips`` /
+``financing_pnl`` per trade and ``financing_pips`` / ``financing_ccy`` in total (signed: negative
+is a charge). A position stopped out inside the candle that holds the rollover is not charged (for
+candles on the hour the rollover is at the candle's close, after any stop inside it).
 """
 
 from __future__ import annotations

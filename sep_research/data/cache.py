@@ -341,8 +341,7 @@ class CandleCache:
                                 sizes=dict(sorted(sizes.items())))
                 if covered is not None:
                     new_meta["covered"] = _merge_ranges(
-                        meta.get("covered", [])
-                        + [[isoformat(covered[0]), isoformat(covered[1])]]
+                        [*meta.get("covered", []), [isoformat(covered[0]), isoformat(covered[1])]]
                     )
                 full = self._load_dir(directory, prov.granularity, list(files), expect=new_meta)
                 dataset_prov = make_provenance(
@@ -425,7 +424,8 @@ class CandleCache:
         try:
             table = pa.concat_tables(tables)
         except pa.ArrowInvalid as exc:
-            raise CacheError(f"{directory}: cache files disagree in their columns ({exc})") from None
+            raise CacheError(
+                f"{directory}: cache files disagree in their columns ({exc})") from None
         frame = table.to_pandas()
         frame.attrs = {}
         if start is not None or end is not None:
@@ -482,7 +482,8 @@ class CandleCache:
         )
         return attach_provenance(frame, prov)
 
-    def covered(self, instrument: str, granularity: str, source: str) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    def covered(self, instrument: str, granularity: str, source: str
+                ) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
         """Ranges a downloader recorded as fully fetched (not merely the stored candles' span,
         which would hide a hole between two downloads)."""
         directory = self.dataset_dir(source, instrument, granularity)
@@ -510,7 +511,7 @@ class CandleCache:
                     start="", end="", rows=0, sha256="", obtained_at=isoformat(utc_now()),
                 ).to_dict()}
             meta["covered"] = _merge_ranges(
-                meta.get("covered", []) + [[isoformat(t0), isoformat(t1)]]
+                [*meta.get("covered", []), [isoformat(t0), isoformat(t1)]]
             )
             meta["updated_at"] = isoformat(utc_now())
             _write_meta(directory, meta)
@@ -552,7 +553,8 @@ def _to_utc(value: Any, name: str) -> pd.Timestamp | None:
     return None if value is None else to_timestamp(value, name)
 
 
-def _file_overlaps(fname: str, period: str, t0: pd.Timestamp | None, t1: pd.Timestamp | None) -> bool:
+def _file_overlaps(fname: str, period: str, t0: pd.Timestamp | None,
+                   t1: pd.Timestamp | None) -> bool:
     key = _period_key(fname)
     if period == "all":
         return True

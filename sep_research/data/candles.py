@@ -189,7 +189,7 @@ def content_sha256(frame: pd.DataFrame) -> str:
     else:
         digests = [hashlib.sha256(b).digest() for b in buffers]
     h = hashlib.sha256()
-    for name, digest in zip(["time", *cols], digests):
+    for name, digest in zip(["time", *cols], digests, strict=True):
         h.update(name.encode())
         h.update(digest)
     return h.hexdigest()
@@ -236,7 +236,8 @@ def attach_provenance(frame: pd.DataFrame, prov: Provenance) -> pd.DataFrame:
     return frame
 
 
-def require_authentic(frame: pd.DataFrame, *, allow_synthetic: bool = False, what: str = "") -> None:
+def require_authentic(frame: pd.DataFrame, *, allow_synthetic: bool = False,
+                      what: str = "") -> None:
     """Research entry points call this: synthetic data only when explicitly allowed."""
     prov = get_provenance(frame)
     if prov.is_synthetic and not allow_synthetic:
@@ -396,13 +397,15 @@ def validate(
         raise CandleError(f"{name}: duplicate candle times: {_first_bad(dup, idx)}")
     if not idx.is_monotonic_increasing:
         d = np.diff(idx.as_unit("ns").asi8) < 0
-        raise CandleError(f"{name}: candle times are not sorted: {_first_bad(np.r_[False, d], idx)}")
+        raise CandleError(
+            f"{name}: candle times are not sorted: {_first_bad(np.r_[False, d], idx)}")
     for cols in (MID, BID, ASK):
         present = [c for c in cols if c in frame.columns]
         if not present:
             continue
         if len(present) != 4:
-            raise CandleError(f"{name}: incomplete price columns {present}: need all of {list(cols)}")
+            raise CandleError(
+                f"{name}: incomplete price columns {present}: need all of {list(cols)}")
         o, h, lo, c = (frame[col].to_numpy(dtype="float64") for col in cols)
         finite = np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & np.isfinite(c)
         if not finite.all():
@@ -419,16 +422,18 @@ def validate(
                 f"{_first_bad(bad, idx)}"
             )
         if (lo <= 0).any():
-            raise CandleError(f"{name}: non-positive prices in {list(cols)}: {_first_bad(lo <= 0, idx)}")
+            raise CandleError(
+                f"{name}: non-positive prices in {list(cols)}: {_first_bad(lo <= 0, idx)}")
     if all(c in frame.columns for c in (*BID, *ASK)):
-        for b, a in zip(BID, ASK):
+        for b, a in zip(BID, ASK, strict=True):
             crossed = frame[b].to_numpy() > frame[a].to_numpy()
             if crossed.any():
                 raise CandleError(f"{name}: bid above ask ({b} > {a}): {_first_bad(crossed, idx)}")
     if "volume" in frame.columns and frame["volume"].dtype.kind not in "iu":
         raise CandleError(f"{name}: volume must be integers, not {frame['volume'].dtype}")
     if "volume" in frame.columns and (frame["volume"].to_numpy() < 0).any():
-        raise CandleError(f"{name}: negative volume: {_first_bad(frame['volume'].to_numpy() < 0, idx)}")
+        bad = frame["volume"].to_numpy() < 0
+        raise CandleError(f"{name}: negative volume: {_first_bad(bad, idx)}")
     if check_grid:
         _check_grid(idx, granularity, name)
     return frame
@@ -490,7 +495,8 @@ def synthetic_candles(
     """A random-walk candle frame labelled ``synthetic``: for unit tests and benchmarks only."""
     rng = np.random.default_rng(seed)
     step = GRANULARITY_SECONDS[check_granularity(granularity)]
-    idx = pd.date_range(pd.Timestamp(start), periods=n, freq=pd.Timedelta(seconds=step), name="time")
+    idx = pd.date_range(pd.Timestamp(start), periods=n, freq=pd.Timedelta(seconds=step),
+                        name="time")
     pip = pip_size(instrument)
     rets = rng.normal(0.0, 2.0 * pip, size=n)
     close = price + np.cumsum(rets)

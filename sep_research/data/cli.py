@@ -125,7 +125,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
     cache = _cache(args)
     infos = cache.list()
     if args.json:
-        print(json.dumps([{"path": str(i.path), **i.provenance.to_dict()} for i in infos], indent=2))
+        print(json.dumps([{"path": str(i.path), **i.provenance.to_dict()} for i in infos],
+                         indent=2))
         return 0
     if not infos:
         print(f"the cache {cache.root} is empty (try 'sep data sample')")

@@ -160,7 +160,7 @@ def candles_to_records(
             for comp in price:
                 key, names = _COMPONENTS[comp]
                 ohlc = c[key]
-                for name, k in zip(names, ("o", "h", "l", "c")):
+                for name, k in zip(names, ("o", "h", "l", "c"), strict=True):
                     cols[name].append(float(ohlc[k]))
         except (KeyError, TypeError, ValueError) as exc:
             raise CandleError(

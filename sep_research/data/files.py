@@ -125,13 +125,13 @@ def _oanda_rows(rows: list[Any], name: str) -> pd.DataFrame:
             ohlc = row.get(comp)
             if not isinstance(ohlc, dict):
                 raise CandleError(f"{name}: candle {i} ({row['time']}) has no {comp!r} prices")
-            for key, col in zip("ohlc", targets[comp]):
+            for key, col in zip("ohlc", targets[comp], strict=True):
                 if key not in ohlc:
                     raise CandleError(f"{name}: candle {i} ({row['time']}) misses {comp}.{key}")
                 cols[col].append(ohlc[key])
     frame = pd.DataFrame(cols)
     if "mid" not in present:  # derive mid from bid/ask
-        for m, b, a in zip(MID, BID, ASK):
+        for m, b, a in zip(MID, BID, ASK, strict=True):
             frame[m] = (pd.to_numeric(frame[b]) + pd.to_numeric(frame[a])) / 2
     return frame
 

@@ -48,7 +48,8 @@ def summarise(frame: pd.DataFrame) -> str:
         + (f" (largest: {max(g[2] for g in gaps)} candles)" if gaps else ""),
         (f"  close-to-close move (pips): mean {moves.mean():+.3f}, sd {moves.std(ddof=1):.2f}, "
         f"|move| <= 0.5 pip in {100 * np.mean(np.abs(moves) <= 0.5):.1f}% of candles"),
-        f"  candle range (pips): median {np.median(rng):.1f}, 95th pct {np.percentile(rng, 95):.1f}",
+        f"  candle range (pips): median {np.median(rng):.1f}, "
+        f"95th pct {np.percentile(rng, 95):.1f}",
     ]
     if "bid_close" in frame.columns and "ask_close" in frame.columns:
         spread = (frame["ask_close"] - frame["bid_close"]).to_numpy() / pip

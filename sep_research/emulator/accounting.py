@@ -70,7 +70,7 @@ class Accounting:
         #: each instrument's financing rates (None: no financing for it)
         self.financing: dict[str, FinancingRates | None] = {
             name: (financing or {}).get(name) for name in market}
-        known = {name: 1.0 for name in market}
+        known = dict.fromkeys(market, 1.0)
         self._conv: dict[str, str | None] = {}
         for name in market:
             quote = fx.currencies(name)[1]

@@ -62,7 +62,7 @@ class EmulatorConfig:
     start: Any = None
     speed: float = 0.0
     balance: float = 100_000.0
-    token: str = "emulator-token"
+    token: str = "emulator-token"  # noqa: S105 - a test venue's default; --token/env override it
     account_id: str = ACCOUNT_ID_FORM
     extra_accounts: tuple[str, ...] = ()
     foreign_token: str | None = None
@@ -135,7 +135,7 @@ def check_financing(value: Any) -> dict[str, Any] | str:
                              "instruments to rates")
         return value
     if not isinstance(value, Mapping):
-        raise ValueError(  # noqa: TRY004 - a bad setting, as every check of the config
+        raise ValueError(
             f"financing: expected 'default', 'off' or a mapping of instruments to rates, got "
             f"{type(value).__name__}")
     out: dict[str, Any] = {}
@@ -332,7 +332,7 @@ class Emulator:
         srv.server_close()
         self._server = None
 
-    def __enter__(self) -> Emulator:  # noqa: PYI034 - start() returns self
+    def __enter__(self) -> Emulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -413,9 +413,9 @@ class EmulatorProcess:
             pickle.dump(config, fh)
         self._cfg_path = Path(path)
         # stderr goes to a file: a pipe nobody reads could fill up and block the child
-        self._err = tempfile.TemporaryFile(  # noqa: SIM115 - lives as long as the child
+        self._err = tempfile.TemporaryFile(
             mode="w+", prefix="sep-emulator-", suffix=".log")
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # noqa: S603 - this interpreter, a fixed module
             [sys.executable, "-m", "sep_research.emulator.child", path],
             stdout=subprocess.PIPE, stderr=self._err, text=True,
         )
@@ -443,11 +443,11 @@ class EmulatorProcess:
         return make_api(self.base_url, self.token, **kwargs)
 
     def _admin(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        req = urllib.request.Request(
+        req = urllib.request.Request(  # noqa: S310 - the child's own http URL
             self.base_url + path, data=json.dumps(body).encode(), method="POST",
             headers={"Authorization": f"Bearer {self.token}",
                      "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - the child's own URL
             return json.loads(resp.read())
 
     def advance(self, *, candles: int = 0, seconds: float = 0.0) -> str:
@@ -488,7 +488,7 @@ class EmulatorProcess:
             self.process.stdout.close()
         self._cfg_path.unlink(missing_ok=True)
 
-    def __enter__(self) -> EmulatorProcess:  # noqa: PYI034
+    def __enter__(self) -> EmulatorProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,7 +10,7 @@ def main(argv: list[str]) -> int:
     from sep_research.emulator.app import Emulator, serve_forever
 
     with open(argv[0], "rb") as fh:
-        config = pickle.load(fh)  # written by EmulatorProcess in the parent, never user input
+        config = pickle.load(fh)  # noqa: S301 - written by EmulatorProcess in the parent (0600), never user input
     serve_forever(Emulator(config))
     return 0
 

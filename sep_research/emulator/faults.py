@@ -56,9 +56,9 @@ class FaultSpec:
         self.rules = {r.kind: r for r in (rules or [])}
         self.seed = seed
         self.text = text
-        self._rng = random.Random(seed)
+        self._rng = random.Random(seed)  # noqa: S311 - reproducible fault draws, not secrets
         self._lock = threading.Lock()
-        self.hits: dict[str, int] = {k: 0 for k in KINDS}
+        self.hits: dict[str, int] = dict.fromkeys(KINDS, 0)
 
     @classmethod
     def parse(cls, spec: str | None) -> FaultSpec:

@@ -273,7 +273,7 @@ def _bucket_end(start: int, gran: str, tz: str, align: int) -> int:
     else:
         label = wall + timedelta(days=1)
         y, m = (label.year + 1, 1) if label.month == 12 else (label.year, label.month + 1)
-        nxt = datetime(y, m, 1, align) - timedelta(days=1)
+        nxt = datetime(y, m, 1, align) - timedelta(days=1)  # noqa: DTZ001 - wall time in `zone`, attached below
     return int(nxt.replace(tzinfo=zone).astimezone(UTC).timestamp()) * NS
 
 
@@ -286,7 +286,7 @@ class Aggregate:
         starts = np.asarray(_bucket_starts(series, gran, align, tz, weekly), dtype=np.int64)
         brk = np.r_[0, np.flatnonzero(np.diff(starts)) + 1]
         self.first_idx = brk.tolist()  # first stored candle of each bucket
-        self.bounds = self.first_idx[1:] + [len(series.tl)]
+        self.bounds = [*self.first_idx[1:], len(series.tl)]
         self.start = starts[brk].tolist()
         self.first_times = [series.tl[i] for i in self.first_idx]
         self.bend = [_bucket_end(s, gran, tz, align) for s in self.start]
@@ -298,7 +298,8 @@ class Aggregate:
             hh = np.maximum.reduceat(h, brk)
             ll = np.minimum.reduceat(lo, brk)
             cc = c[np.r_[brk[1:] - 1, len(c) - 1]]
-            self.ohlc[k] = list(zip(oo.tolist(), hh.tolist(), ll.tolist(), cc.tolist()))
+            self.ohlc[k] = list(zip(oo.tolist(), hh.tolist(), ll.tolist(), cc.tolist(),
+                                     strict=True))
         self._fmt = f"{{:.{prec}f}}"
         self._pieces: dict[str, list[str]] = {}
         self._times: dict[bool, list[str]] = {}

@@ -19,13 +19,13 @@ by (nb, cb, hh, mp) for BUY and (nb, ns, cs, hh, mn) for SELL (counts), and (e, 
 (e, nb, ns, cs, hh) for the pip sums. Every valid candle is added to both (no branch): a
 candle with ``nb = 0`` lands in the BUY histograms' slot 0 of that axis, which the suffix sums
 read at ``b + 1 >= 1`` never include; ``nb = nB`` or ``ns = 0`` land in SELL slots that the
-prefix sum read at ``b <= nB - 1`` and the suffix sums read at ``s + 1 >= 1`` never include (fixed-point limbs of :mod:`~sep_research.kernels.fixed`,
-the terms ``(+-mv - sp) - E[e]`` rounded exactly as the brute force rounds them). Cumulative
-sums over the histograms (suffix sums, prefix over nb for SELL) then hold, at cell
-(b + 1, c + 1, h + 1, m + 1) or (b, s + 1, ...), every configuration's counts and sums; index
-0 of a suffix-summed axis means "any". Work per group: O(candles x |E| + cells + rows)
-instead of O(candles x rows); all integer, so any order (GPU atomics included) gives the
-same bits.
+prefix sum read at ``b <= nB - 1`` and the suffix sums read at ``s + 1 >= 1`` never include
+(fixed-point limbs of :mod:`~sep_research.kernels.fixed`, the terms ``(+-mv - sp) - E[e]`` rounded
+exactly as the brute force rounds them). Cumulative sums over the histograms (suffix sums, prefix
+over nb for SELL) then hold, at cell (b + 1, c + 1, h + 1, m + 1) or (b, s + 1, ...), every
+configuration's counts and sums; index 0 of a suffix-summed axis means "any". Work per group:
+O(candles x |E| + cells + rows) instead of O(candles x rows); all integer, so any order (GPU
+atomics included) gives the same bits.
 
 Tables (built by :mod:`~sep_research.kernels.plan`, int64 unless said):
 

@@ -371,6 +371,7 @@ def default_config_yaml() -> str:
     (``sep run --print-config``); the output is itself a valid config."""
     cfg = RunnerConfig(instruments=["EUR_USD"])
     out = ["# sep run --config runner.yaml: every key with its default (only 'instruments' is",
-           "# required). Credentials never go here (OANDA_API_KEY in the environment or OANDA.env)."]
+           "# required). Credentials never go here (OANDA_API_KEY in the environment or",
+           "# OANDA.env)."]
     _emit(RunnerConfig, cfg.model_dump(mode="json"), 0, out)
     return "\n".join(out) + "\n"

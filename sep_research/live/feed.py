@@ -128,9 +128,9 @@ class OandaFeed(Feed):
         self.on_retry = on_retry
         self.server_clock = server_clock
         self._wall = wall
-        self._last: dict[str, datetime | None] = {i: None for i in instruments}
+        self._last: dict[str, datetime | None] = dict.fromkeys(instruments)
         self._checked: dict[str, datetime] = {}
-        self._next_poll: dict[str, float] = {i: 0.0 for i in instruments}
+        self._next_poll: dict[str, float] = dict.fromkeys(instruments, 0.0)
         self._quotes: dict[str, Quote] = {}
         self._quote_lock = threading.Lock()
         self._server_time: datetime | None = None
@@ -228,7 +228,7 @@ class OandaFeed(Feed):
                 elif msg.get("type") == "PRICE" or "bids" in msg:
                     self._take_price(msg)
                     self._see_time(parse_time(msg["time"]))
-        except Exception as exc:  # noqa: BLE001 - a dead stream falls back to polling
+        except Exception as exc:
             log.error("price stream ended: %s; falling back to polling prices", exc)
 
     def stats(self) -> dict[str, float]:
@@ -440,7 +440,7 @@ class FileFeed(Feed):
         candles, quotes = self.poll()
         yield candles, quotes, time.perf_counter()
         if self._now is not None:
-            self._checked = {inst: self._now for inst in self._series}
+            self._checked = dict.fromkeys(self._series, self._now)
 
     def poll(self) -> tuple[list[Candle], list[Quote]]:
         if self.exhausted:

@@ -282,7 +282,7 @@ class Journal:
         """Recent signals, newest first; ``oldest_first``: in candle-time order."""
         where, args = ("WHERE instrument=? ", (instrument,)) if instrument else ("", ())
         order = "candle_time, id" if oldest_first else "id DESC"
-        return self._query(f"SELECT * FROM signals {where}ORDER BY {order} LIMIT ?",
+        return self._query(f"SELECT * FROM signals {where}ORDER BY {order} LIMIT ?",  # noqa: S608 - constant SQL, values bound
                            (*args, limit))
 
     # ---------------------------------------------------------------- decisions
@@ -307,7 +307,7 @@ class Journal:
                 conds.append(f"{col}=?")
                 args.append(val)
         where = f"WHERE {' AND '.join(conds)} " if conds else ""
-        return self._query(f"SELECT * FROM decisions {where}ORDER BY id DESC LIMIT ?",
+        return self._query(f"SELECT * FROM decisions {where}ORDER BY id DESC LIMIT ?",  # noqa: S608 - constant SQL, values bound
                            (*args, limit))
 
     # ---------------------------------------------------------------- orders
@@ -347,7 +347,7 @@ class Journal:
                ) -> list[dict[str, Any]]:
         if states:
             marks = ",".join("?" * len(states))
-            return self._query(f"SELECT * FROM orders WHERE state IN ({marks}) "
+            return self._query(f"SELECT * FROM orders WHERE state IN ({marks}) "  # noqa: S608 - constant SQL, values bound
                                "ORDER BY created_at LIMIT ?", (*states, limit))
         return self._query("SELECT * FROM orders ORDER BY created_at DESC LIMIT ?", (limit,))
 
@@ -434,10 +434,10 @@ class Journal:
         its ``financing`` so far and ``net_pl`` (``pl + financing`` once closed, else None)."""
         if state:
             return self._with_financing(self._query(
-                f"SELECT {_POSITION_COLUMNS} FROM positions p WHERE state=? ORDER BY opened_at",
+                f"SELECT {_POSITION_COLUMNS} FROM positions p WHERE state=? ORDER BY opened_at",  # noqa: S608 - constant SQL, values bound
                 (state,)))
         return self._with_financing(self._query(
-            f"SELECT {_POSITION_COLUMNS} FROM positions p ORDER BY opened_at"))
+            f"SELECT {_POSITION_COLUMNS} FROM positions p ORDER BY opened_at"))  # noqa: S608 - constant SQL, values bound
 
     def closed_trades(self, limit: int = 1000, *, oldest_first: bool = False
                       ) -> list[dict[str, Any]]:
@@ -445,7 +445,7 @@ class Journal:
         with ``financing`` and ``net_pl`` as in :meth:`positions`."""
         order = "opened_at, trade_id" if oldest_first else "closed_at DESC"
         return self._with_financing(self._query(
-            f"SELECT {_POSITION_COLUMNS} FROM positions p WHERE state='closed' ORDER BY "
+            f"SELECT {_POSITION_COLUMNS} FROM positions p WHERE state='closed' ORDER BY "  # noqa: S608 - constant SQL, values bound
             f"{order} LIMIT ?", (limit,)))
 
     @staticmethod

@@ -234,18 +234,18 @@ class Broker(ABC):
         """May a stop-loss or take-profit of ``positions`` have filled inside ``candle``?"""
         return exit_may_have_fired(candle, positions)
 
-    def set_financing(self, rates: Mapping[str, FinancingRates | None], *,
+    def set_financing(self, rates: Mapping[str, FinancingRates | None], *,  # noqa: B027 - an optional hook, a no-op by default
                       granularity_seconds: int) -> None:
         """Called with each instrument's financing rates (the models' cost models) and the
         candles' length at start and after a reload; a real broker charges its own and
         ignores them."""
 
-    def on_candle(self, candle: Candle) -> None:
+    def on_candle(self, candle: Candle) -> None:  # noqa: B027 - an optional hook, a no-op by default
         """Called with each completed candle (the paper broker checks stops and charges
         financing on it)."""
 
-    def on_quote(self, quote: Quote) -> None:
+    def on_quote(self, quote: Quote) -> None:  # noqa: B027 - an optional hook, a no-op by default
         """Called with each new price."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook, a no-op by default
         """Release connections."""

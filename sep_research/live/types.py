@@ -92,7 +92,7 @@ class Candle:
     time: datetime
     o: float
     h: float
-    l: float
+    l: float  # noqa: E741 - OHLC's own letter
     c: float
     volume: int = 0
     complete: bool = True
@@ -121,7 +121,7 @@ class Candle:
         if mid is None:
             if bid is None or ask is None:
                 raise ValueError(f"{instrument} candle {d.get('time')} has no mid or bid/ask")
-            mid = tuple((b + a) / 2.0 for b, a in zip(bid, ask))  # type: ignore[assignment]
+            mid = tuple((b + a) / 2.0 for b, a in zip(bid, ask, strict=True))  # type: ignore[assignment]
         return cls(
             instrument=instrument,
             time=parse_time(d["time"]),

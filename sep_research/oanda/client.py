@@ -310,7 +310,7 @@ def backoff_delays(
     retries: int, *, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None
 ) -> Iterable[float]:
     """Jittered exponential backoff: ``uniform(0.5, 1.0) * min(cap, base * 2**i)``."""
-    rng = rng or random.Random()
+    rng = rng or random.Random()  # noqa: S311 - backoff jitter, not a secret
     for i in range(retries):
         yield min(cap, base * 2**i) * rng.uniform(0.5, 1.0)
 

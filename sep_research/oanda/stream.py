@@ -98,7 +98,7 @@ def _read_lines(resp: requests.Response, out: queue.Queue, stop: threading.Event
                 out.put(_Failed(ValueError(f"stream sent a line that is not JSON ({exc})")))
                 return
         out.put(_END)
-    except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
+    except BaseException as exc:
         out.put(_Failed(exc))
 
 
@@ -145,7 +145,7 @@ class ResilientStream:
         self.connection_limiter = connection_limiter
         self.on_reconnect = on_reconnect
         self.stats = StreamStats()
-        self._rng = rng or random.Random()
+        self._rng = rng or random.Random()  # noqa: S311 - backoff jitter, not a secret
         self._closed = threading.Event()
         self._sleep = sleep or (lambda s: self._closed.wait(s))
         self._resp: requests.Response | None = None

@@ -89,7 +89,7 @@ def gaps_figure(frame: pd.DataFrame) -> Figure:
     fig = _figure(9.0, 3.0)
     ax = fig.subplots()
     ax.bar(per_day.index, per_day.to_numpy(), width=1.0, color="C0", label="candles per day")
-    for i, (a, b, n) in enumerate(gaps):
+    for i, (a, b, _n) in enumerate(gaps):
         ax.axvspan(pd.Timestamp(a), pd.Timestamp(b), color="C3", alpha=0.4,
                    label="gap outside weekend" if i == 0 else None)
     ax.set_ylabel("candles")
@@ -212,7 +212,7 @@ def accuracy_figure(
             ax.legend(fontsize=7, loc="lower right")
     labels = [f"{name} (n={int(n)})" if "n" in table.columns and pd.notna(n) else str(name)
               for name, n in zip(table.index, table["n"] if "n" in table.columns
-                                 else [None] * len(table))]
+                                 else [None] * len(table), strict=True)]
     ax.set_yticks(y, labels, fontsize=8)
     ax.invert_yaxis()
     if reference is not None:

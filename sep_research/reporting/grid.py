@@ -60,7 +60,8 @@ def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, NotebookParam
     try:
         tree = ast.parse(cell.source)
     except SyntaxError as exc:
-        raise GridError(f"notebook {path.name}: the parameters cell is not valid Python: {exc}")
+        raise GridError(
+            f"notebook {path.name}: the parameters cell is not valid Python: {exc}") from exc
     assigned = [t.id for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
                 for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
                 if isinstance(t, ast.Name)]

@@ -21,58 +21,16 @@
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import os
 import platform
 import shutil
 import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 MANIFEST_SCHEMA = "sep-run-manifest/1"
 MANIFEST_FILE = "manifest.json"
-
-#: Packages whose versions every manifest records (those absent are recorded as None).
-PACKAGES = (
-    "sep-research", "numpy", "pandas", "pyarrow", "numba", "numba-cuda", "scipy", "arch",
-    "matplotlib", "papermill", "nbconvert", "nbclient", "ipykernel", "dask", "distributed",
-    "backtesting", "oandapyV20",
-)
-
-
-def git_info(root: str | os.PathLike[str]) -> dict[str, Any]:
-    """Commit SHA, dirty flag (uncommitted changes to tracked or untracked files) of ``root``.
-
-    ``{"sha": None, "dirty": None}`` with a ``note`` when ``root`` is not a git checkout.
-    """
-    git = shutil.which("git")
-    if git is None:
-        return {"sha": None, "dirty": None, "note": "git not installed"}
-
-    def run(*args: str) -> str:
-        out = subprocess.run([git, "-C", str(root), *args], capture_output=True, text=True,
-                             timeout=30, check=True)
-        return out.stdout.strip()
-
-    try:
-        sha = run("rev-parse", "HEAD")
-        status = run("status", "--porcelain", "--untracked-files=normal")
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-        return {"sha": None, "dirty": None, "note": f"not a git checkout ({exc.__class__.__name__})"}
-    return {"sha": sha, "dirty": bool(status), "changed_files": len(status.splitlines())}
-
-
-def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in names:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
 
 def _memory_bytes() -> int | None:
     try:
@@ -111,7 +69,7 @@ def gpu_info() -> list[dict[str, Any]]:
                     "memory_bytes": int(total),
                 })
         return gpus
-    except Exception as exc:  # noqa: BLE001 - hardware probing must never fail a run
+    except Exception as exc:
         return [{"error": f"{exc.__class__.__name__}: {exc}"}]
 
 

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from sep_research._util import atomic_write_bytes
+
 #: Environment variable that overrides the reports folder (``reports/`` in the project root).
 REPORTS_ENV = "SEP_REPORTS_DIR"
 #: Environment variable that overrides the seed reference folder.
@@ -46,8 +48,6 @@ def seed_reference_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 def notebooks_dir() -> Path:
     return project_root() / "notebooks"
 
-
-from sep_research._util import atomic_write_bytes
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:

@@ -83,7 +83,7 @@ def features_figure(frame: pd.DataFrame, features: dict[str, np.ndarray],
     axes = fig.subplots(len(metrics) + 1, 1, sharex=True)
     axes[0].plot(idx, frame["close"].to_numpy()[lo:], color="0.3", linewidth=0.8)
     axes[0].set_ylabel("mid close")
-    for ax, name in zip(axes[1:], metrics):
+    for ax, name in zip(axes[1:], metrics, strict=True):
         for j, w in enumerate(windows):
             ax.plot(idx, features[name][lo:, j], linewidth=0.8, color=f"C{j}", label=f"window {w}")
         ax.set_ylabel(name)
@@ -194,7 +194,7 @@ def lookahead_figure(frame: pd.DataFrame, *, cut: int, output: str = "coherence"
     t = np.arange(lo, hi) - cut
     fig = Figure(figsize=(9.0, 3.4), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
-    for ax, alignment in zip(axes, ("legacy", "causal")):
+    for ax, alignment in zip(axes, ("legacy", "causal"), strict=True):
         a = _output(seed_signals(x, SEED, instrument=inst, alignment=alignment,
                                  engine=engine), output)
         b = _output(seed_signals(_shift_future(x, cut), SEED, instrument=inst,

@@ -27,10 +27,10 @@ from sep_research.reporting.manifest import (
     MANIFEST_FILE,
     MANIFEST_SCHEMA,
     hardware_info,
-    package_versions,
     read_manifest,
 )
 from sep_research.reporting.paths import atomic_write_json, project_root, read_json
+from sep_research.versions import package_versions
 
 NOTEBOOK_FILE = "notebook.ipynb"
 HTML_FILE = "report.html"
@@ -125,7 +125,7 @@ def execute_run(
             "type": exc.ename, "message": str(exc.evalue), "cell": exc.exec_count,
             "traceback": "\n".join(exc.traceback or [])[-8000:],
         }
-    except Exception as exc:  # noqa: BLE001 - any failure is recorded, the batch goes on
+    except Exception as exc:
         manifest["status"] = "failed"
         manifest["error"] = {
             "type": exc.__class__.__name__, "message": str(exc),
@@ -141,7 +141,7 @@ def execute_run(
 
             export_html(out_nb, run_dir / HTML_FILE, title=spec.run_id)
             files["html"] = HTML_FILE
-        except Exception as exc:  # noqa: BLE001 - the run's result stands without its HTML
+        except Exception as exc:
             manifest["html_error"] = f"{exc.__class__.__name__}: {exc}"
     metrics: dict[str, Any] = {}
     if (run_dir / "metrics.json").is_file():

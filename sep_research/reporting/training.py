@@ -93,8 +93,8 @@ def accuracy_table(result: Any) -> pd.DataFrame:
                  "2.5-97.5%)", "hit_rate": r.get("hc_hit_rate_mean"), "ci_low": ci[0],
                  "ci_high": ci[1], "n": ev["tuned"]["signals"]["n_hc"], "chance": np.nan})
     out = pd.DataFrame(rows).set_index("rule")
-    return out.astype({c: float for c in ("hit_rate", "ci_low", "ci_high", "chance",
-                                          "same_candles_random_direction")})
+    return out.astype(dict.fromkeys(("hit_rate", "ci_low", "ci_high", "chance",
+                                     "same_candles_random_direction"), float))
 
 
 def trading_table(result: Any) -> pd.DataFrame:
@@ -231,7 +231,8 @@ def grid_oos_table(frame: pd.DataFrame, grid: Any, result: Any, *,
     n = sw["n_hc"].astype(float)
     table["oos_n_hc"] = sw["n_hc"]
     with np.errstate(invalid="ignore", divide="ignore"):
-        table["oos_hc_accuracy"] = np.where(n > 0, sw["n_hc_correct"] / np.where(n > 0, n, 1), np.nan)
+        table["oos_hc_accuracy"] = np.where(n > 0, sw["n_hc_correct"] / np.where(n > 0, n, 1),
+                                            np.nan)
     table["oos_net_pips"] = sw["hc_sum_pips_net"]
     table["window"] = table["window"].astype(int)
     return table

@@ -11,9 +11,9 @@ Public API::
 
 ``func(data)`` takes a mapping of 1-D arrays (``open high low close volume``, and ``time`` in
 Unix seconds when the data carry times: a frame's index) and returns a mapping name ->
-per-candle array of the same length. Times are never changed (only cut by ``truncate``). For every cut ``t`` and every kind
-of change (:data:`KINDS`), the data after ``t`` are changed, ``func`` runs again, and every
-output at candles ``0..t`` must be identical (NaN equals NaN). Kinds:
+per-candle array of the same length. Times are never changed (only cut by ``truncate``). For every
+cut ``t`` and every kind of change (:data:`KINDS`), the data after ``t`` are changed, ``func`` runs
+again, and every output at candles ``0..t`` must be identical (NaN equals NaN). Kinds:
 
 - ``truncate``: drop every candle after ``t``;
 - ``noise``: random relative noise (about 1e-3) on the prices after ``t``;

@@ -194,13 +194,12 @@ def run_sweep_grid(
     from sep_research.reporting.manifest import (
         MANIFEST_FILE,
         MANIFEST_SCHEMA,
-        git_info,
         hardware_info,
-        package_versions,
     )
     from sep_research.reporting.paths import atomic_write_json, project_root
     from sep_research.reporting.runs import is_finished, run_dir_for
     from sep_research.sweeps.distributed import sweep_distributed
+    from sep_research.versions import git_state, package_versions
 
     root = Path(reports)
     skipped = [sg.run_id(i) for i in sg.instruments if not force and is_finished(root,
@@ -211,7 +210,7 @@ def run_sweep_grid(
         + (f" on {gpus} GPU(s)" if gpus else "") + f"; reports in {root}")
     if not todo:
         return [], skipped
-    git = git_info(project_root())
+    git = git_state(project_root())
     manifests: dict[str, dict[str, Any]] = {}
     for inst in todo:
         rid = sg.run_id(inst)
@@ -267,7 +266,7 @@ def run_sweep_grid(
                           "tables": ["tables/top.csv"]}
             summaries.append({"run_id": rid, "status": "ok", "error": None,
                               "metrics": metrics})
-    except Exception as exc:  # noqa: BLE001 - recorded in every unfinished manifest
+    except Exception as exc:
         err = {"type": exc.__class__.__name__, "message": str(exc),
                "traceback": traceback.format_exc()[-8000:]}
         done = {s["run_id"] for s in summaries}

@@ -166,9 +166,9 @@ def run_batch(
     anything when the grid is invalid or does not fit its notebook."""
     from sep_research.reporting.grid import NotebookBatch, load_grid
     from sep_research.reporting.html import build_index as _build_index
-    from sep_research.reporting.manifest import git_info
     from sep_research.reporting.paths import project_root, reports_dir
     from sep_research.reporting.runs import is_finished
+    from sep_research.versions import git_state
 
     g = grid if isinstance(grid, NotebookBatch) else load_grid(grid)
     root = reports_dir(reports)
@@ -185,7 +185,7 @@ def run_batch(
     t0 = time.perf_counter()
     try:
         if todo:
-            git = git_info(project_root())
+            git = git_state(project_root())
             summaries = _run_on_dask(todo, root, git, scheduler=scheduler, workers=workers,
                                      progress=progress, worker_env=worker_env, log=log)
             order = {s.run_id: i for i, s in enumerate(todo)}
@@ -230,7 +230,7 @@ def _run_on_dask(
             spec = futures[fut]
             try:
                 summary = fut.result()
-            except Exception as exc:  # noqa: BLE001 - a lost worker fails its run only
+            except Exception as exc:
                 _record_lost_run(root, spec, exc)
                 summary = _failed_summary(spec.run_id, exc)
             summaries.append(summary)

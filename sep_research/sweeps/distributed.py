@@ -223,10 +223,10 @@ def sweep_distributed(
 
     ``score_start`` / ``score_end`` / ``half_spread_pips`` / ``instrument`` (the instrument of
     a dataset whose key is not one and whose data carry no provenance): one value for all
-    datasets or a mapping by dataset; ``score_end=None`` scores up to the last candle that has a label.
-    ``engine``: what each worker runs (``"cuda"`` on GPU workers); ``method``: the sweep
-    algorithm (:func:`sep_research.kernels.engine.run_sweep`). Blocks: ``block_configs``
-    rows each, or ``n_blocks``, else :func:`default_n_blocks`. See the module docstring.
+    datasets or a mapping by dataset; ``score_end=None`` scores up to the last candle that has a
+    label. ``engine``: what each worker runs (``"cuda"`` on GPU workers); ``method``: the sweep
+    algorithm (:func:`sep_research.kernels.engine.run_sweep`). Blocks: ``block_configs`` rows each,
+    or ``n_blocks``, else :func:`default_n_blocks`. See the module docstring.
     """
     from sep_research.kernels.engine import ENGINES, SWEEP_CHUNK
     from sep_research.signals.grid import as_grid
@@ -402,7 +402,7 @@ def visible_gpu_ids() -> list[str]:
         if not cuda.is_available():
             return []
         return [str(d.id) for d in cuda.list_devices()]
-    except Exception:  # noqa: BLE001 - no driver, no GPUs
+    except Exception:
         return []
 
 

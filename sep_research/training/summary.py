@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import math
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,36 +10,19 @@ import numpy as np
 import pandas as pd
 
 from sep_research.training.walkforward import WalkForwardResult
-
-PACKAGES = ("numpy", "pandas", "numba", "numba-cuda", "scipy", "arch", "pyarrow")
+from sep_research.versions import git_state, package_versions
 
 
 def code_version(root: str | Path | None = None) -> dict[str, Any]:
-    """Git SHA of HEAD and whether the tree has uncommitted changes (None when unknown)."""
+    """The artifact's ``"code"`` entry: the package version, and the git SHA of HEAD and whether
+    the tree has changes (:func:`sep_research.versions.git_state`; None when unknown)."""
     from sep_research import __version__
 
-    root = Path(root) if root is not None else Path(__file__).resolve().parents[2]
-    out: dict[str, Any] = {"version": __version__, "git_sha": None, "dirty": None}
-    try:
-        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True,
-                             capture_output=True, text=True, timeout=10).stdout.strip()
-        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
-                                 "--untracked-files=no"], check=True, capture_output=True,
-                                text=True, timeout=10).stdout
-        out["git_sha"] = sha
-        out["dirty"] = bool(status.strip())
-    except (OSError, subprocess.SubprocessError):
-        out["note"] = "not a git checkout (or git is missing): code version unknown"
-    return out
-
-
-def package_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": sys.version.split()[0]}
-    for name in PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
+    state = git_state(root)
+    out: dict[str, Any] = {"version": __version__, "git_sha": state["sha"],
+                           "dirty": state["dirty"]}
+    if "note" in state:
+        out["note"] = state["note"]
     return out
 
 
@@ -253,9 +233,10 @@ def _oos_table(ev: dict[str, Any], of: dict[str, Any], st: dict[str, Any], *,
     lines += [head, "-" * len(head)]
 
     def trow(label: str, t: dict[str, Any], p: Any) -> str:
+        sharpe = _num(t['sharpe_annualised'], '.2f') + ' ' + _ci(t['sharpe_ci95'], fmt='.2f')
         return (f"{label:<28} {_num(t['net_pips']) + ' ' + _ci(t['net_pips_ci95']):>28} "
                 f"{_num(t.get('financing_pips')):>9} {_num(t.get('costs_pips')):>8} "
-                f"{_num(t['sharpe_annualised'], '.2f') + ' ' + _ci(t['sharpe_ci95'], fmt='.2f'):>24}"
+                f"{sharpe:>24}"
                 f" {_num(t['max_drawdown_pips']):>7} {t['n_trades']:>6} "
                 f"{t.get('n_stop_loss', ''):>5} {p:>7}")
 

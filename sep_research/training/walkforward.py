@@ -15,9 +15,9 @@ Procedure (:func:`walk_forward`):
    :func:`sep_research.sweeps.distributed.sweep_ranges`, bit-identical).
 2. The candles after a warm-up are cut into ``n_folds + 1`` equal segments; segment ``j``
    (``j >= 1``) is test fold ``j``. Its training range is all earlier candles (``anchored``)
-   or the ``train_size`` candles before it (``rolling``, default one segment less the purge), minus a
-   **purge** of ``purge`` candles just before the test fold (default 2: a training candle's
-   label uses the next close, and its trade runs from the next open to the one after).
+   or the ``train_size`` candles before it (``rolling``, default one segment less the purge), minus
+   a **purge** of ``purge`` candles just before the test fold (default 2: a training candle's label
+   uses the next close, and its trade runs from the next open to the one after).
 3. On each training range the fused sweep kernel scores every configuration, and the
    configuration with the best objective is chosen (ties: the lowest grid row):
    ``net_pips`` (net pips after the spread of the signals the policy trades: HC signals for
@@ -27,11 +27,11 @@ Procedure (:func:`walk_forward`):
    and says so; it is never scored as a silent zero.
 4. Only the test fold judges the choice: the chosen configuration's per-candle signals
    (:func:`sep_research.signals.rules.rule_signals` of the grid's rule) on the test candles
-   are stitched together across folds and evaluated by :func:`sep_research.evaluation.metrics.evaluate_signals`
-   under the **trading policy** that the artifact will carry (``policy``: which signals
-   trade, what a HOLD means, stop-loss and take-profit; fills at bid/ask, Wilson intervals,
-   baselines under the same policy). The untuned seed preset is evaluated on the same
-   candles beside it.
+   are stitched together across folds and evaluated by
+   :func:`sep_research.evaluation.metrics.evaluate_signals` under the **trading policy** that the
+   artifact will carry (``policy``: which signals trade, what a HOLD means, stop-loss and
+   take-profit; fills at bid/ask, Wilson intervals, baselines under the same policy). The untuned
+   seed preset is evaluated on the same candles beside it.
 5. Overfitting statistics of the sweep: per-fold Deflated Sharpe Ratio of the in-sample
    choice given the number of configurations, PBO by CSCV over the grid, and Hansen's SPA
    test of the grid against staying flat
@@ -97,7 +97,7 @@ def make_folds(
         raise ValueError("purge and warmup must be >= 0")
     usable = n - warmup - 1  # the last candle has no label
     seg = usable // (n_folds + 1)
-    if seg < min_test or seg - purge < min_train and train_size is None:
+    if seg < min_test or (seg - purge < min_train and train_size is None):
         raise ValueError(
             f"too few candles for {n_folds} folds: {n} candles give {n_folds + 1} segments of "
             f"{max(seg, 0)} (after a warm-up of {warmup}); each needs at least "
@@ -345,16 +345,17 @@ def walk_forward(
     ``allow_synthetic``). ``grid``: a :class:`~sep_research.signals.grid.ConfigGrid` (or a
     mapping of equal-length arrays, :func:`~sep_research.signals.grid.as_grid`); ``rule``: the
     signal rule (default: the grid's; without a grid,
-    :func:`~sep_research.training.grid.make_grid` of this rule, else of the seed rule). ``policy``: the trading policy evaluated and written into the
-    result's :class:`~sep_research.strategy.StrategySpec` (default: HC signals only,
-    one-candle trades, no stop). ``half_spread_pips`` is required for mid-only data and
-    overrides bid/ask when given. ``financing``: overnight financing charged by the
-    out-of-sample backtests, the baselines and the selection gap's backtests
-    (:func:`resolve_financing`: rates, ``"default"`` (the default) the indicative table,
-    ``"auto"``, or None / ``"off"``); it is written into the strategy's cost model. The sweep
-    that chooses does not model it (see :data:`NOT_MODELLED_BY_SWEEP`). ``client``: a Dask
-    client to run the sweeps on (same results). Raises ``ValueError`` for legacy alignment, an empty grid, too few candles for
-    the folds, an unknown objective or scheme, or an instrument other than the frame's.
+    :func:`~sep_research.training.grid.make_grid` of this rule, else of the seed rule). ``policy``:
+    the trading policy evaluated and written into the result's
+    :class:`~sep_research.strategy.StrategySpec` (default: HC signals only, one-candle trades, no
+    stop). ``half_spread_pips`` is required for mid-only data and overrides bid/ask when given.
+    ``financing``: overnight financing charged by the out-of-sample backtests, the baselines and
+    the selection gap's backtests (:func:`resolve_financing`: rates, ``"default"`` (the default)
+    the indicative table, ``"auto"``, or None / ``"off"``); it is written into the strategy's cost
+    model. The sweep that chooses does not model it (see :data:`NOT_MODELLED_BY_SWEEP`).
+    ``client``: a Dask client to run the sweeps on (same results). Raises ``ValueError`` for legacy
+    alignment, an empty grid, too few candles for the folds, an unknown objective or scheme, or an
+    instrument other than the frame's.
     """
     from tqdm.auto import tqdm
 

@@ -94,7 +94,7 @@ class Chromium:
                 f"--window-size={self.width},{self.height}", "about:blank"]
         try:
             with open(self.log_path, "wb") as log:
-                self.proc = subprocess.Popen(
+                self.proc = subprocess.Popen(  # noqa: S603 - this interpreter and the located browser
                     [sys.executable, "-c", _TRAMPOLINE, str(cmd_r), str(out_w), *args],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     pass_fds=(cmd_r, out_w), start_new_session=True)

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from sep_research._util import lazy_getattr
 
-_LAZY = {name: "sep_research.signals.rules.base" for name in (
-    "Rule", "BitsRule", "DecisionRule", "GridField", "SEED_GRID_FIELDS", "get_rule",
-    "rule_names", "rule_signals")}
+_LAZY = dict.fromkeys(("Rule", "BitsRule", "DecisionRule", "GridField", "SEED_GRID_FIELDS",
+                       "get_rule", "rule_names", "rule_signals"),
+                      "sep_research.signals.rules.base")
 
 __getattr__ = lazy_getattr(__name__, _LAZY)
 

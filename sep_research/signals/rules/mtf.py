@@ -32,9 +32,9 @@ still forming (the seed's) is caught.
 day and is a multiple of the base's, ``htf1`` shorter than ``htf2``; checked against the
 strategy's granularity) and the **grid fields** ``htf1_conf`` and ``htf2_conf`` (0 .. 10; the
 small and the full training grids add 0 and 1.0 for each: on the packaged H1 sample the
-median confidence of an H4 or D signal is about 1.05, their volume factor being at its cap). Presets: ``default``
-(``H4`` and ``D``, for H1 candles) and ``seed-m1`` (``M5`` and ``M15``, the seed's triple
-confirmation, for M1 candles).
+median confidence of an H4 or D signal is about 1.05, their volume factor being at its cap).
+Presets: ``default`` (``H4`` and ``D``, for H1 candles) and ``seed-m1`` (``M5`` and ``M15``, the
+seed's triple confirmation, for M1 candles).
 
 **Bounded history for live**: the base stream's candles, and for each HTF ``(its seed
 history + 1) x (HTF length / base length)`` base candles (the first bucket a stream sees may
