@@ -187,6 +187,8 @@ UNUSABLE = [
                          ids=[f"{k}={v!r}" for k, v, _ in UNUSABLE])
 def test_rechecksummed_unusable_artifact_fails_verification_naming_the_key(
         tmp_path: Path, key: str, value, named: str) -> None:
+    """Finding 13 of the 2026-12 review: an artifact re-checksummed after an edit that the
+    runner cannot use fails `sep model verify`, naming the key."""
     path = _rechecksummed(tmp_path, "bad.json", _set(key, value))
     res = verify_artifact(path)
     assert not res.ok, f"{key}={value!r} verified OK"
@@ -196,9 +198,9 @@ def test_rechecksummed_unusable_artifact_fails_verification_naming_the_key(
 
 
 def test_load_parses_the_bytes_it_verified(tmp_path: Path, monkeypatch) -> None:
-    # finding 16: load_artifact verified the file, then read it again. Swap the file for an
-    # unverified one right after the checksum is computed: what is returned must be what was
-    # verified.
+    """Finding 16 of the 2026-12 review (TOCTOU): load_artifact verified the file, then read it
+    again. Swap the file for an unverified one right after the checksum is computed: what is
+    returned must be what was verified."""
     import sep_research.training.artifact as A
 
     path = tmp_path / "m.json"
