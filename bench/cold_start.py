@@ -3,12 +3,12 @@
 ::
 
     python bench/cold_start.py [--baseline-root ../main --baseline-python ../main/.venv/bin/python]
-                               [--json-out FILE]
+                               [--engine cpu|cuda] [--cache-off-baseline] [--json-out FILE]
 
 Each figure is measured in a fresh child process:
 
 - ``sweep_seed 1000``: the first ``sweep_seed`` call (1 000 configurations: every tenth row of
-  the training grid) on the packaged REAL EUR_USD H1 sample (5000 candles), CPU engine,
+  the training grid) on the packaged REAL EUR_USD H1 sample (5000 candles), on ``--engine``,
   timed inside the child after ``sep_research`` and the data are loaded (numba is imported
   inside the call); the second call beside it is the warm figure;
 - ``sep train``: the wall time of ``python -m sep_research.cli train --instrument EUR_USD
@@ -18,7 +18,10 @@ Each figure is measured in a fresh child process:
 ``first-ever`` runs with empty cache folders (``SEP_NUMBA_CACHE_DIR`` for the kernels and
 ``NUMBA_CACHE_DIR`` for numba's own ``cache=True`` functions, such as the backtest kernel);
 ``second process`` reuses them. ``--baseline-root`` runs the same commands on another
-checkout (for example ``main`` before this change) with its own empty caches.
+checkout (for example ``main`` before this change) with its own empty caches;
+``--cache-off-baseline`` runs them on this checkout with ``SEP_NUMBA_CACHE=0`` (every process
+compiles the project's kernels, as before the disk cache; with ``--engine cuda`` that is how
+the CUDA kernels started before they were cached).
 """
 
 from __future__ import annotations
@@ -44,36 +47,43 @@ x = load_sample()
 grid = make_grid().rows(slice(None, None, 10))
 n = len(x)
 t1 = time.perf_counter()
-sweep_seed(x, grid, score_start=0, score_end=n - 1, half_spread_pips=0.5, engine="cpu")
+sweep_seed(x, grid, score_start=0, score_end=n - 1, half_spread_pips=0.5, engine=ENGINE)
 t2 = time.perf_counter()
-sweep_seed(x, grid, score_start=0, score_end=n - 1, half_spread_pips=0.5, engine="cpu")
+sweep_seed(x, grid, score_start=0, score_end=n - 1, half_spread_pips=0.5, engine=ENGINE)
 t3 = time.perf_counter()
 print(json.dumps({"imports_and_data": t1 - t0, "first_call": t2 - t1, "second_call": t3 - t2}))
 """
 
 
-def _env(root: Path, cache: Path) -> dict:
+def _env(root: Path, cache: Path, cache_on: bool = True) -> dict:
     # every cache and artifact in the temporary folder: nothing is written to the checkout
-    env = dict(os.environ, PYTHONPATH=str(root), SEP_NUMBA_CACHE_DIR=str(cache / "sep"),
-               NUMBA_CACHE_DIR=str(cache / "numba"), SEP_CACHE_DIR=str(cache / "data"),
-               PYTHONDONTWRITEBYTECODE="1")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+                   [str(root)] + [q for q in [os.environ.get("PYTHONPATH")] if q]),
+               SEP_NUMBA_CACHE_DIR=str(cache / "sep"), NUMBA_CACHE_DIR=str(cache / "numba"),
+               SEP_CACHE_DIR=str(cache / "data"), PYTHONDONTWRITEBYTECODE="1")
     env.pop("SEP_NUMBA_CACHE", None)
+    if not cache_on:
+        env["SEP_NUMBA_CACHE"] = "0"
     return env
 
 
-def sweep_child(python: str, root: Path, cache: Path) -> dict:
-    r = subprocess.run([python, "-c", _CHILD], cwd=cache, env=_env(root, cache),
+def sweep_child(python: str, root: Path, cache: Path, engine: str = "cpu",
+                cache_on: bool = True) -> dict:
+    code = _CHILD.replace("ENGINE", repr(engine))
+    r = subprocess.run([python, "-c", code], cwd=cache, env=_env(root, cache, cache_on),
                        capture_output=True, text=True, timeout=900, check=False)
     if r.returncode != 0:
         return {"error": r.stderr[-500:]}
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def train_child(python: str, root: Path, cache: Path, out: Path) -> dict:
+def train_child(python: str, root: Path, cache: Path, out: Path, engine: str = "cpu",
+                cache_on: bool = True) -> dict:
     t = time.perf_counter()
     r = subprocess.run([python, "-m", "sep_research.cli", "train", "--instrument", "EUR_USD",
-                        "--granularity", "H1", "--source", "sample", "--out", str(out)],
-                       cwd=cache, env=_env(root, cache), capture_output=True, text=True,
+                        "--granularity", "H1", "--source", "sample", "--engine", engine,
+                        "--out", str(out)],
+                       cwd=cache, env=_env(root, cache, cache_on), capture_output=True, text=True,
                        timeout=900, check=False)
     wall = time.perf_counter() - t
     if r.returncode != 0:
@@ -81,18 +91,19 @@ def train_child(python: str, root: Path, cache: Path, out: Path) -> dict:
     return {"wall": wall}
 
 
-def measure(python: str, root: Path, label: str) -> list[tuple]:
+def measure(python: str, root: Path, label: str, engine: str = "cpu",
+            cache_on: bool = True) -> list[tuple]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp)
         for when in ("first-ever", "second process", "third process"):
-            r = sweep_child(python, root, cache)
+            r = sweep_child(python, root, cache, engine, cache_on)
             rows.append((label, "sweep_seed 1000 (first call)", when, r.get("first_call"),
                          r.get("second_call"), r.get("imports_and_data"), r.get("error")))
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp)
         for when in ("first-ever", "second process", "third process"):
-            r = train_child(python, root, cache, cache / "m.json")
+            r = train_child(python, root, cache, cache / "m.json", engine, cache_on)
             rows.append((label, "sep train (wall)", when, r.get("wall"), None, None,
                          r.get("error")))
     return rows
@@ -102,13 +113,19 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--baseline-root")
     ap.add_argument("--baseline-python")
+    ap.add_argument("--engine", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--cache-off-baseline", action="store_true",
+                    help="also run this checkout with SEP_NUMBA_CACHE=0")
     ap.add_argument("--json-out")
     args = ap.parse_args(argv)
-    print(f"load average at start: {os.getloadavg()}; {os.cpu_count()} CPUs")
-    rows = measure(sys.executable, ROOT, "this checkout")
+    print(f"load average at start: {os.getloadavg()}; {os.cpu_count()} CPUs; "
+          f"engine {args.engine}")
+    rows = measure(sys.executable, ROOT, "this checkout", args.engine)
+    if args.cache_off_baseline:
+        rows += measure(sys.executable, ROOT, "cache off", args.engine, cache_on=False)
     if args.baseline_root:
         rows += measure(args.baseline_python or sys.executable, Path(args.baseline_root),
-                        "baseline")
+                        "baseline", args.engine)
     print(f"load average at end: {os.getloadavg()}")
     print(f"\n{'checkout':14s} {'what':30s} {'process':15s} {'seconds':>8s} {'warm call':>9s} "
           f"{'imports':>8s}")
@@ -119,7 +136,8 @@ def main(argv=None) -> int:
               + (f"  ERROR {err}" if err else ""))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(
-            {"rows": rows, "cpus": os.cpu_count(), "load_avg_end": os.getloadavg()}, indent=1))
+            {"rows": rows, "cpus": os.cpu_count(), "engine": args.engine,
+             "load_avg_end": os.getloadavg()}, indent=1))
     return 0
 
 

@@ -148,3 +148,86 @@ def test_processes_compiling_at_once_into_an_empty_cache(tmp_path):
     files = list(tmp_path.rglob("*.nbc"))
     assert files and not list(tmp_path.rglob("*.tmp.*"))
     assert np.all([f.stat().st_size > 0 for f in files])
+
+
+def test_cuda_kernels_get_the_keyed_cache_in_a_folder_of_their_own(monkeypatch, tmp_path):
+    """A numba-cuda kernel (real dispatcher, no GPU needed to build it) gets numba-cuda's
+    cache class with our locator: the sources' folder, a ``cuda/`` folder below it, the
+    sources' key as freshness stamp; the CUDA simulator's kernels are left as they are."""
+    import numba
+    from numba import cuda
+
+    numba_cuda = pytest.importorskip("numba.cuda.dispatcher")
+
+    monkeypatch.setenv("SEP_NUMBA_CACHE_DIR", str(tmp_path / "cache"))
+    src = tmp_path / "kernel_source.py"
+    src.write_text("version 1")
+    cache._CLASSES.clear()
+    cache._KEYS.clear()
+
+    def kern(out):
+        out[0] = 1.0
+
+    d = cache.attach(cuda.jit(kern), sources=(src,), target="cuda")
+    assert isinstance(d._cache, numba_cuda.CUDACache)
+    assert Path(d._cache.cache_path) == cache.cache_dir((src.resolve(),)) / "cuda"
+    assert d._cache._cache_file._source_stamp == cache.source_key((src.resolve(),))
+    # the CPU flavour of the same sources is another class, in the sources' own folder
+    c = cache.attach(numba.njit(cache=False)(_tiny), sources=(src,))
+    assert Path(c.stats.cache_path) == cache.cache_dir((src.resolve(),))
+
+    class Simulated:  # the simulator's FakeCUDAKernel has no cache to give
+        pass
+
+    sim = Simulated()
+    assert cache.attach(sim, sources=(src,), target="cuda") is sim
+    with pytest.raises(ValueError, match="target"):
+        cache._bases("tpu")
+
+
+_GPU_CHILD = r"""
+import hashlib, json, time
+import numpy as np
+t0 = time.perf_counter()
+from sep_research.data import load_sample
+from sep_research.kernels import cu
+from sep_research.signals.grid import product_grid
+from sep_research.signals.sweep import sweep_seed
+x = load_sample()
+grid = product_grid(window=[5, 11], buy_threshold=[0.45, 0.5, 0.55], sell_threshold=[0.47, 0.5],
+                    conf_threshold=[0.6, 0.7])
+h = hashlib.sha256()
+for method in ("auto", "brute"):
+    r = sweep_seed(x, grid, score_start=30, score_end=3000, half_spread_pips=0.5,
+                   engine="cuda", method=method)
+    for k in sorted(r):
+        h.update(np.ascontiguousarray(r[k]).tobytes())
+hits = sum(sum(k.stats.cache_hits.values()) for k in cu.KERNELS)
+misses = sum(sum(k.stats.cache_misses.values()) for k in cu.KERNELS)
+print(json.dumps({"hash": h.hexdigest(), "hits": hits, "misses": misses,
+                  "seconds": time.perf_counter() - t0}))
+"""
+
+
+def _real_gpu() -> bool:
+    from sep_research.kernels import engine
+
+    return engine.cuda_available() and not engine.cuda_simulated()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _real_gpu(), reason="needs a real CUDA GPU")
+def test_a_second_process_launches_cached_cuda_kernels(tmp_path):
+    env = dict(os.environ, SEP_NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
+    runs = []
+    for _ in range(2):
+        r = subprocess.run([sys.executable, "-c", _GPU_CHILD], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=600, check=False)
+        assert r.returncode == 0, r.stderr[-3000:]
+        runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    first, second = runs
+    print(f"CUDA kernel cache: first process {first}, second {second}")
+    assert first["misses"] > 0
+    assert second["misses"] == 0 and second["hits"] == first["misses"]
+    assert second["hash"] == first["hash"]  # the cached kernels compute the same bits
+    assert list((tmp_path).rglob("cuda/*.nbc"))

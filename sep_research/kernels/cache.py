@@ -89,11 +89,29 @@ def cache_dir(files: tuple[Path, ...] = SOURCE_FILES) -> Path:
     return base_dir() / _key(files)[:20]
 
 
-def _numba_cache_classes(files: tuple[Path, ...]):
-    """numba cache classes with our locator and data-file naming for the sources ``files``."""
-    from numba.core import caching
+def _bases(target: str):
+    """(numba's caching module, the cache implementation and the cache class) for ``target``:
+    numba's CPU cache, or numba-cuda's kernel cache (whose caching module is its own copy in
+    numba-cuda 0.2x-0.3x, numba's in older numba)."""
+    if target == "cpu":
+        from numba.core import caching
 
-    folder = str(cache_dir(files))
+        return caching, caching.CompileResultCacheImpl, caching.FunctionCache
+    if target == "cuda":
+        import importlib
+
+        from numba.cuda.dispatcher import CUDACache, CUDACacheImpl
+
+        caching = importlib.import_module(CUDACacheImpl.__mro__[1].__module__)
+        return caching, CUDACacheImpl, CUDACache
+    raise ValueError(f"target={target!r}: expected 'cpu' or 'cuda'")
+
+
+def _numba_cache_classes(files: tuple[Path, ...], target: str = "cpu"):
+    """numba cache classes with our locator and data-file naming for the sources ``files``
+    (``target`` "cuda": numba-cuda's kernel cache, in a ``cuda/`` folder of its own)."""
+    caching, impl_base, cache_base = _bases(target)
+    folder = str(cache_dir(files) if target == "cpu" else cache_dir(files) / target)
     stamp = _key(files)
 
     class KernelLocator(caching._CacheLocator):
@@ -136,10 +154,10 @@ def _numba_cache_classes(files: tuple[Path, ...]):
                 overloads[key] = name
                 self._save_index(overloads)
 
-    class KernelCacheImpl(caching.CompileResultCacheImpl):
+    class KernelCacheImpl(impl_base):
         _locator_classes: ClassVar[list] = [KernelLocator]
 
-    class KernelFunctionCache(caching.FunctionCache):
+    class KernelFunctionCache(cache_base):
         _impl_class = KernelCacheImpl
 
         def __init__(self, py_func):
@@ -151,22 +169,29 @@ def _numba_cache_classes(files: tuple[Path, ...]):
     return KernelFunctionCache
 
 
-_CLASSES: dict[tuple[Path, ...], type] = {}
+_CLASSES: dict[tuple[tuple[Path, ...], str], type] = {}
 
 
-def attach(dispatcher, sources: tuple[Path, ...] = SOURCE_FILES):
+def attach(dispatcher, sources: tuple[Path, ...] = SOURCE_FILES, *, target: str = "cpu"):
     """Give a numba dispatcher (compiled with ``cache=False``) the on-disk cache keyed to
     the bytes of ``sources`` (every file its compiled code comes from; default: the QFH
     kernels); returns it. Leaves it uncached when the cache is off or its folder cannot be
-    made. Other packages' kernels (the backtest) pass their own source files."""
+    made. Other packages' kernels (the backtest) pass their own source files.
+
+    ``target="cuda"``: a numba-cuda kernel (``cuda.jit``); its cache holds the linked code
+    per compute capability (numba-cuda's index key), so a second process launches without
+    compiling. The CUDA simulator's kernels have nothing to cache and are returned as
+    they are."""
     if not enabled():
         return dispatcher
+    if target == "cuda" and not hasattr(dispatcher, "enable_caching"):
+        return dispatcher  # the CUDA simulator
     files = tuple(Path(p).resolve() for p in sources)
     try:
         cache_dir(files)
-        if files not in _CLASSES:
-            _CLASSES[files] = _numba_cache_classes(files)
-        dispatcher._cache = _CLASSES[files](dispatcher.py_func)
-    except (OSError, RuntimeError):
+        if (files, target) not in _CLASSES:
+            _CLASSES[files, target] = _numba_cache_classes(files, target)
+        dispatcher._cache = _CLASSES[files, target](dispatcher.py_func)
+    except (OSError, RuntimeError, ImportError):
         pass  # no writable folder: compile in memory, as numba does without a cache
     return dispatcher

@@ -18,6 +18,10 @@ source as the CPU and plain-Python versions (:mod:`sep_research.kernels.qfh`). K
 :func:`sweep_planned_cu` runs a :class:`sep_research.kernels.plan.SweepPlan` (every method)
 with the candle arrays copied to the device once.
 
+Kernels are cached on disk like the CPU drivers (:func:`sep_research.kernels.cache.attach`
+with ``target="cuda"``, keyed to the bytes of every kernel source and this file), so a second
+process launches them without compiling.
+
 Kernels are compiled without floating-point contraction (libNVVM ``-fma=0``) so that the
 GPU rounds every product and sum like the CPU; only ``exp``, ``log2`` and ``sin``
 (libdevice) may differ from the CPU's libm by an ulp or two.
@@ -26,11 +30,12 @@ GPU rounds every product and sum like the CPU; only ``exp``, ``log2`` and ``sin`
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import numpy as np
 from numba import cuda
 
-from sep_research.kernels import fixed, qfh, thresholds
+from sep_research.kernels import cache, fixed, qfh, thresholds
 from sep_research.kernels.loops import rebind
 
 _NS = rebind(lambda name, f: cuda.jit(device=True)(f), drivers=False)
@@ -259,6 +264,14 @@ def tgather_kernel(counts, sums, rows, td, h):
 STAGED_COPY_MIN_BYTES = 16 << 20
 STAGE_BYTES = 32 << 20
 _STAGES: dict = {}
+
+
+#: the files this module's kernels are compiled from (they key the kernels' disk cache)
+SOURCES = (*cache.SOURCE_FILES, Path(__file__).resolve())
+KERNELS = (features_kernel, temporal_kernel, sweep_kernel, reduce_kernel, sweep_exact_kernel,
+           reduce_exact_kernel, zero_kernel, tscatter_kernel, tcum_kernel, tgather_kernel)
+for _k in KERNELS:
+    cache.attach(_k, SOURCES, target="cuda")
 
 
 def _stage(n: int, dtype):

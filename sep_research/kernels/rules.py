@@ -185,7 +185,8 @@ def compile_rule(modules: tuple[str, ...], aliases: dict[str, str], target: str,
 
     ``modules``: the rule's body modules (full names, each with ``SCALAR_FUNCTIONS``);
     ``aliases``: role -> body name (``{"rule_decide": "mtf_decide"}``); ``sources``: the files
-    the rule's compiled code comes from (they key the CPU disk cache with the kernels').
+    the rule's compiled code comes from (they key the disk caches, CPU and CUDA, with the
+    kernels').
     Compiled once per process and target."""
     if target not in TARGETS:
         raise ValueError(f"target={target!r}: expected one of {', '.join(TARGETS)}")
@@ -215,8 +216,14 @@ def compile_rule(modules: tuple[str, ...], aliases: dict[str, str], target: str,
     else:
         from numba import cuda as _cuda
 
+        from sep_research.kernels import cache, cu
+
+        files = (*cu.SOURCES, _HERE / "rules.py", *(Path(p).resolve() for p in sources))
+
         def decorate(name, f):
-            return _cuda.jit(f) if name in KERNELS else _cuda.jit(device=True)(f)
+            if name in KERNELS:
+                return cache.attach(_cuda.jit(f), files, target="cuda")
+            return _cuda.jit(device=True)(f)
 
         ns = loops.rebind(decorate, drivers=False, modules=(*modules, __name__),
                           extra=tuple((n, this[n]) for n in KERNELS))
