@@ -218,7 +218,8 @@ def _real_gpu() -> bool:
 @pytest.mark.gpu
 @pytest.mark.skipif(not _real_gpu(), reason="needs a real CUDA GPU")
 def test_a_second_process_launches_cached_cuda_kernels(tmp_path):
-    env = dict(os.environ, SEP_NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
+    path = os.pathsep.join([str(ROOT)] + [q for q in [os.environ.get("PYTHONPATH")] if q])
+    env = dict(os.environ, SEP_NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=path)
     runs = []
     for _ in range(2):
         r = subprocess.run([sys.executable, "-c", _GPU_CHILD], cwd=ROOT, env=env,
