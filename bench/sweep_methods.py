@@ -27,7 +27,8 @@ and ``auto`` (the default: threshold-space sweep per group, exact sums). Two lev
 the best run is the least disturbed); ``cold`` is the first ``sweep_seed`` call in a fresh
 process (``--no-cold`` skips it), with the disk cache of the CPU kernels as it is (warm after
 the first-ever run; ``SEP_NUMBA_CACHE_DIR`` set to an empty folder measures a first-ever run);
-the CUDA kernels are cached the same way (since fae6869; before, every process compiled them). Effective configuration-candles per second =
+the CUDA kernels are cached the same way (since fae6869; before, every process compiled
+them). Effective configuration-candles per second =
 configurations x scored candles / seconds.
 
 Checks (printed): counts of ``auto`` equal to ``brute`` exactly; sums within the rounding bound

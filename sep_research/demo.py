@@ -120,7 +120,7 @@ def _wait_until(check: Any, *, timeout: float, what: str, proc: subprocess.Popen
             value = check()
             if value:
                 return value
-        except Exception as exc:
+        except Exception as exc:  # not up yet
             last_exc = exc
         time.sleep(interval)
     raise RuntimeError(f"{what}: timed out after {timeout:.0f} s ({last_exc})")

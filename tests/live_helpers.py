@@ -159,7 +159,7 @@ class Rig:
         for _ in range(max_steps):
             try:
                 runner.step()
-            except Exception:
+            except Exception:  # a fault storm: the loop carries on
                 runner.metrics.inc("loop_errors")
             if runner.metrics.counters.get("candles", 0) > before:
                 break

@@ -626,8 +626,8 @@ def test_transaction_stream_and_clean_end_on_stop():
     def reader():
         try:
             for msg in api.request(transactions.TransactionsStream(emu.account_id)):
-                got.append(msg)
-        except BaseException as exc:
+                got.append(msg)  # the stream may raise midway
+        except BaseException as exc:  # recorded for the assertion
             errors.append(exc)
 
     t = threading.Thread(target=reader)

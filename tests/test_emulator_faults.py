@@ -97,7 +97,7 @@ def test_stalled_stream_sends_nothing_not_even_heartbeats(emu):
     with pytest.raises(requests.exceptions.ConnectionError):  # read timeout inside the stream
         for msg in api.request(pricing.PricingStream(emu.account_id,
                                                      params={"instruments": "EUR_USD"})):
-            got.append(msg)
+            got.append(msg)  # the stream raises midway
     assert time.monotonic() - t >= 1.0
     assert [m["type"] for m in got] == ["PRICE"]  # the snapshot, then silence
     still_serving(emu)
@@ -110,7 +110,7 @@ def test_stream_cut_mid_chunk(emu):
     with pytest.raises(requests.exceptions.ChunkedEncodingError):
         for msg in api.request(pricing.PricingStream(emu.account_id,
                                                      params={"instruments": "EUR_USD"})):
-            got.append(msg)
+            got.append(msg)  # the stream raises midway
     assert got and got[0]["type"] == "PRICE"
     assert any(m["type"] == "HEARTBEAT" for m in got)  # it ran normally before the cut
     still_serving(emu)

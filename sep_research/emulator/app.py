@@ -135,7 +135,7 @@ def check_financing(value: Any) -> dict[str, Any] | str:
                              "instruments to rates")
         return value
     if not isinstance(value, Mapping):
-        raise ValueError(
+        raise ValueError(  # a bad setting, as every check of the config
             f"financing: expected 'default', 'off' or a mapping of instruments to rates, got "
             f"{type(value).__name__}")
     out: dict[str, Any] = {}
@@ -332,7 +332,7 @@ class Emulator:
         srv.server_close()
         self._server = None
 
-    def __enter__(self) -> Emulator:
+    def __enter__(self) -> Emulator:  # start() returns self
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -413,7 +413,7 @@ class EmulatorProcess:
             pickle.dump(config, fh)
         self._cfg_path = Path(path)
         # stderr goes to a file: a pipe nobody reads could fill up and block the child
-        self._err = tempfile.TemporaryFile(
+        self._err = tempfile.TemporaryFile(  # lives as long as the child
             mode="w+", prefix="sep-emulator-", suffix=".log")
         self.process = subprocess.Popen(  # noqa: S603 - this interpreter, a fixed module
             [sys.executable, "-m", "sep_research.emulator.child", path],

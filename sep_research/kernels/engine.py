@@ -68,7 +68,7 @@ def _probe_cuda() -> bool:
         from numba import cuda
 
         return bool(cuda.is_available())
-    except Exception:
+    except Exception:  # any driver problem means "not available"
         return False
 
 

@@ -228,7 +228,7 @@ class OandaFeed(Feed):
                 elif msg.get("type") == "PRICE" or "bids" in msg:
                     self._take_price(msg)
                     self._see_time(parse_time(msg["time"]))
-        except Exception as exc:
+        except Exception as exc:  # a dead stream falls back to polling
             log.error("price stream ended: %s; falling back to polling prices", exc)
 
     def stats(self) -> dict[str, float]:

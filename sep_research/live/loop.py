@@ -186,7 +186,7 @@ class CandleLoop:
     def update_equity(self) -> None:
         try:
             self.state.account = self.broker.account()
-        except Exception as exc:
+        except Exception as exc:  # a failed read is retried next loop
             self.metrics.inc("errors")
             log.warning("account read failed: %s", exc)
             return

@@ -248,7 +248,7 @@ class OrderDesk:
                 res = self.broker.find_order(cid, self.journal.last_transaction_id)
                 if res is None or res.state != "unknown":
                     return res
-            except Exception as exc:
+            except Exception as exc:  # keep reading; never re-send
                 log.warning("reading transactions failed: %s", exc)
             self.sleep(delay)
             delay = min(delay * 2, 5.0)

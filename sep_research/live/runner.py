@@ -354,7 +354,7 @@ class Runner:
                 probe = model.new_stream()
                 for c in _probe_candles(model.instrument, 64):
                     probe.update(c)
-        except Exception as exc:
+        except Exception as exc:  # any failure of the new code refuses it
             raise ReloadRefused(f"{model.path}: the model fails on recent candles "
                                 f"({type(exc).__name__}: {bounded(exc, 200)})") from None
         return path, (hist[-1].time if hist else None)
@@ -377,7 +377,7 @@ class Runner:
                 if models[inst].policy.hold == "keep" and old_path is not None:
                     path.previous = old_path.previous
                 new_paths[inst] = path
-        except Exception as exc:
+        except Exception as exc:  # nothing is swapped
             reason = bounded(f"reload refused: the new model fails on the newest candles "
                              f"({type(exc).__name__}: {exc})")
             self.journal.record_decision("reload", False, reason, rule="api",

@@ -98,7 +98,7 @@ def _read_lines(resp: requests.Response, out: queue.Queue, stop: threading.Event
                 out.put(_Failed(ValueError(f"stream sent a line that is not JSON ({exc})")))
                 return
         out.put(_END)
-    except BaseException as exc:
+    except BaseException as exc:  # handed to the consumer thread
         out.put(_Failed(exc))
 
 

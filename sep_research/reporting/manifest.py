@@ -69,7 +69,7 @@ def gpu_info() -> list[dict[str, Any]]:
                     "memory_bytes": int(total),
                 })
         return gpus
-    except Exception as exc:
+    except Exception as exc:  # hardware probing must never fail a run
         return [{"error": f"{exc.__class__.__name__}: {exc}"}]
 
 

@@ -125,7 +125,7 @@ def execute_run(
             "type": exc.ename, "message": str(exc.evalue), "cell": exc.exec_count,
             "traceback": "\n".join(exc.traceback or [])[-8000:],
         }
-    except Exception as exc:
+    except Exception as exc:  # any failure is recorded, the batch goes on
         manifest["status"] = "failed"
         manifest["error"] = {
             "type": exc.__class__.__name__, "message": str(exc),
@@ -141,7 +141,7 @@ def execute_run(
 
             export_html(out_nb, run_dir / HTML_FILE, title=spec.run_id)
             files["html"] = HTML_FILE
-        except Exception as exc:
+        except Exception as exc:  # the run's result stands without its HTML
             manifest["html_error"] = f"{exc.__class__.__name__}: {exc}"
     metrics: dict[str, Any] = {}
     if (run_dir / "metrics.json").is_file():

@@ -266,7 +266,7 @@ def run_sweep_grid(
                           "tables": ["tables/top.csv"]}
             summaries.append({"run_id": rid, "status": "ok", "error": None,
                               "metrics": metrics})
-    except Exception as exc:
+    except Exception as exc:  # recorded in every unfinished manifest
         err = {"type": exc.__class__.__name__, "message": str(exc),
                "traceback": traceback.format_exc()[-8000:]}
         done = {s["run_id"] for s in summaries}

@@ -230,7 +230,7 @@ def _run_on_dask(
             spec = futures[fut]
             try:
                 summary = fut.result()
-            except Exception as exc:
+            except Exception as exc:  # a lost worker fails its run only
                 _record_lost_run(root, spec, exc)
                 summary = _failed_summary(spec.run_id, exc)
             summaries.append(summary)

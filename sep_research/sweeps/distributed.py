@@ -402,7 +402,7 @@ def visible_gpu_ids() -> list[str]:
         if not cuda.is_available():
             return []
         return [str(d.id) for d in cuda.list_devices()]
-    except Exception:
+    except Exception:  # no driver, no GPUs
         return []
 
 
