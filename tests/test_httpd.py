@@ -11,6 +11,7 @@ import pytest
 
 from sep_research._util import JsonInputError, loads_json
 from sep_research.httpd import BoundedHandler, BoundedHTTPServer, HttpError
+from tests.loopback import raw_http
 
 TOKEN = "test-token-not-a-secret"
 
@@ -39,34 +40,13 @@ def server():
     srv.server_close()
 
 
-def _raw(port: int, data: bytes, *, timeout: float = 5.0) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(data)
-        out = b""
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except TimeoutError:
-                break
-            if not chunk:
-                break
-            out += chunk
-            if b"\r\n\r\n" in out:
-                head, _, rest = out.partition(b"\r\n\r\n")
-                n = [int(h.split(b":")[1]) for h in head.split(b"\r\n")
-                     if h.lower().startswith(b"content-length:")]
-                if n and len(rest) >= n[0]:
-                    break
-        return out
-
-
 def _status(resp: bytes) -> int:
     return int(resp.split(b" ", 2)[1])
 
 
 def test_get_and_keepalive(server):
     port = server.server_address[1]
-    resp = _raw(port, b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+    resp = raw_http(port, b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
     assert _status(resp) == 200 and b'"path":"/x"' in resp
 
 
@@ -78,7 +58,7 @@ def test_connection_cap_answers_503_and_frees_the_socket(server):
         deadline = time.monotonic() + 5
         while server.active_connections < 4 and time.monotonic() < deadline:
             time.sleep(0.02)
-        resp = _raw(port, b"GET / HTTP/1.1\r\n\r\n")
+        resp = raw_http(port, b"GET / HTTP/1.1\r\n\r\n")
         assert _status(resp) == 503
         assert server.refused_connections >= 1
     finally:
@@ -127,7 +107,7 @@ def test_authenticated_body_over_the_limit_is_refused(server):
     port = server.server_address[1]
     head = (f"POST / HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n"
             "Content-Length: 5000\r\n\r\n").encode()
-    resp = _raw(port, head)
+    resp = raw_http(port, head)
     assert _status(resp) == 413
 
 
@@ -144,7 +124,7 @@ def test_authenticated_body_over_the_limit_is_refused(server):
 ])
 def test_malformed_requests_get_json_errors(server, request_bytes, status):
     """Findings 18/20: malformed input gets a clear answer, never a traceback or HTTP/0.9."""
-    resp = _raw(server.server_address[1], request_bytes)
+    resp = raw_http(server.server_address[1], request_bytes)
     assert resp.startswith(b"HTTP/1.1 ")
     assert _status(resp) == status
     body = resp.partition(b"\r\n\r\n")[2]
@@ -153,8 +133,8 @@ def test_malformed_requests_get_json_errors(server, request_bytes, status):
 
 def test_handler_exception_is_a_500_and_the_server_stays_up(server, caplog):
     port = server.server_address[1]
-    assert _status(_raw(port, b"GET /boom HTTP/1.1\r\n\r\n")) == 500
-    assert _status(_raw(port, b"GET /ok HTTP/1.1\r\n\r\n")) == 200
+    assert _status(raw_http(port, b"GET /boom HTTP/1.1\r\n\r\n")) == 500
+    assert _status(raw_http(port, b"GET /ok HTTP/1.1\r\n\r\n")) == 200
 
 
 def test_deep_or_bad_json_is_a_clear_error():
