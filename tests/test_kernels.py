@@ -145,6 +145,17 @@ def test_features_batch_many_series_and_windows(sample, eurusd):
                 q = qfh.FEATURE_NAMES.index(name)
                 assert _same(outs["cpu"][q, :, col], ref[name]), (s, w, name)
 
+    # the sweep's table of some of them: the same values, column-major, in the order asked
+    rows = (qfh.F_TF, qfh.F_HAS, qfh.F_VM)
+    for engine in ("python", "cpu"):
+        tab = eng.compute_feature_table(cols["close"], cols["high"], cols["low"],
+                                        cols["volume"], windows, prm, rows, engine=engine)
+        assert tab.shape == (3, 2 * 3, n) and tab.flags.c_contiguous
+        assert _same(tab, outs["cpu"][list(rows)].transpose(0, 2, 1))
+    with pytest.raises(ValueError, match="features must be indices"):
+        eng.compute_feature_table(cols["close"], cols["high"], cols["low"], cols["volume"],
+                                  windows, prm, (qfh.N_FEATURES,), engine="cpu")
+
 
 # ---- the fused sweep -----------------------------------------------------------------------
 

@@ -54,6 +54,11 @@ def _simulated_checks() -> None:
         ref = np.empty_like(got)
         loops.features_into(ref, *args)
         assert np.array_equal(got, ref, equal_nan=True), f"features legacy={legacy}"
+        # the sweep's table of some features, gathered on the device: the same values
+        rows = np.array([qfh.F_HAS, qfh.F_TF, qfh.F_VF, qfh.F_COHERENCE], dtype=np.int64)
+        tab = cu.feature_table_cu(*args, rows, block=32)
+        assert tab.shape == (4, 3, n) and tab.flags.c_contiguous
+        assert np.array_equal(tab, ref[rows].transpose(0, 2, 1), equal_nan=True), "table"
     # the engine switch reaches the simulated GPU, and agrees with the naive reference
     lists = [list(x[k]) for k in ("open", "high", "low", "close", "volume")]
     sig = seed_signals(x, instrument="EUR_USD", engine="cuda")

@@ -15,7 +15,8 @@ Layout (see each module's docstring):
 - :mod:`~sep_research.kernels.cu`: numba-cuda twins (``*_cu``) and kernels, imported only
   when used;
 - :mod:`~sep_research.kernels.engine`: the engine switch (``auto | cpu | cuda | python``)
-  and the array entry points ``compute_features``, ``compute_signals``, ``run_sweep``.
+  and the array entry points ``compute_features``, ``compute_feature_table``,
+  ``compute_signals``, ``run_sweep``.
 
 ``import sep_research.kernels`` imports neither numba nor pandas.
 """
@@ -23,6 +24,7 @@ Layout (see each module's docstring):
 from sep_research.kernels.engine import (
     ENGINES,
     EngineError,
+    compute_feature_table,
     compute_features,
     compute_signals,
     cuda_available,
@@ -30,5 +32,5 @@ from sep_research.kernels.engine import (
     run_sweep,
 )
 
-__all__ = ["ENGINES", "EngineError", "compute_features", "compute_signals", "cuda_available",
-           "resolve_engine", "run_sweep"]
+__all__ = ["ENGINES", "EngineError", "compute_feature_table", "compute_features",
+           "compute_signals", "cuda_available", "resolve_engine", "run_sweep"]

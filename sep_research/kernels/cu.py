@@ -4,6 +4,8 @@ Importing this module imports numba.cuda. The device functions come from the ver
 source as the CPU and plain-Python versions (:mod:`sep_research.kernels.qfh`). Kernels:
 
 - ``features_kernel`` / ``temporal_kernel``: one thread per (column, candle);
+  ``gather_table_kernel``: the features the sweep reads, in its layout, so only they are
+  copied to the host;
 - ``sweep_kernel``: one thread per (configuration, chunk of candles); threads of a warp
   hold neighbouring configurations and read the same candle, so candle data is broadcast;
 - ``reduce_kernel``: one thread per configuration adds the chunk partials in chunk order,
@@ -266,10 +268,25 @@ STAGE_BYTES = 32 << 20
 _STAGES: dict = {}
 
 
+@cuda.jit
+def gather_table_kernel(tab, feat, rows):
+    """tab[j, col, i] = feat[rows[j], i, col]: one thread per output element (writes
+    coalesced along i)."""
+    t = cuda.grid(1)
+    nj, ncol, n = tab.shape
+    if t < nj * ncol * n:
+        i = t % n
+        r = t // n
+        col = r % ncol
+        j = r // ncol
+        tab[j, col, i] = feat[rows[j], i, col]
+
+
 #: the files this module's kernels are compiled from (they key the kernels' disk cache)
 SOURCES = (*cache.SOURCE_FILES, Path(__file__).resolve())
 KERNELS = (features_kernel, temporal_kernel, sweep_kernel, reduce_kernel, sweep_exact_kernel,
-           reduce_exact_kernel, zero_kernel, tscatter_kernel, tcum_kernel, tgather_kernel)
+           reduce_exact_kernel, zero_kernel, tscatter_kernel, tcum_kernel, tgather_kernel,
+           gather_table_kernel)
 for _k in KERNELS:
     cache.attach(_k, SOURCES, target="cuda")
 
@@ -323,9 +340,8 @@ def _blocks(total: int, block: int) -> int:
     return max(1, (total + block - 1) // block)
 
 
-def features_cu(bits, high, low, volume, windows, legacy, legacy_range, prm,
-                block: int = FEATURE_BLOCK) -> np.ndarray:
-    """GPU twin of ``loops.features_into``; returns the host array out[F_*, i, col]."""
+def _features_device(bits, high, low, volume, windows, legacy, legacy_range, prm, block):
+    """The features kernel's output on the device, d_out[F_*, i, col]."""
     ns, n = high.shape
     nw = windows.shape[0]
     ncol = ns * nw
@@ -337,8 +353,30 @@ def features_cu(bits, high, low, volume, windows, legacy, legacy_range, prm,
         features_kernel[_blocks(total, block), block](
             d_out, d_in[0], d_in[1], d_in[2], d_in[3], d_in[4], legacy, d_in[5], d_in[6])
         temporal_kernel[_blocks(total, block), block](d_out, n, ncol, first, d_in[6])
+    return d_out
+
+
+def features_cu(bits, high, low, volume, windows, legacy, legacy_range, prm,
+                block: int = FEATURE_BLOCK) -> np.ndarray:
+    """GPU twin of ``loops.features_into``; returns the host array out[F_*, i, col]."""
+    d_out = _features_device(bits, high, low, volume, windows, legacy, legacy_range, prm,
+                             block)
     cuda.synchronize()
     return _to_host(d_out)
+
+
+def feature_table_cu(bits, high, low, volume, windows, legacy, legacy_range, prm, rows,
+                     block: int = FEATURE_BLOCK) -> np.ndarray:
+    """The features ``rows`` in the sweep's layout, out[j, col, i] (host array): gathered on
+    the device, so that only they come back."""
+    d_feat = _features_device(bits, high, low, volume, windows, legacy, legacy_range, prm,
+                              block)
+    _, n, ncol = d_feat.shape
+    d_tab = cuda.device_array((rows.shape[0], ncol, n), dtype=np.float64)
+    total = rows.shape[0] * ncol * n
+    gather_table_kernel[_blocks(total, block), block](d_tab, d_feat, _to_device(rows))
+    cuda.synchronize()
+    return _to_host(d_tab)
 
 
 def sweep_device(d_g, d_fw, d_cv, score_start: int, score_end: int, chunk: int,

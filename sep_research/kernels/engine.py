@@ -12,6 +12,8 @@
 Entry points (arrays in, arrays out; no pandas):
 
 - :func:`compute_features` -> float64 ``(N_FEATURES, n, n_series * n_windows)``
+- :func:`compute_feature_table` -> some of them, float64 ``(n_selected, n_series * n_windows, n)``
+  (the sweep's layout)
 - :func:`compute_signals` -> ``(action int8, confidence float64, hc bool)`` of one config
 - :func:`run_sweep` -> ``(counts int64 (7, K), sums float64 (4, K))``
 
@@ -129,17 +131,8 @@ def _check_alignment(alignment: str) -> bool:
     return alignment == "legacy"
 
 
-def compute_features(close, high, low, volume, windows, prm, *, alignment: str = "causal",
-                     engine: str = "auto", bits=None) -> np.ndarray:
-    """Per-candle features for many series and window lengths in one call.
-
-    ``close, high, low, volume``: 1-D (one series) or 2-D ``(n_series, n)`` arrays.
-    ``windows``: window lengths in bits (each >= 2). ``prm``: the parameter vector
-    (``SeedParams.to_vector()``). Returns ``out[F_*, i, s * n_windows + w]`` (float64),
-    rows are time; candles without features hold ``F_HAS = 0`` and NaN elsewhere.
-    ``bits``: the series' bits ``(n_series, n - 1)`` of 0/1, when a rule encodes moves
-    otherwise than the spec's ``close[k+1] > close[k]`` (the default).
-    """
+def _feature_args(close, high, low, volume, windows, prm, alignment: str, engine: str, bits):
+    """(engine, the drivers' argument tuple, n_series, n, windows) after validation."""
     legacy = _check_alignment(alignment)
     eng = resolve_engine(engine)
     x = prepare_inputs(close, high, low, volume)
@@ -157,11 +150,10 @@ def compute_features(close, high, low, volume, windows, prm, *, alignment: str =
         raise ValueError(f"prm must have shape ({qfh.N_PARAMS},), got {prm.shape}")
     ns, n = x["high"].shape
     lr = legacy_ranges(x["high"], x["low"], prm)
-    args = (x["bits"], x["high"], x["low"], x["volume"], win, legacy, lr, prm)
-    if eng == "cuda":
-        from sep_research.kernels import cu
+    return eng, (x["bits"], x["high"], x["low"], x["volume"], win, legacy, lr, prm), ns, n, win
 
-        return cu.features_cu(*args)
+
+def _host_features(eng: str, args: tuple, ns: int, n: int, win: np.ndarray) -> np.ndarray:
     out = np.empty((qfh.N_FEATURES, n, ns * win.size), dtype=np.float64)
     if eng == "cpu":
         from sep_research.kernels import nb
@@ -172,6 +164,51 @@ def compute_features(close, high, low, volume, windows, prm, *, alignment: str =
 
         loops.features_into(out, *args)
     return out
+
+
+def compute_features(close, high, low, volume, windows, prm, *, alignment: str = "causal",
+                     engine: str = "auto", bits=None) -> np.ndarray:
+    """Per-candle features for many series and window lengths in one call.
+
+    ``close, high, low, volume``: 1-D (one series) or 2-D ``(n_series, n)`` arrays.
+    ``windows``: window lengths in bits (each >= 2). ``prm``: the parameter vector
+    (``SeedParams.to_vector()``). Returns ``out[F_*, i, s * n_windows + w]`` (float64),
+    rows are time; candles without features hold ``F_HAS = 0`` and NaN elsewhere.
+    ``bits``: the series' bits ``(n_series, n - 1)`` of 0/1, when a rule encodes moves
+    otherwise than the spec's ``close[k+1] > close[k]`` (the default).
+    """
+    eng, args, ns, n, win = _feature_args(close, high, low, volume, windows, prm, alignment,
+                                          engine, bits)
+    if eng == "cuda":
+        from sep_research.kernels import cu
+
+        return cu.features_cu(*args)
+    return _host_features(eng, args, ns, n, win)
+
+
+def compute_feature_table(close, high, low, volume, windows, prm, features, *,
+                          alignment: str = "causal", engine: str = "auto",
+                          bits=None) -> np.ndarray:
+    """The features ``features`` (indices ``F_*``) in the sweep's column-major layout:
+    ``out[j, s * n_windows + w, i] = compute_features(...)[features[j], i, s * n_windows + w]``,
+    float64, C-contiguous; the same values bit for bit.
+
+    On the GPU only these features come back to the host, already in this layout (the other
+    features and the transposition never leave the device): the sweep reads five of the
+    twenty, and copying all of them was most of a distributed block's time
+    (``bench/results/multigpu-2026-12-01-h200.md``)."""
+    rows = np.asarray(features, dtype=np.int64).reshape(-1)
+    if rows.size == 0 or np.any((rows < 0) | (rows >= qfh.N_FEATURES)):
+        raise ValueError(f"features must be indices F_* in 0 .. {qfh.N_FEATURES - 1}, "
+                         f"got {features!r}")
+    eng, args, ns, n, win = _feature_args(close, high, low, volume, windows, prm, alignment,
+                                          engine, bits)
+    if eng == "cuda":
+        from sep_research.kernels import cu
+
+        return cu.feature_table_cu(*args, rows)
+    out = _host_features(eng, args, ns, n, win)
+    return np.ascontiguousarray(out[rows].transpose(0, 2, 1))
 
 
 def compute_signals(feat: np.ndarray, col: int, ws: float, wc: float, we: float, bt: float,

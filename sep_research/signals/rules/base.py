@@ -400,14 +400,18 @@ class BitsRule(Rule):
         def series(a: np.ndarray) -> np.ndarray:
             return a if ns == 1 else np.ascontiguousarray(np.tile(a, (ns, 1)))
 
-        feat = _engine.compute_features(series(x["close"]), series(x["high"]), series(x["low"]),
-                                        series(x["volume"]), windows, params.to_vector(pip),
-                                        alignment=alignment, engine=engine, bits=bits)
-        fw = np.ascontiguousarray(np.stack([feat[q].T for q in FW_FEATURES]))
+        # the five features the sweep reads, and the volume factor and multiplier (the same
+        # in every column), in the sweep's layout
+        tab = _engine.compute_feature_table(
+            series(x["close"]), series(x["high"]), series(x["low"]), series(x["volume"]),
+            windows, params.to_vector(pip), (*FW_FEATURES, qfh.F_VF, qfh.F_VM),
+            alignment=alignment, engine=engine, bits=bits)
+        nf = len(FW_FEATURES)
+        fw = tab[:nf]
         m = x["close"].shape[0]
         cv = np.full((4, m), np.nan)
-        cv[0] = feat[qfh.F_VF, :, 0]
-        cv[1] = feat[qfh.F_VM, :, 0]
+        cv[0] = tab[nf, 0]
+        cv[1] = tab[nf + 1, 0]
         return grid.kernel_table(cidx * windows.size + widx), fw, cv
 
     def run_sweep(self, g, fw, cv, lo, hi, *, engine, chunk, block, method="auto"):
