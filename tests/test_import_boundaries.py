@@ -16,7 +16,8 @@ MODULES = ("runners.live", "sep_research.live", "sep_research.live.cli",
            "sep_research.live.runner", "sep_research.live.brokers", "sep_research.live.feed",
            "sep_research.live.model", "sep_research.live.status", "sep_research.live.journal",
            "sep_research.live.loop", "sep_research.live.orders", "sep_research.live.reconcile",
-           "sep_research.live.view", "sep_research.live.paper", "sep_research.live.oanda_broker")
+           "sep_research.live.view", "sep_research.live.paper", "sep_research.live.oanda_broker",
+           "sep_research.live.page", "sep_research.live.page.browser")
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -72,3 +73,26 @@ def test_the_package_never_imports_runners() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_test_modules_never_import_each_other() -> None:
+    """Shared test code lives in helper modules (``tests/live_helpers.py``, ``status_rig.py``,
+    ``loopback.py``, ``conftest.py``, ...), never in another test module: importing a test
+    module runs its fixtures' and tests' definitions twice and ties unrelated tests together."""
+    import ast
+    from pathlib import Path
+
+    bad = []
+    for path in sorted(Path(__file__).resolve().parent.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                parts = name.split(".")
+                if parts[0].startswith("test_") or (parts[0] == "tests" and len(parts) > 1
+                                                    and parts[1].startswith("test_")):
+                    bad.append(f"{path.name}:{node.lineno} imports {name}")
+    assert not bad, "test modules import each other: " + "; ".join(bad)

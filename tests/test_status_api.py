@@ -18,46 +18,12 @@ from typing import Any
 
 import pytest
 
-from sep_research.live.status import MAX_REASON, StatusError, StatusServer, prometheus
-from tests.test_httpd import _raw
+from sep_research.live.status import MAX_REASON, StatusError, StatusServer
+from tests.loopback import raw_http
+from tests.status_rig import FakeSource
 
 TOKEN = "fake-status-token-for-tests"
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class FakeSource:
-    """A stand-in for the runner (the page's extra reads included)."""
-
-    def __init__(self) -> None:
-        self.commands: list[tuple[str, dict[str, Any]]] = []
-        self.halt_reason = ""
-
-    def status(self) -> dict[str, Any]:
-        return {"service": "t", "mode": "paper", "now": "2026-11-24T10:30:00Z",
-                "granularity": "H1", "instruments": ["EUR_USD"],
-                "last_candle": {"EUR_USD": {"time": "2026-11-24T09:00:00Z", "close": 1.1}},
-                "risk": {"halted": bool(self.halt_reason), "halt_reason": self.halt_reason}}
-
-    def health(self) -> tuple[bool, dict[str, Any]]:
-        return True, {"ok": True, "loop_age_s": 0.1, "halted": False}
-
-    def positions(self) -> list[dict[str, Any]]:
-        return [{"trade_id": "1"}]
-
-    def signals(self, limit: int) -> list[dict[str, Any]]:
-        return [{"n": limit}]
-
-    def trades(self, limit: int) -> dict[str, Any]:
-        return {"trades": [], "orders": [], "decisions": []}
-
-    def metrics_text(self) -> str:
-        return prometheus([("sep_x_total", "counter", "x", [({"kind": "a"}, 2.0)])])
-
-    def command(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        self.commands.append((name, body))
-        if name == "halt":
-            self.halt_reason = body.get("reason", "")
-        return {"ok": True}
 
 
 @pytest.fixture()
@@ -249,7 +215,7 @@ def test_finding_1_unauthenticated_post_body_is_never_read(server: StatusServer,
     took the runner from 61 to 249 MB). Now the 401 comes back before any byte of the body
     is sent, and the connection is closed."""
     for path in ("/api/halt", "/api/reload", "/api/nothing-here"):
-        resp = _raw(server.port, f"POST {path} HTTP/1.1\r\nHost: x\r\n"
+        resp = raw_http(server.port, f"POST {path} HTTP/1.1\r\nHost: x\r\n"
                     "Content-Length: 200000000\r\n\r\n".encode())
         assert _status(resp) in (401, 404) and b"Connection: close" in resp
     assert source.commands == []
@@ -267,10 +233,10 @@ def test_finding_1_idle_connections_are_capped_and_cut(source: FakeSource) -> No
         while srv.active_connections < 4 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert srv.active_connections == 4
-        assert _status(_raw(srv.port, b"GET /health HTTP/1.1\r\n\r\n")) == 503
+        assert _status(raw_http(srv.port, b"GET /health HTTP/1.1\r\n\r\n")) == 503
         for s in idle:  # each idle connection is closed by the server (recv gives b"")
             assert s.recv(100) == b""
-        assert _status(_raw(srv.port, b"GET /health HTTP/1.1\r\n\r\n")) == 200
+        assert _status(raw_http(srv.port, b"GET /health HTTP/1.1\r\n\r\n")) == 200
     finally:
         for s in idle:
             s.close()
@@ -302,7 +268,7 @@ def test_finding_18_hostile_post_gets_a_json_error(server: StatusServer, source:
     Each now gets a JSON error answer, nothing on standard error, and the server stays up."""
     head = (f"POST /api/halt HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
             ).encode()
-    resp = _raw(server.port, head + tail)
+    resp = raw_http(server.port, head + tail)
     assert _status(resp) == code
     assert "error" in _body(resp)
     assert source.commands == []

@@ -73,7 +73,7 @@ def test_page_files_are_built_into_the_package(tmp_path: Path) -> None:
 
 
 def test_page_is_served_with_csp_and_no_secret() -> None:
-    from tests.test_status_api import FakeSource
+    from tests.status_rig import FakeSource
 
     srv = StatusServer(FakeSource(), host="0.0.0.0", port=0, token=TOKEN).start()
     try:
@@ -316,10 +316,3 @@ def test_screenshot_without_a_browser(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("SEP_CHROMIUM", str(tmp_path / "no-such-browser"))
     assert screenshot("http://127.0.0.1:9/", tmp_path / "p.png") is None
     assert not (tmp_path / "p.png").exists()
-
-
-@pytest.mark.parametrize("module", ["sep_research.live.page", "sep_research.live.page.browser"])
-def test_page_modules_import_nothing_heavy(module: str) -> None:
-    from tests.test_import_boundaries import test_live_imports_nothing_heavy
-
-    test_live_imports_nothing_heavy(module)
