@@ -285,13 +285,17 @@ class MtfRule(DecisionRule):
         prm = params.to_vector(pip)
         n = x["close"].shape[0]
         nw = windows.size
-        feat = _engine.compute_features(x["close"], x["high"], x["low"], x["volume"], windows,
-                                        prm, alignment="causal", engine=engine)
+        # the sweep's five features and the volume factor and multiplier, in its layout
+        wanted = (*FW_FEATURES, qfh.F_VF, qfh.F_VM)
+        nf = len(FW_FEATURES)
+        tab = _engine.compute_feature_table(x["close"], x["high"], x["low"], x["volume"],
+                                            windows, prm, wanted, alignment="causal",
+                                            engine=engine)
         fw = np.full((N_FW, nw, n), np.nan)
         cv = np.full((N_CV, n), np.nan)
-        fw[0:5] = np.stack([feat[q].T for q in FW_FEATURES])
-        cv[0] = feat[qfh.F_VF, :, 0]
-        cv[1] = feat[qfh.F_VM, :, 0]
+        fw[0:nf] = tab[:nf]
+        cv[0] = tab[nf, 0]
+        cv[1] = tab[nf + 1, 0]
         for r, htf in enumerate((params.htf1, params.htf2)):
             d, s = htf_step(granularity, htf)
             h = resample_arrays(x["time"], x["open"], x["high"], x["low"], x["close"],
@@ -302,12 +306,13 @@ class MtfRule(DecisionRule):
             ok = jj >= 0
             if not ok.any():
                 continue
-            fh = _engine.compute_features(h["close"], h["high"], h["low"], h["volume"],
-                                          windows, prm, alignment="causal", engine=engine)
-            for j, q in enumerate(FW_FEATURES):
-                fw[q0 + j][:, ok] = fh[q][jj[ok]].T
-            cv[C_VF1 + 2 * r, ok] = fh[qfh.F_VF][jj[ok], 0]
-            cv[C_VF1 + 2 * r + 1, ok] = fh[qfh.F_VM][jj[ok], 0]
+            th = _engine.compute_feature_table(h["close"], h["high"], h["low"], h["volume"],
+                                               windows, prm, wanted, alignment="causal",
+                                               engine=engine)
+            for j in range(nf):
+                fw[q0 + j][:, ok] = th[j][:, jj[ok]]
+            cv[C_VF1 + 2 * r, ok] = th[nf, 0, jj[ok]]
+            cv[C_VF1 + 2 * r + 1, ok] = th[nf + 1, 0, jj[ok]]
         return np.ascontiguousarray(fw), cv
 
     def stream(self, params, *, instrument, granularity):
