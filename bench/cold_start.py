@@ -38,7 +38,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 _CHILD = r"""
-import json, time
+import json, sys, time
+ENGINE = sys.argv[1]
 t0 = time.perf_counter()
 from sep_research.data import load_sample
 from sep_research.signals.sweep import sweep_seed
@@ -69,8 +70,7 @@ def _env(root: Path, cache: Path, cache_on: bool = True) -> dict:
 
 def sweep_child(python: str, root: Path, cache: Path, engine: str = "cpu",
                 cache_on: bool = True) -> dict:
-    code = _CHILD.replace("ENGINE", repr(engine))
-    r = subprocess.run([python, "-c", code], cwd=cache, env=_env(root, cache, cache_on),
+    r = subprocess.run([python, "-c", _CHILD, engine], cwd=cache, env=_env(root, cache, cache_on),
                        capture_output=True, text=True, timeout=900, check=False)
     if r.returncode != 0:
         return {"error": r.stderr[-500:]}
